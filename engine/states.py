@@ -1,0 +1,143 @@
+"""The state machines of signal, decision, order and position: each defined once, here.
+
+Code never assigns a ``status`` column directly; it calls ``MACHINE.move(row, NEW)``, which
+checks the transition and raises ``IllegalTransition`` for one the machine does not allow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+
+class SignalStatus(StrEnum):
+    ACCEPTED = "accepted"  # stored, waiting for fan-out
+    DISPATCHED = "dispatched"  # sent to subscribers (or posted to the channel)
+    EXPIRED = "expired"  # approval window over
+    CANCELLED = "cancelled"
+
+
+class DecisionStatus(StrEnum):
+    PENDING = "pending"  # delivered, no answer yet
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class OrderStatus(StrEnum):
+    PENDING = "pending"  # approved, not yet sent to the broker
+    SUBMITTING = "submitting"  # committed before the broker call; in flight
+    UNKNOWN = "unknown"  # no reliable answer: must be looked up at the broker before any retry
+    RETRY_WAIT = "retry_wait"  # transient failure, confirmed absent at the broker; will resend
+    PLACED = "placed"  # pending limit/stop order resting at the broker
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    REFUSED = "refused"  # refused by our rules or by the broker; final
+    FAILED = "failed"  # retries exhausted; final, ops alerted
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class PositionStatus(StrEnum):
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+S = TypeVar("S", bound=StrEnum)
+
+
+class IllegalTransition(Exception):
+    def __init__(self, machine: str, current: str, target: str) -> None:
+        super().__init__(f"{machine}: illegal transition {current} -> {target}")
+        self.machine = machine
+        self.current = current
+        self.target = target
+
+
+class StateMachine(Generic[S]):
+    def __init__(self, name: str, states: type[S], transitions: Mapping[S, frozenset[S]]) -> None:
+        missing = set(states) - set(transitions)
+        if missing:
+            raise ValueError(f"{name}: states without a transition entry: {sorted(missing)}")
+        self.name = name
+        self.states = states
+        self.transitions = dict(transitions)
+
+    def can(self, current: S | str, target: S | str) -> bool:
+        return self.states(target) in self.transitions[self.states(current)]
+
+    def check(self, current: S | str, target: S | str) -> S:
+        if not self.can(current, target):
+            raise IllegalTransition(self.name, str(current), str(target))
+        return self.states(target)
+
+    def is_final(self, state: S | str) -> bool:
+        return not self.transitions[self.states(state)]
+
+    def move(self, row: Any, target: S | str, attr: str = "status") -> None:
+        """Set ``row.<attr>`` to ``target`` if the machine allows it from the current value."""
+        setattr(row, attr, self.check(getattr(row, attr), target).value)
+
+
+def _f(*states: Any) -> frozenset[Any]:
+    return frozenset(states)
+
+
+SIGNAL = StateMachine(
+    "signal",
+    SignalStatus,
+    {
+        SignalStatus.ACCEPTED: _f(SignalStatus.DISPATCHED, SignalStatus.EXPIRED, SignalStatus.CANCELLED),
+        SignalStatus.DISPATCHED: _f(SignalStatus.EXPIRED, SignalStatus.CANCELLED),
+        SignalStatus.EXPIRED: _f(),
+        SignalStatus.CANCELLED: _f(),
+    },
+)
+
+DECISION = StateMachine(
+    "decision",
+    DecisionStatus,
+    {
+        DecisionStatus.PENDING: _f(DecisionStatus.APPROVED, DecisionStatus.REJECTED, DecisionStatus.EXPIRED),
+        DecisionStatus.APPROVED: _f(),
+        DecisionStatus.REJECTED: _f(),
+        DecisionStatus.EXPIRED: _f(),
+    },
+)
+
+_O = OrderStatus
+ORDER = StateMachine(
+    "order",
+    OrderStatus,
+    {
+        _O.PENDING: _f(_O.SUBMITTING, _O.REFUSED, _O.CANCELLED),
+        _O.SUBMITTING: _f(
+            _O.PLACED, _O.PARTIALLY_FILLED, _O.FILLED, _O.REFUSED, _O.UNKNOWN, _O.RETRY_WAIT, _O.FAILED
+        ),
+        _O.UNKNOWN: _f(_O.PLACED, _O.PARTIALLY_FILLED, _O.FILLED, _O.REFUSED, _O.RETRY_WAIT, _O.FAILED),
+        _O.RETRY_WAIT: _f(_O.SUBMITTING, _O.FAILED, _O.CANCELLED),
+        _O.PLACED: _f(_O.PARTIALLY_FILLED, _O.FILLED, _O.CANCELLED, _O.EXPIRED),
+        _O.PARTIALLY_FILLED: _f(_O.FILLED),
+        _O.FILLED: _f(),
+        _O.REFUSED: _f(),
+        _O.FAILED: _f(),
+        _O.CANCELLED: _f(),
+        _O.EXPIRED: _f(),
+    },
+)
+
+POSITION = StateMachine(
+    "position",
+    PositionStatus,
+    {
+        PositionStatus.OPEN: _f(PositionStatus.CLOSING, PositionStatus.CLOSED),
+        PositionStatus.CLOSING: _f(PositionStatus.CLOSED, PositionStatus.OPEN),
+        PositionStatus.CLOSED: _f(),
+    },
+)
+
+# Orders in these states have no reliable broker outcome yet: resolve by lookup, never resend blindly.
+ORDER_UNRESOLVED = frozenset({OrderStatus.SUBMITTING, OrderStatus.UNKNOWN})
+ORDER_LIVE = frozenset({OrderStatus.PLACED, OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED})

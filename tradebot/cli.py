@@ -1,0 +1,74 @@
+"""The ``tradebot`` command line (CONTRACTS section 3)."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import typer
+
+from engine.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    name="tradebot",
+    help="Telegram-first trading-signal bot with an embedded execution engine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Telegram-first trading-signal bot with an embedded execution engine."""
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One clear line on stderr and a non-zero exit status."""
+    typer.echo(f"tradebot: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings_or_exit(**overrides: object) -> Settings:
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as exc:
+        fail(f"configuration error: {exc}")
+    from engine.logs import register_secret, setup_logging
+
+    for secret in (
+        settings.bot_token,
+        settings.mt5_password,
+        settings.outbound_secret,
+        settings.secret_key,
+        settings.webhook_secret,
+    ):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+    setup_logging(settings.log_level, settings.log_json)
+    return settings
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (upgrade to the newest schema)."""
+    settings = settings_or_exit()
+    from engine.migrate import upgrade
+
+    try:
+        upgrade(settings.database_url)
+    except Exception as exc:
+        fail(f"migration failed: {exc}", code=1)
+    typer.echo("database is at the newest schema")
+
+
+def main() -> None:
+    try:
+        app()
+    except SettingsError as exc:  # raised by a command's late checks (e.g. Settings.require)
+        typer.echo(f"tradebot: configuration error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
