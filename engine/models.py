@@ -315,3 +315,60 @@ def _audit_no_update(*_: Any) -> None:
 @event.listens_for(AuditLog, "before_delete")
 def _audit_no_delete(*_: Any) -> None:
     raise AppendOnlyViolation("audit_log is append-only: rows cannot be deleted")
+
+
+class PaperOrder(Base):
+    """The paper broker's own book: a pending limit/stop order, or the record of a market order."""
+
+    __tablename__ = "paper_orders"
+
+    ticket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("execution_accounts.id"), index=True)
+    client_order_id: Mapped[str] = mapped_column(String(31), unique=True)
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(4))
+    order_type: Mapped[str] = mapped_column(String(8))
+    volume: Mapped[Decimal] = mapped_column()
+    price: Mapped[Decimal] = mapped_column()
+    sl: Mapped[Decimal | None] = mapped_column(nullable=True)
+    tp: Mapped[Decimal | None] = mapped_column(nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    state: Mapped[str] = mapped_column(String(12))  # pending | filled | cancelled | expired
+    position_ticket: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class PaperPosition(Base):
+    __tablename__ = "paper_positions"
+
+    ticket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("execution_accounts.id"), index=True)
+    order_ticket: Mapped[int] = mapped_column(ForeignKey("paper_orders.ticket"))
+    client_order_id: Mapped[str] = mapped_column(String(31))
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(4))
+    volume: Mapped[Decimal] = mapped_column()
+    open_price: Mapped[Decimal] = mapped_column()
+    sl: Mapped[Decimal | None] = mapped_column(nullable=True)
+    tp: Mapped[Decimal | None] = mapped_column(nullable=True)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+
+
+class PaperDeal(Base):
+    __tablename__ = "paper_deals"
+
+    ticket: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("execution_accounts.id"), index=True)
+    order_ticket: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    position_ticket: Mapped[int] = mapped_column(Integer, index=True)
+    client_order_id: Mapped[str | None] = mapped_column(String(31), nullable=True, unique=True)
+    symbol: Mapped[str] = mapped_column(String(32))
+    side: Mapped[str] = mapped_column(String(4))
+    entry: Mapped[str] = mapped_column(String(4))  # in | out
+    volume: Mapped[Decimal] = mapped_column()
+    price: Mapped[Decimal] = mapped_column()
+    profit: Mapped[Decimal] = mapped_column(default=Decimal(0))
+    reason: Mapped[str] = mapped_column(String(12), default="client")  # client | sl | tp | expert
+    time: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -112,7 +112,8 @@ ORDER = StateMachine(
     "order",
     OrderStatus,
     {
-        _O.PENDING: _f(_O.SUBMITTING, _O.REFUSED, _O.CANCELLED),
+        # PENDING -> RETRY_WAIT: the broker could not be reached before anything was sent.
+        _O.PENDING: _f(_O.SUBMITTING, _O.REFUSED, _O.CANCELLED, _O.RETRY_WAIT, _O.FAILED),
         _O.SUBMITTING: _f(
             _O.PLACED, _O.PARTIALLY_FILLED, _O.FILLED, _O.REFUSED, _O.UNKNOWN, _O.RETRY_WAIT, _O.FAILED
         ),
