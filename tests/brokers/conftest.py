@@ -1,0 +1,75 @@
+"""Fixtures for the simulated MT5 terminal and the MT5 broker: a fresh state file per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from engine.brokers.base import FillingMode, OrderRequest, OrderType, Side
+from engine.brokers.mt5 import MT5Broker, create_mt5_broker
+from mt5sim import control
+
+LOGIN = 5001
+PASSWORD = "pw-5001"
+SERVER = "MT5Sim-Demo"
+OTHER_LOGIN = 5002
+OTHER_PASSWORD = "pw-5002"
+
+
+@pytest.fixture
+def sim_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh state file (inherited by child processes through MT5SIM_STATE); hours ignored."""
+    path = tmp_path / "mt5sim.sqlite3"
+    monkeypatch.setenv("MT5SIM_STATE", str(path))
+    control.ignore_market_hours(state=path)
+    yield path
+    control.close()
+
+
+@pytest.fixture
+def account(sim_state: Path) -> int:
+    control.create_account(LOGIN, PASSWORD, server=SERVER, balance=10000, state=sim_state)
+    return LOGIN
+
+
+@pytest.fixture
+async def broker(account: int) -> AsyncIterator[MT5Broker]:
+    b = create_mt5_broker("mt5sim", account, PASSWORD, SERVER, backoff_initial=0.01, backoff_max=0.05)
+    await b.connect()
+    yield b
+    await b.close()
+
+
+def pin(symbol: str, bid: str, ask: str) -> None:
+    """Hold a symbol's price where a test wants it."""
+    control.set_price(symbol, Decimal(bid), Decimal(ask))
+
+
+def order(
+    cid: str,
+    side: Side = Side.BUY,
+    *,
+    symbol: str = "EURUSD",
+    volume: str = "0.10",
+    price: str = "1.10008",
+    sl: str = "1.09500",
+    tp: str = "1.10500",
+    order_type: OrderType = OrderType.MARKET,
+    filling: FillingMode = FillingMode.IOC,
+    **kw: object,
+) -> OrderRequest:
+    return OrderRequest(
+        client_order_id=cid,
+        symbol=symbol,
+        side=side,
+        order_type=order_type,
+        volume=Decimal(volume),
+        price=Decimal(price),
+        sl=Decimal(sl),
+        tp=Decimal(tp),
+        filling=filling,
+        **kw,  # type: ignore[arg-type]
+    )
