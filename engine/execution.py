@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -65,7 +66,7 @@ def client_order_id_for(decision_id: str) -> str:
 
 @dataclass(frozen=True)
 class ExecutionConfig:
-    max_attempts: int = 5
+    max_attempts: int = 8  # with the 120 s cap: about two minutes of broker outage
     retry_initial_seconds: float = 1.0
     retry_max_seconds: float = 120.0
     submit_timeout_seconds: float = 30.0
@@ -521,6 +522,20 @@ class ExecutionService:
         return len(ids)
 
     async def _attempt_once(self, order_id: str) -> Order:
-        """One attempt without in-line retry waits (the loop comes back on its next tick)."""
+        """One attempt without in-line retry waits (the loop comes back once the backoff is due)."""
         async with self._lock(order_id):
-            return await self._attempt(order_id)
+            order = await self._attempt(order_id)
+            if order.status == OrderStatus.RETRY_WAIT:
+                # Same exponential backoff with jitter as ``process``; without it the loop would
+                # retry on every tick and use up the attempts within seconds of an outage.
+                delay = min(
+                    self.config.retry_max_seconds,
+                    self.config.retry_initial_seconds * 2 ** max(order.attempts - 1, 0),
+                ) + random.uniform(0, self.config.retry_initial_seconds)
+                async with self._db.session() as session:
+                    await session.execute(
+                        update(Order)
+                        .where(Order.id == order_id, Order.status == OrderStatus.RETRY_WAIT.value)
+                        .values(next_attempt_at=utcnow() + timedelta(seconds=delay))
+                    )
+            return order
