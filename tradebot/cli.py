@@ -62,6 +62,46 @@ def migrate() -> None:
     typer.echo("database is at the newest schema")
 
 
+@app.command("run")
+def run_command() -> None:
+    """The product: bot + engine + HTTP server. Needs BOT_TOKEN; applies migrations first."""
+    settings = settings_or_exit()
+    try:
+        settings.require("BOT_TOKEN")
+    except SettingsError as exc:
+        fail(f"configuration error: {exc}")
+    import asyncio
+
+    from tradebot.runtime import Runtime, serve
+
+    try:
+        asyncio.run(serve(Runtime(settings)))
+    except SettingsError as exc:
+        fail(f"configuration error: {exc}")
+
+
+@app.command("emulator")
+def emulator_command(
+    port: int = typer.Option(8081, "--port", help="port to listen on"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on"),
+) -> None:
+    """The Telegram Bot API emulator alone (for trying bots and for tests)."""
+    from emulator import run
+    from engine.logs import setup_logging
+
+    setup_logging("INFO")
+    run(host, port)
+
+
+from tradebot.cli_producers import register as _register_producer_commands  # noqa: E402
+
+_register_producer_commands(app)
+
+from tradebot.cli_accounts import register as _register_account_commands  # noqa: E402
+
+_register_account_commands(app)
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,171 @@
+"""``tradebot producer ...`` and ``tradebot signal send`` (CONTRACTS section 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import typer
+
+producer_app = typer.Typer(help="Manage producers (who may post signals).", no_args_is_help=True)
+signal_app = typer.Typer(help="Send signals to a running server.", no_args_is_help=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"tradebot: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _service(need_key: bool) -> Any:
+    """Settings, migrated database and the producer service (async parts run by the caller)."""
+    from tradebot.cli import settings_or_exit
+
+    settings = settings_or_exit()
+    if need_key and settings.secret_key is None:
+        _fail("configuration error: SECRET_KEY: required to create a producer (e.g. `openssl rand -hex 32`)")
+    from engine.migrate import upgrade
+
+    try:
+        upgrade(settings.database_url)
+    except Exception as exc:
+        _fail(f"migration failed: {exc}", code=1)
+    return settings
+
+
+def _run(settings: Any, work: Any) -> Any:
+    from engine.crypto import SecretBox
+    from engine.db import Database
+    from engine.producers import ProducerService
+
+    async def main() -> Any:
+        db = Database(settings.database_url)
+        box = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
+        try:
+            return await work(ProducerService(db, box))
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+@producer_app.command("add")
+def producer_add(
+    name: str = typer.Argument(..., help="A unique name, e.g. the strategy's"),
+    rate: str | None = typer.Option(None, help="Requests a second (default PRODUCER_RATE_PER_SECOND)"),
+    burst: int | None = typer.Option(None, help="Burst size (default PRODUCER_BURST)"),
+) -> None:
+    """Create a producer; prints its id, secret and token once (they are not shown again)."""
+    from engine.producers import ProducerError
+
+    rate_value: Decimal | None = None
+    if rate is not None:
+        try:
+            rate_value = Decimal(rate)
+        except InvalidOperation:
+            _fail("--rate must be a number")
+    settings = _service(need_key=True)
+    try:
+        made = _run(settings, lambda svc: svc.add(name, rate_per_second=rate_value, burst=burst))
+    except ProducerError as exc:
+        _fail(str(exc), code=1)
+    typer.echo(f"id:     {made.id}")
+    typer.echo(f"name:   {made.name}")
+    typer.echo(f"secret: {made.secret}")
+    typer.echo(f"token:  {made.token}")
+    typer.echo("Keep the secret and the token now: they are stored encrypted/hashed and never shown again.")
+
+
+@producer_app.command("list")
+def producer_list() -> None:
+    """List producers (id, name, status, rate limit)."""
+    settings = _service(need_key=False)
+    rows = _run(settings, lambda svc: svc.list())
+    if not rows:
+        typer.echo("no producers")
+        return
+    for row in rows:
+        limit = f"{row.rate_per_second or settings.producer_rate_per_second}/s burst {row.burst or settings.producer_burst}"
+        typer.echo(f"{row.id}  {row.status:<8}  {limit:<20}  {row.name}")
+
+
+def _set_status(producer_id: str, enable: bool) -> None:
+    settings = _service(need_key=False)
+
+    async def work(svc: Any) -> bool:
+        return bool(await (svc.enable(producer_id) if enable else svc.disable(producer_id)))
+
+    if not _run(settings, work):
+        _fail(f"no producer with id {producer_id}", code=1)
+    typer.echo(f"producer {producer_id} {'enabled' if enable else 'disabled'}")
+
+
+@producer_app.command("disable")
+def producer_disable(producer_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Refuse this producer's signals (403) from now on (running servers: within 2 s)."""
+    _set_status(producer_id, enable=False)
+
+
+@producer_app.command("enable")
+def producer_enable(producer_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Accept this producer's signals again."""
+    _set_status(producer_id, enable=True)
+
+
+@signal_app.command("send")
+def signal_send(
+    body: str | None = typer.Argument(None, help="The JSON body; read from stdin when omitted or '-'"),
+    url: str | None = typer.Option(None, help="Server base URL (default http://HTTP_HOST:HTTP_PORT)"),
+    producer_id: str | None = typer.Option(None, envvar="TRADEBOT_PRODUCER_ID", help="X-Producer-Id"),
+    secret: str | None = typer.Option(None, envvar="TRADEBOT_PRODUCER_SECRET", help="The producer's secret"),
+    idempotency_key: str | None = typer.Option(None, help="Idempotency-Key header"),
+    timeout: float = typer.Option(10.0, help="Seconds to wait for the answer"),
+) -> None:
+    """Sign a signal and POST it; prints the status and the answer; exit 1 unless 2xx."""
+    if not producer_id or not secret:
+        _fail(
+            "--producer-id and --secret (or TRADEBOT_PRODUCER_ID and TRADEBOT_PRODUCER_SECRET) are required"
+        )
+    raw = (sys.stdin.read() if body in (None, "-") else body or "").encode()
+    if url is None:
+        from tradebot.cli import settings_or_exit
+
+        settings = settings_or_exit()
+        url = f"http://{settings.http_host}:{settings.http_port}"
+    status, text = asyncio.run(_post(url, producer_id, secret, raw, idempotency_key, timeout))  # type: ignore[arg-type]
+    typer.echo(str(status))
+    typer.echo(text)
+    if not 200 <= status < 300:
+        raise typer.Exit(1)
+
+
+async def _post(
+    url: str, producer_id: str, secret: str, raw: bytes, key: str | None, seconds: float
+) -> tuple[int, str]:
+    import aiohttp
+
+    from engine.signing import HEADER, signature_header
+
+    headers = {
+        "Content-Type": "application/json",
+        "X-Producer-Id": producer_id,
+        HEADER: signature_header(secret, raw),
+    }
+    if key:
+        headers["Idempotency-Key"] = key
+    target = url.rstrip("/") + "/api/v1/signals"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as client,
+            client.post(target, data=raw, headers=headers) as resp,
+        ):
+            return resp.status, await resp.text()
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        _fail(f"cannot reach {target}: {type(exc).__name__}: {exc}", code=1)
+        raise  # unreachable: _fail exits
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(producer_app, name="producer")
+    app.add_typer(signal_app, name="signal")
