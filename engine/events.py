@@ -100,21 +100,29 @@ class EventRelay:
                 ).all()
             if not rows:
                 return done
+            delivered: list[int] = []
+            failed: tuple[int, str] | None = None
             for row in rows:
                 event = Event(row.id, row.event_id, row.type, dict(row.payload or {}), row.created_at)
                 error = await self._deliver(event)
-                async with self._db.session() as session:
-                    if error is None:
-                        values: dict[str, Any] = {"processed_at": utcnow()}
-                    else:
-                        values = {"attempts": DomainEvent.attempts + 1, "last_error": error[:500]}
-                    await session.execute(
-                        update(DomainEvent).where(DomainEvent.id == row.id).values(**values)
-                    )
                 if error is not None:
-                    # Keep order: later events wait until this one goes through.
-                    return done
-                done += 1
+                    failed = (row.id, error)
+                    break  # keep order: later events wait until this one goes through
+                delivered.append(row.id)
+            async with self._db.session() as session:
+                if delivered:
+                    await session.execute(
+                        update(DomainEvent).where(DomainEvent.id.in_(delivered)).values(processed_at=utcnow())
+                    )
+                if failed is not None:
+                    await session.execute(
+                        update(DomainEvent)
+                        .where(DomainEvent.id == failed[0])
+                        .values(attempts=DomainEvent.attempts + 1, last_error=failed[1][:500])
+                    )
+            done += len(delivered)
+            if failed is not None:
+                return done
 
     async def _deliver(self, event: Event) -> str | None:
         for name, handler in self._subscribers:
