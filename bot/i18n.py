@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gettext
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from aiogram.utils.i18n import I18n
@@ -32,6 +34,19 @@ def _compile(po_path: Path) -> gettext.GNUTranslations:
 
 class CatalogI18n(I18n):
     """aiogram's I18n over every domain's ``.po`` file, chained per language."""
+
+    @contextmanager
+    def context(self) -> Iterator[I18n]:
+        """Make this the instance aiogram's ``gettext``/``lazy_gettext`` use.
+
+        aiogram keeps the current instance in a context variable *per class*, and its module-level
+        ``gettext`` reads ``I18n``'s; the inherited ``context()`` would set the subclass's own one.
+        """
+        token = I18n.set_current(self)
+        try:
+            yield self
+        finally:
+            I18n.reset_current(token)
 
     def find_locales(self) -> dict[str, gettext.GNUTranslations]:
         translations: dict[str, gettext.GNUTranslations] = {}

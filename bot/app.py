@@ -1,0 +1,336 @@
+"""The bot's composition: Bot, Dispatcher, and the runtime that runs them beside the engine.
+
+``start_bot(services)`` returns a started ``BotRuntime``: relay subscribers registered (fan-out
+and notifier), the outbox sender and the expiry sweep running, the command menus set in both
+languages, and updates arriving by long polling or, with ``TELEGRAM_MODE=webhook``, through
+``runtime.webhook_routes(app)`` on the engine's aiohttp app (mount it before the app starts).
+``await runtime.stop()`` stops taking updates, lets handlers and sends in flight finish, and
+closes the bot's HTTP session; pending outbox rows wait in the database for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import weakref
+from contextlib import suppress
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramAPIError
+from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
+from aiogram.fsm.storage.memory import MemoryStorage
+from aiogram.methods import GetUpdates
+from aiogram.types import ErrorEvent
+from aiogram.utils.i18n import gettext as _
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+from loguru import logger
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.billing_notifier import attach_billing
+from bot.commands import set_commands
+from bot.context import BotConfig, BotContext
+from bot.fanout import Fanout
+from bot.i18n import CatalogI18n, build_i18n
+from bot.middlewares import LocaleMiddleware, UpdateMiddleware
+from bot.notifier import Notifier
+from bot.ratelimit import SendLimiter
+from bot.retry import RetryAfterMiddleware
+from bot.routers import all_routers
+from bot.sender import OutboxSender
+from engine.accounts import AccountService
+from engine.approval_executor import ApprovalExecutor
+from engine.approvals import ApprovalService
+from engine.events import Event, EventRelay
+from engine.models import Signal
+from engine.services import EngineServices
+from engine.settings import DEFAULT_TELEGRAM_API_URL, Settings, SettingsError, TelegramMode
+from engine.subscribers import SubscriberService
+
+DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
+_SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+
+def build_bot(settings: Settings) -> Bot:
+    settings.require("BOT_TOKEN")
+    assert settings.bot_token is not None
+    if settings.telegram_api_url.rstrip("/") == DEFAULT_TELEGRAM_API_URL:
+        session = AiohttpSession()
+    else:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")))
+    session.middleware(RetryAfterMiddleware())
+    return Bot(
+        settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML),
+    )
+
+
+def build_storage(settings: Settings) -> BaseStorage:
+    """FSM storage: Redis when ``REDIS_URL`` is set (shared by instances), else in memory."""
+    if settings.redis_url:
+        from aiogram.fsm.storage.redis import RedisStorage
+
+        return RedisStorage.from_url(
+            settings.redis_url,
+            key_builder=DefaultKeyBuilder(with_bot_id=True, with_destiny=True),
+            state_ttl=3600,
+            data_ttl=3600,
+        )
+    return MemoryStorage()
+
+
+def bot_context(
+    services: EngineServices, i18n: CatalogI18n | None = None, config: BotConfig | None = None
+) -> BotContext:
+    """The bot's view of the engine; builds the subscriber services the composition root did not."""
+    accounts = services.accounts or AccountService(
+        services.db, services.settings, services.brokers, services.secrets
+    )
+    subscribers = services.subscribers or SubscriberService(services.db, services.settings, accounts)
+    approvals = services.approvals or ApprovalService(
+        services.db,
+        services.settings,
+        accounts,
+        services.relay,
+        ApprovalExecutor.for_database(services.execution, services.db),
+    )
+    services.accounts, services.subscribers, services.approvals = accounts, subscribers, approvals
+    return BotContext(
+        engine=services,
+        subscribers=subscribers,
+        accounts=accounts,
+        approvals=approvals,
+        i18n=i18n or build_i18n(),
+        config=config or BotConfig(),
+    )
+
+
+async def _on_error(event: ErrorEvent) -> bool:
+    logger.opt(exception=event.exception).error("update {} failed", event.update.update_id)
+    text = _("Something went wrong on our side. Please try again.")
+    with suppress(TelegramAPIError):
+        if event.update.callback_query is not None:
+            await event.update.callback_query.answer(text, show_alert=True)
+        elif event.update.message is not None:
+            await event.update.message.answer(text)
+    return True
+
+
+def build_dispatcher(
+    ctx: BotContext, storage: BaseStorage | None = None
+) -> tuple[Dispatcher, UpdateMiddleware]:
+    dispatcher = Dispatcher(storage=storage or MemoryStorage(), engine=ctx.engine, ctx=ctx)
+    updates = UpdateMiddleware(ctx)
+    dispatcher.update.outer_middleware(updates)
+    LocaleMiddleware(ctx.i18n).setup(dispatcher)
+    dispatcher.include_routers(*all_routers())
+    dispatcher.errors.register(_on_error)
+    return dispatcher, updates
+
+
+class _RelayHook:
+    """One relay subscription per relay, pointing at the newest runtime's fan-out and notifier
+    (they only write outbox rows, so events keep flowing while the bot is stopped)."""
+
+    def __init__(self) -> None:
+        self.fanout: Fanout | None = None
+        self.notifier: Notifier | None = None
+
+    async def on_fanout(self, event: Event) -> None:
+        if self.fanout is not None:
+            await self.fanout.handle(event)
+
+    async def on_notify(self, event: Event) -> None:
+        if self.notifier is not None:
+            await self.notifier.handle(event)
+
+
+_hooks: weakref.WeakKeyDictionary[EventRelay, _RelayHook] = weakref.WeakKeyDictionary()
+
+
+def _hook_for(relay: EventRelay) -> _RelayHook:
+    hook = _hooks.get(relay)
+    if hook is None:
+        hook = _hooks[relay] = _RelayHook()
+        relay.subscribe("bot.fanout", hook.on_fanout)
+        relay.subscribe("bot.notifier", hook.on_notify)
+    return hook
+
+
+def webhook_path(settings: Settings, config: BotConfig) -> str:
+    if config.webhook_path:
+        return config.webhook_path
+    path = urlsplit(settings.webhook_url or "").path
+    return path if path and path != "/" else DEFAULT_WEBHOOK_PATH
+
+
+class BotRuntime:
+    def __init__(self, ctx: BotContext, bot: Bot, storage: BaseStorage | None = None) -> None:
+        self.ctx = ctx
+        self.bot = bot
+        self.dispatcher, self._updates = build_dispatcher(ctx, storage)
+        self.limiter = SendLimiter(ctx.config.limits)
+        self.sender = OutboxSender(
+            ctx.engine.db,
+            bot,
+            self.limiter,
+            ctx.config.outbox,
+            on_sent=self._on_sent,
+            on_blocked=self._on_blocked,
+        )
+        ctx.wake_outbox = self.sender.wake
+        self._webhook = SimpleRequestHandler(
+            dispatcher=self.dispatcher, bot=bot, secret_token=self._webhook_secret()
+        )
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._polling: asyncio.Task[None] | None = None
+        self.running = False
+
+    @property
+    def settings(self) -> Settings:
+        return self.ctx.settings
+
+    @property
+    def mode(self) -> TelegramMode:
+        return self.settings.telegram_mode
+
+    def _webhook_secret(self) -> str | None:
+        if self.settings.webhook_secret is None:
+            return None
+        return self.settings.webhook_secret.get_secret_value()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        secret = self._webhook_secret()
+        if self.mode is TelegramMode.WEBHOOK and (not secret or not _SECRET_TOKEN.match(secret)):
+            raise SettingsError(
+                "WEBHOOK_SECRET: required in webhook mode, 1-256 characters of A-Z a-z 0-9 _ -"
+            )
+        me = await self.bot.me()  # the token works and Telegram answers, before anything starts
+        self.ctx.bot_username = me.username
+        hook = _hook_for(self.ctx.engine.relay)
+        hook.fanout, hook.notifier = Fanout(self.ctx), Notifier(self.ctx)
+        attach_billing(self.ctx, self._tasks)  # billing: notices, auto-execution, sweep
+        self.sender.start()
+        self._tasks.append(asyncio.create_task(self._sweep(), name="bot-expiry-sweep"))
+        self.running = True
+        try:
+            await set_commands(self.bot, self.ctx)
+            if self.mode is TelegramMode.WEBHOOK:
+                await self.bot.set_webhook(
+                    url=str(self.settings.webhook_url),
+                    secret_token=secret,
+                    allowed_updates=self.dispatcher.resolve_used_update_types(),
+                )
+            else:
+                await self.bot.delete_webhook(drop_pending_updates=False)
+                self._polling = asyncio.create_task(
+                    self.dispatcher.start_polling(
+                        self.bot,
+                        polling_timeout=self.ctx.config.polling_timeout,
+                        handle_signals=False,
+                        close_bot_session=False,
+                    ),
+                    name="bot-polling",
+                )
+        except BaseException:
+            await self.stop()  # nothing half-started stays behind
+            raise
+        logger.info("bot @{} started ({} mode)", me.username, self.mode.value)
+
+    async def stop(self) -> None:
+        if not self.running:
+            return
+        self.running = False
+        timeout = self.ctx.config.stop_timeout_seconds
+        if self._polling is not None:
+            with suppress(RuntimeError):  # polling had not started yet
+                await self.dispatcher.stop_polling()
+            with suppress(asyncio.CancelledError):
+                await self._polling
+            self._polling = None
+        await self._updates.wait_idle(timeout)
+        await self._confirm_updates()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.sender.stop(drain_seconds=self.ctx.config.drain_seconds)
+        await self.dispatcher.storage.close()  # FSM storage (a Redis connection pool)
+        await self.bot.session.close()
+        logger.info("bot stopped")
+
+    async def _confirm_updates(self) -> None:
+        """Polling: tell the server which updates were handled, so the next start skips them."""
+        last = self._updates.last_update_id
+        if self.mode is not TelegramMode.POLLING or last is None:
+            return
+        with suppress(TelegramAPIError, TimeoutError):
+            await self.bot(GetUpdates(offset=last + 1, limit=1, timeout=0))
+
+    async def _sweep(self) -> None:
+        while True:
+            try:
+                await self.ctx.approvals.expire_due()
+            except Exception as exc:
+                logger.opt(exception=exc).error("expiry sweep failed")
+            await asyncio.sleep(self.ctx.config.expiry_sweep_seconds)
+
+    # ------------------------------------------------------------------ webhook
+
+    def webhook_routes(self, app: web.Application) -> str:
+        """Mount the Telegram webhook on the engine's aiohttp app; returns the path."""
+        path = webhook_path(self.settings, self.ctx.config)
+        app.router.add_post(path, self._handle_webhook)
+        return path
+
+    async def _handle_webhook(self, request: web.Request) -> web.StreamResponse:
+        if not self.running or self.mode is not TelegramMode.WEBHOOK:
+            return web.Response(status=503, text="bot not running")  # Telegram retries later
+        return await self._webhook.handle(request)
+
+    # ------------------------------------------------------------------ outbox hooks
+
+    async def _on_sent(self, session: AsyncSession, meta: dict[str, Any], message_id: int | None) -> None:
+        if message_id is None:
+            return
+        if meta.get("decision_id"):
+            await self.ctx.approvals.record_message(session, str(meta["decision_id"]), message_id)
+        if meta.get("channel_signal_id"):
+            await session.execute(
+                update(Signal)
+                .where(Signal.id == str(meta["channel_signal_id"]))
+                .values(channel_message_id=message_id)
+            )
+
+    async def _on_blocked(self, chat_id: int) -> None:
+        if chat_id > 0:  # a private chat: the user blocked the bot
+            await self.ctx.subscribers.mark_blocked(chat_id)
+
+
+async def start_bot(
+    services: EngineServices,
+    *,
+    config: BotConfig | None = None,
+    i18n: CatalogI18n | None = None,
+    bot: Bot | None = None,
+    storage: BaseStorage | None = None,
+) -> BotRuntime:
+    """Build and start the bot beside the engine (the composition root's one call)."""
+    ctx = bot_context(services, i18n, config)
+    runtime = BotRuntime(
+        ctx, bot or build_bot(services.settings), storage or build_storage(services.settings)
+    )
+    await runtime.start()
+    return runtime

@@ -1,0 +1,48 @@
+"""Callback data of every inline button (aiogram ``CallbackData``; packed values stay <= 64 bytes)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from aiogram.filters.callback_data import CallbackData
+
+APPROVE = "a"
+REJECT = "r"
+
+
+class DecisionCb(CallbackData, prefix="d"):
+    """A DM signal's button: the decision it answers (36-char UUID) -> 41 bytes packed."""
+
+    action: str  # APPROVE | REJECT
+    decision_id: str
+
+
+class ChannelCb(CallbackData, prefix="c"):
+    """A channel post's button: the signal; the tapper is identified by the callback's ``from``."""
+
+    action: str
+    signal_id: str
+
+
+class ConsentCb(CallbackData, prefix="consent"):
+    """ "I agree" to one disclaimer version (a digest: any version string packs safely)."""
+
+    digest: str
+
+
+class SettingsCb(CallbackData, prefix="set"):
+    field: str  # "lang" | "notify"
+    value: str
+
+
+class AccountCb(CallbackData, prefix="acct"):
+    action: str  # "link" | "unlink" | "refresh" | "cancel"
+
+
+class AdminCb(CallbackData, prefix="adm"):
+    action: str  # "closeall" | "cancel"
+    issued: int  # unix seconds when the confirmation was offered
+
+
+def version_digest(version: str) -> str:
+    return hashlib.sha256(version.encode()).hexdigest()[:12]

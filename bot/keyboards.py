@@ -1,0 +1,104 @@
+"""Inline keyboards (labels localized in the current locale)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.i18n import gettext as _
+
+from bot.callbacks import (
+    APPROVE,
+    REJECT,
+    AccountCb,
+    AdminCb,
+    ChannelCb,
+    ConsentCb,
+    DecisionCb,
+    SettingsCb,
+    version_digest,
+)
+
+LANGUAGES = {"en": "English", "es": "Español"}
+NO_KEYBOARD: dict[str, list[list[dict[str, str]]]] = {"inline_keyboard": []}
+
+
+def _button(text: str, data: str) -> InlineKeyboardButton:
+    return InlineKeyboardButton(text=text, callback_data=data)
+
+
+def decision_markup(decision_id: str, labels: tuple[str, str] | None = None) -> dict[str, Any]:
+    """A DM signal's Approve / Reject keyboard as Bot API JSON (``labels`` from ``decision_labels``)."""
+    approve, reject = labels or decision_labels()
+    return {
+        "inline_keyboard": [
+            [
+                {
+                    "text": approve,
+                    "callback_data": DecisionCb(action=APPROVE, decision_id=decision_id).pack(),
+                },
+                {"text": reject, "callback_data": DecisionCb(action=REJECT, decision_id=decision_id).pack()},
+            ]
+        ]
+    }
+
+
+def decision_labels() -> tuple[str, str]:
+    return _("✅ Approve"), _("❌ Reject")
+
+
+def channel_keyboard(signal_id: str, start_link: str | None) -> InlineKeyboardMarkup:
+    approve, reject = decision_labels()
+    rows = [
+        [
+            _button(approve, ChannelCb(action=APPROVE, signal_id=signal_id).pack()),
+            _button(reject, ChannelCb(action=REJECT, signal_id=signal_id).pack()),
+        ]
+    ]
+    if start_link:
+        rows.append([InlineKeyboardButton(text=_("🤖 Open the bot"), url=start_link)])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def consent_keyboard(version: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [_button(_("I understand and agree"), ConsentCb(digest=version_digest(version)).pack())]
+        ]
+    )
+
+
+def settings_keyboard(language: str, notifications: bool) -> InlineKeyboardMarkup:
+    langs = [
+        _button(("• " if code == language else "") + name, SettingsCb(field="lang", value=code).pack())
+        for code, name in LANGUAGES.items()
+    ]
+    toggle = _("🔕 Turn notifications off") if notifications else _("🔔 Turn notifications on")
+    notify = _button(toggle, SettingsCb(field="notify", value="off" if notifications else "on").pack())
+    return InlineKeyboardMarkup(inline_keyboard=[langs, [notify]])
+
+
+def account_keyboard(kind: str | None) -> InlineKeyboardMarkup:
+    rows = [[_button(_("🔄 Refresh"), AccountCb(action="refresh").pack())]]
+    if kind == "mt5":
+        rows.append([_button(_("Unlink MT5 (back to paper)"), AccountCb(action="unlink").pack())])
+    else:
+        rows.append([_button(_("🔗 Link MT5"), AccountCb(action="link").pack())])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def cancel_keyboard() -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[_button(_("Cancel"), AccountCb(action="cancel").pack())]])
+
+
+def closeall_keyboard(now: float | None = None) -> InlineKeyboardMarkup:
+    issued = int(now if now is not None else time.time())
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                _button(_("Yes, close everything"), AdminCb(action="closeall", issued=issued).pack()),
+                _button(_("Cancel"), AdminCb(action="cancel", issued=issued).pack()),
+            ]
+        ]
+    )

@@ -1,0 +1,282 @@
+"""Engine events -> Telegram messages, queued in the outbox (a relay subscriber).
+
+- ``decision.recorded``: the DM is edited to show the decision (buttons gone).
+- ``order.filled|placed|rejected|failed``: the DM is edited again with the execution result
+  (channel-mode approvals get the result by DM); ``order.failed`` also alerts ops.
+- ``signal.expired``: the signal's DMs and channel post lose their buttons.
+- ``position.closed`` and ``drawdown.triggered``: the account's owner is told.
+- engine start/stop, pause/resume, drawdown, broker connection: an ops alert; ``heartbeat``: an
+  ops summary at most once per ``OPS_HEARTBEAT_SECONDS``.
+
+Every message is keyed by the event id (or the decision), so an event handed over twice
+queues nothing new.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.context import BotContext
+from bot.fanout import signal_message_key
+from bot.keyboards import NO_KEYBOARD
+from bot.outbox import Outgoing, enqueue, pending_count
+from bot.render import (
+    decision_line,
+    drawdown_owner_text,
+    esc,
+    in_locale,
+    money,
+    position_closed_text,
+    price,
+    result_line,
+    signal_text,
+    signed_money,
+)
+from bot.status import heartbeat_text
+from engine import events as ev
+from engine.approvals import VIA_CHANNEL, VIA_DM
+from engine.control import is_paused
+from engine.models import Decision, ExecutionAccount, OutboxMessage, Signal, User
+from engine.states import DecisionStatus
+from engine.subscribers import STATUS_ACTIVE
+
+ORDER_RESULTS = (ev.ORDER_FILLED, ev.ORDER_PLACED, ev.ORDER_REJECTED, ev.ORDER_FAILED)
+OPS_ONLY = (
+    ev.ENGINE_STARTED,
+    ev.ENGINE_STOPPING,
+    ev.ENGINE_PAUSED,
+    ev.ENGINE_RESUMED,
+    ev.BROKER_DISCONNECTED,
+    ev.BROKER_RECONNECTED,
+    ev.DRAWDOWN_WARNING,
+)
+
+
+def _edit(chat_id: int, ref: str, text: str) -> dict[str, Any]:
+    return {
+        "chat_id": chat_id,
+        "text": text,
+        "parse_mode": "HTML",
+        "reply_markup": NO_KEYBOARD,
+        "_meta": {"ref": ref},
+    }
+
+
+class Notifier:
+    def __init__(self, ctx: BotContext) -> None:
+        self._ctx = ctx
+
+    async def handle(self, event: ev.Event) -> None:
+        async with self._ctx.engine.db.session() as session:
+            messages = await self._messages(session, event)
+            await enqueue(session, messages)
+        if messages:
+            self._ctx.wake_outbox()
+
+    async def _messages(self, session: AsyncSession, event: ev.Event) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        t = event.type
+        if t == ev.DECISION_RECORDED:
+            out += await self._decision(session, event)
+        elif t in ORDER_RESULTS:
+            out += await self._order_result(session, event)
+            if t == ev.ORDER_FAILED:
+                out += self._ops(event, self._ops_text(event))
+        elif t == ev.SIGNAL_EXPIRED:
+            out += await self._expired(session, event)
+        elif t == ev.POSITION_CLOSED:
+            out += await self._owner(session, event, self._position_closed)
+        elif t == ev.DRAWDOWN_TRIGGERED:
+            out += await self._owner(session, event, lambda p, _c: drawdown_owner_text(p))
+            out += self._ops(event, self._ops_text(event))
+        elif t in OPS_ONLY:
+            out += self._ops(event, self._ops_text(event))
+        elif t == ev.HEARTBEAT:
+            out += await self._heartbeat(session, event)
+        return out
+
+    # ------------------------------------------------------------------ subscribers' DMs
+
+    async def _decision(self, session: AsyncSession, event: ev.Event) -> list[Outgoing]:
+        decision = await session.get(Decision, event.payload.get("decision_id"))
+        if decision is None or decision.via != VIA_DM or decision.chat_id is None:
+            return []
+        signal = await session.get(Signal, decision.signal_id)
+        user = await session.get(User, decision.user_id)
+        if signal is None or user is None:
+            return []
+        with in_locale(self._ctx.i18n, user.language):
+            text = signal_text(signal) + "\n\n" + decision_line(decision.status, decision.decided_at)
+        ref = signal_message_key(signal.id, decision.chat_id)
+        return [
+            Outgoing(
+                f"decision:{decision.id}",
+                decision.chat_id,
+                "editMessageText",
+                _edit(decision.chat_id, ref, text),
+            )
+        ]
+
+    async def _order_result(self, session: AsyncSession, event: ev.Event) -> list[Outgoing]:
+        decision_id = event.payload.get("decision_id")
+        decision = await session.get(Decision, decision_id) if decision_id else None
+        if decision is None:
+            return []
+        signal = await session.get(Signal, decision.signal_id)
+        user = await session.get(User, decision.user_id)
+        if signal is None or user is None:
+            return []
+        key = f"ev:{event.event_id}"
+        with in_locale(self._ctx.i18n, user.language):
+            result = result_line(event.type, event.payload)
+            if decision.via == VIA_DM and decision.chat_id is not None:
+                text = "\n\n".join(
+                    [signal_text(signal), decision_line(decision.status, decision.decided_at), result]
+                )
+                ref = signal_message_key(signal.id, decision.chat_id)
+                return [
+                    Outgoing(key, decision.chat_id, "editMessageText", _edit(decision.chat_id, ref, text))
+                ]
+            if decision.via == VIA_CHANNEL and user.status == STATUS_ACTIVE:
+                text = signal_text(signal) + "\n\n" + result
+                payload = {"chat_id": user.telegram_id, "text": text, "parse_mode": "HTML"}
+                return [Outgoing(key, user.telegram_id, "sendMessage", payload)]
+        return []
+
+    async def _expired(self, session: AsyncSession, event: ev.Event) -> list[Outgoing]:
+        signal = await session.get(Signal, event.payload.get("signal_id"))
+        if signal is None:
+            return []
+        out: list[Outgoing] = []
+        channel = self._ctx.settings.signal_channel_id
+        if channel is not None and signal.channel_message_id is not None:
+            with in_locale(self._ctx.i18n, self._ctx.config.channel_language):
+                text = signal_text(signal) + "\n\n" + decision_line(DecisionStatus.EXPIRED.value, None)
+            ref = signal_message_key(signal.id, channel)
+            out.append(
+                Outgoing(
+                    f"expire:{signal.id}:{channel}", channel, "editMessageText", _edit(channel, ref, text)
+                )
+            )
+        rows = (
+            await session.execute(
+                select(Decision, User)
+                .join(User, User.id == Decision.user_id)
+                .where(
+                    Decision.signal_id == signal.id,
+                    Decision.via == VIA_DM,
+                    Decision.status == DecisionStatus.EXPIRED.value,
+                )
+            )
+        ).all()
+        for decision, user in rows:
+            if decision.chat_id is None:
+                continue
+            with in_locale(self._ctx.i18n, user.language):
+                text = signal_text(signal) + "\n\n" + decision_line(DecisionStatus.EXPIRED.value, None)
+            ref = signal_message_key(signal.id, decision.chat_id)
+            out.append(
+                Outgoing(
+                    f"expire:{decision.id}",
+                    decision.chat_id,
+                    "editMessageText",
+                    _edit(decision.chat_id, ref, text),
+                )
+            )
+        return out
+
+    async def _owner(self, session: AsyncSession, event: ev.Event, render: Any) -> list[Outgoing]:
+        account = await session.get(ExecutionAccount, event.payload.get("account_id"))
+        if account is None or account.owner_id is None:
+            return []
+        user = await session.get(User, account.owner_id)
+        if user is None or user.status != STATUS_ACTIVE:
+            return []
+        with in_locale(self._ctx.i18n, user.language):
+            text = render(event.payload, account.currency)
+        payload = {
+            "chat_id": user.telegram_id,
+            "text": text,
+            "parse_mode": "HTML",
+            "disable_notification": not user.notifications,
+        }
+        return [Outgoing(f"ev:{event.event_id}:{user.telegram_id}", user.telegram_id, "sendMessage", payload)]
+
+    @staticmethod
+    def _position_closed(payload: dict[str, Any], currency: str) -> str:
+        return position_closed_text(payload, currency)
+
+    # ------------------------------------------------------------------ ops
+
+    def _ops(self, event: ev.Event, text: str | None, key: str | None = None) -> list[Outgoing]:
+        chat = self._ctx.settings.ops_chat_id
+        if chat is None or not text:
+            return []
+        payload = {"chat_id": chat, "text": text, "parse_mode": "HTML"}
+        return [Outgoing(key or f"ops:{event.event_id}", chat, "sendMessage", payload)]
+
+    def _ops_text(self, event: ev.Event) -> str | None:
+        with in_locale(self._ctx.i18n, self._ctx.config.ops_language):
+            return ops_text(event.type, event.payload)
+
+    async def _heartbeat(self, session: AsyncSession, event: ev.Event) -> list[Outgoing]:
+        if self._ctx.settings.ops_chat_id is None:
+            return []
+        bucket = int(event.created_at.timestamp() // self._ctx.settings.ops_heartbeat_seconds)
+        key = f"ops:heartbeat:{bucket}"
+        if await session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)) is not None:
+            return []  # this period's summary is already out
+        depth = await pending_count(session)
+        paused = await is_paused(session)
+        with in_locale(self._ctx.i18n, self._ctx.config.ops_language):
+            text = heartbeat_text(event.payload, depth, paused)
+        return self._ops(event, text, key)
+
+
+def ops_text(event_type: str, p: dict[str, Any]) -> str | None:
+    """The ops alert for an event (current locale), or None for events ops does not hear about."""
+    account = p.get("account_id", "?")
+    if event_type == ev.ENGINE_STARTED:
+        return _("🚀 Engine started.")
+    if event_type == ev.ENGINE_STOPPING:
+        return _("🛑 Engine stopping.")
+    if event_type == ev.ENGINE_PAUSED:
+        return _("⏸ Trading paused by {actor}.").format(actor=esc(p.get("by", "?")))
+    if event_type == ev.ENGINE_RESUMED:
+        return _("▶️ Trading resumed by {actor}.").format(actor=esc(p.get("by", "?")))
+    if event_type == ev.BROKER_DISCONNECTED:
+        return _("🔌 Broker disconnected (account #{account}): {detail}").format(
+            account=account, detail=esc(p.get("detail") or p.get("reason") or "")
+        )
+    if event_type == ev.BROKER_RECONNECTED:
+        return _("🔌 Broker reconnected (account #{account}).").format(account=account)
+    if event_type == ev.DRAWDOWN_WARNING:
+        return _("⚠️ Drawdown warning on account #{account}: {percent}% (equity {equity}).").format(
+            account=account,
+            percent=price(p.get("drawdown_percent")),
+            equity=money(p.get("equity"), str(p.get("currency") or "")),
+        )
+    if event_type == ev.DRAWDOWN_TRIGGERED:
+        return _(
+            "🛑 Drawdown limit hit on account #{account}: {percent}% (equity {equity}). "
+            "Closed {closed} positions ({failed} failed), P&L {pnl}. Execution on it is paused."
+        ).format(
+            account=account,
+            percent=price(p.get("drawdown_percent")),
+            equity=money(p.get("equity"), str(p.get("currency") or "")),
+            closed=p.get("closed", 0),
+            failed=p.get("failed", 0),
+            pnl=signed_money(p.get("pnl"), str(p.get("currency") or "")),
+        )
+    if event_type == ev.ORDER_FAILED:
+        return _("❗ Order failed after retries: {side} {symbol} on account #{account}: {reason}").format(
+            side=esc(str(p.get("side") or "").upper()),
+            symbol=esc(p.get("symbol") or ""),
+            account=account,
+            reason=esc(p.get("reason") or ""),
+        )
+    return None
