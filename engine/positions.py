@@ -20,12 +20,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.audit import audit
-from engine.brokers.base import Deal, SubmitStatus
+from engine.brokers.base import Deal, SubmitResult, SubmitStatus
 from engine.brokers.registry import BrokerRegistry
 from engine.db import Database, utcnow
 from engine.events import POSITION_CLOSED, EventRelay, emit
 from engine.models import ExecutionAccount, Position
 from engine.states import POSITION, PositionStatus
+
+_ANSWERED = (SubmitStatus.ACCEPTED, SubmitStatus.REFUSED)
 
 
 def close_client_id(account_id: int, ticket: str) -> str:
@@ -163,19 +165,97 @@ class PositionCloser:
         return summary
 
     async def close_account(self, account_id: int, reason: str, actor: str) -> CloseSummary:
+        """Close every open (or closing) position of an account: the path of the drawdown guard and /closeall.
+
+        Batched: one transaction marks them all CLOSING, the close requests go to the broker,
+        one deal-history read settles them, one transaction records every close. Each position
+        ends exactly as ``close_position`` would leave it (closed from its deal, back to OPEN when
+        the broker refuses and it is still open, or CLOSING for reconciliation when unknown).
+        """
         async with self._db.session() as session:
-            ids = (
-                await session.scalars(
-                    select(Position.id).where(
+            rows = (
+                await session.execute(
+                    select(Position.id, Position.ticket, Position.opened_at).where(
                         Position.account_id == account_id,
                         Position.status.in_([PositionStatus.OPEN.value, PositionStatus.CLOSING.value]),
                     )
                 )
             ).all()
-        summary = CloseSummary()
-        results = await asyncio.gather(*(self.close_position(pid, reason, actor) for pid in ids))
-        for result in results:
-            summary.add(result)
+            if not rows:
+                return CloseSummary()
+            account = await session.get(ExecutionAccount, account_id)
+            await session.execute(
+                update(Position)
+                .where(Position.id.in_([r.id for r in rows]), Position.status == PositionStatus.OPEN.value)
+                .values(status=PositionStatus.CLOSING.value)
+            )
+        assert account is not None
+        summary = CloseSummary(requested=len(rows))
+        try:
+            broker = await self._brokers.get(account)
+        except Exception as exc:
+            logger.warning("closing the positions of account {} failed: {!r}", account_id, exc)
+            summary.failed = len(rows)
+            summary.errors.append(f"broker: {exc}")
+            return summary  # they stay CLOSING: reconciliation finishes them
+
+        async def send(ticket: str) -> SubmitResult | Exception:
+            try:
+                return await broker.close_position(ticket, close_client_id(account_id, ticket))
+            except Exception as exc:
+                logger.warning("closing position ticket {} failed: {!r}", ticket, exc)
+                return exc
+
+        results = await asyncio.gather(*(send(r.ticket) for r in rows))
+        deals: list[Deal] | None = []
+        if any(isinstance(r, SubmitResult) and r.status in _ANSWERED for r in results):
+            try:
+                since = min(r.opened_at for r in rows) - timedelta(minutes=1)
+                deals = await broker.deals(since, utcnow())
+            except Exception as exc:
+                logger.warning("reading the deals of account {} failed: {!r}", account_id, exc)
+                deals = None
+        async with self._db.session() as session:
+            positions = {
+                p.id: p
+                for p in (
+                    await session.scalars(
+                        select(Position).where(Position.id.in_([r.id for r in rows])).with_for_update()
+                    )
+                ).all()
+            }
+            for row, result in zip(rows, results, strict=True):
+                position = positions.get(row.id)
+                if position is None or position.status == PositionStatus.CLOSED:
+                    continue
+                if isinstance(result, Exception) or deals is None:
+                    summary.failed += 1
+                    summary.errors.append(
+                        f"{row.ticket}: {result if isinstance(result, Exception) else 'no deals'}"
+                    )
+                    continue
+                closing = closing_deal(deals, row.ticket) if result.status in _ANSWERED else []
+                if closing:
+                    summary.pnl += apply_close(session, position, closing, reason, actor)
+                    summary.closed += 1
+                elif result.status is SubmitStatus.REFUSED:
+                    POSITION.move(position, PositionStatus.OPEN)
+                    summary.failed += 1
+                    summary.errors.append(f"{row.ticket}: {result.reason}")
+                    audit(
+                        session,
+                        actor,
+                        "position.close_refused",
+                        f"position:{position.id}",
+                        reason=result.reason,
+                    )
+                else:
+                    summary.failed += 1
+                    summary.errors.append(
+                        f"{row.ticket}: close outcome not yet known ({result.reason or result.status})"
+                    )
+        if self._relay is not None:
+            self._relay.notify()
         return summary
 
     async def close_everything(self, reason: str, actor: str) -> CloseSummary:

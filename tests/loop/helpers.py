@@ -1,0 +1,214 @@
+"""Builders for trading-loop tests: the real engine parts on a paper market the test moves."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from engine.brokers.base import Broker, FillingMode, OrderRequest, OrderType, Side, SubmitStatus
+from engine.brokers.paper import PaperBroker
+from engine.brokers.registry import BrokerRegistry
+from engine.db import Database
+from engine.drawdown import DrawdownGuard, GuardConfig
+from engine.events import EventRelay
+from engine.execution import ExecutionConfig, ExecutionService
+from engine.leader import LeaderLease, make_lease
+from engine.market_hours import AlwaysOpen, MarketHours
+from engine.models import DomainEvent, ExecutionAccount, Position
+from engine.orders import OrderRules
+from engine.positions import PositionCloser
+from engine.reconcile import Reconciler
+from engine.trading_loop import LoopConfig, TradingLoop, reconcile_hook
+from tests.execution.fixtures import FixedPrices
+
+OPEN = MarketHours(default=AlwaysOpen())
+FAST = ExecutionConfig(
+    max_attempts=3, retry_initial_seconds=0.01, retry_max_seconds=0.05, stale_submitting_seconds=0
+)
+QUICK = LoopConfig(
+    tick_seconds=0.02,
+    heartbeat_seconds=0.2,
+    reconcile_every_ticks=5,
+    equity_record_seconds=0.0,
+    account_timeout_seconds=5.0,
+    backoff_initial_seconds=0.05,
+    backoff_max_seconds=0.2,
+    standby_poll_seconds=0.05,
+    lease_ttl_seconds=5.0,
+)
+_cids = itertools.count(1)
+
+
+class FlakyBroker(PaperBroker):
+    """The real paper broker; ``down`` makes every call fail like a lost terminal connection."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.down = False
+        self.fail_closes = 0  # close requests lost before they reach the broker
+        self.lose_close_answers = 0  # close requests executed whose answer is lost
+        self.closes = 0
+        self.submits = 0
+
+    def _check(self):
+        if self.down:
+            raise ConnectionError("No IPC connection")
+
+    async def account(self):
+        self._check()
+        return await super().account()
+
+    async def positions(self):
+        self._check()
+        return await super().positions()
+
+    async def pending_orders(self):
+        self._check()
+        return await super().pending_orders()
+
+    async def close_position(self, ticket, client_order_id):
+        self._check()
+        self.closes += 1
+        if self.fail_closes > 0:
+            self.fail_closes -= 1
+            raise TimeoutError("close lost in transit")
+        result = await super().close_position(ticket, client_order_id)
+        if self.lose_close_answers > 0:
+            self.lose_close_answers -= 1
+            raise TimeoutError("IPC timeout after the close executed")
+        return result
+
+    async def submit(self, request):
+        self.submits += 1
+        return await super().submit(request)
+
+
+@dataclass
+class Engine:
+    db: Database
+    prices: FixedPrices
+    registry: BrokerRegistry
+    relay: EventRelay
+    execution: ExecutionService
+    closer: PositionCloser
+    guard: DrawdownGuard
+    reconciler: Reconciler
+    loop: TradingLoop
+    brokers: dict[int, Broker] = field(default_factory=dict)
+
+    async def broker(self, account_id: int) -> Broker:
+        async with self.db.session() as s:
+            account = await s.get(ExecutionAccount, account_id)
+            s.expunge(account)
+        return await self.registry.get(account)
+
+
+def build_engine(
+    db: Database,
+    prices: FixedPrices | None = None,
+    *,
+    guard_config: GuardConfig | None = None,
+    loop_config: LoopConfig = QUICK,
+    factory: Callable[[ExecutionAccount], Awaitable[Broker]] | None = None,
+    lease: LeaderLease | None = None,
+    execution_config: ExecutionConfig = FAST,
+) -> Engine:
+    prices = prices or FixedPrices()
+    brokers: dict[int, Broker] = {}
+
+    async def default_factory(account: ExecutionAccount) -> Broker:
+        broker = brokers.get(account.id) or FlakyBroker(db, account.id, prices=prices)
+        brokers[account.id] = broker
+        return broker
+
+    registry = BrokerRegistry(factory or default_factory)
+    relay = EventRelay(db)
+    rules = lambda account: OrderRules(min_rr=Decimal("1.5"), min_stop_points=5, market_hours=OPEN)  # noqa: E731
+    execution = ExecutionService(db, registry, rules, relay, execution_config)
+    closer = PositionCloser(db, registry, relay)
+    guard = DrawdownGuard(db, closer, registry, guard_config or GuardConfig(), relay)
+    reconciler = Reconciler(db, registry, execution, closer, relay)
+    guard.before_close = reconcile_hook(reconciler, db)
+    loop = TradingLoop(
+        db=db,
+        brokers=registry,
+        execution=execution,
+        guard=guard,
+        reconciler=reconciler,
+        relay=relay,
+        lease=lease or make_lease(db, ttl_seconds=loop_config.lease_ttl_seconds),
+        config=loop_config,
+    )
+    return Engine(db, prices, registry, relay, execution, closer, guard, reconciler, loop, brokers)
+
+
+async def open_at_broker(
+    broker: Broker, *, volume="5", side=Side.BUY, sl="1.00000", tp="1.30000", price="1.10010", cid=None
+):
+    """A market position straight at the broker (as if traded by hand when ``cid`` is None-like)."""
+    if side is Side.SELL and price == "1.10010":
+        price, sl, tp = "1.10000", "1.20000", "0.90000"
+    result = await broker.submit(
+        OrderRequest(
+            cid or f"hand-{next(_cids)}",
+            "EURUSD",
+            side,
+            OrderType.MARKET,
+            Decimal(volume),
+            Decimal(price),
+            Decimal(sl),
+            Decimal(tp),
+            FillingMode.FOK,
+        )
+    )
+    assert result.status is SubmitStatus.ACCEPTED, result
+    return result
+
+
+async def open_recorded(engine: Engine, account_id: int, **kw) -> Position:
+    """A position at the broker that the store knows (as the execution path would have recorded it)."""
+    broker = await engine.broker(account_id)
+    result = await open_at_broker(broker, cid=f"tb-test{next(_cids)}", **kw)
+    [bp] = [p for p in await broker.positions() if p.ticket == result.position_ticket]
+    async with engine.db.session() as s:
+        pos = Position(
+            account_id=account_id,
+            ticket=bp.ticket,
+            symbol=bp.symbol,
+            side=bp.side.value,
+            volume=bp.volume,
+            open_price=bp.open_price,
+            sl=bp.sl,
+            tp=bp.tp,
+        )
+        s.add(pos)
+    return pos
+
+
+async def events(db: Database, type_: str | None = None) -> list[DomainEvent]:
+    async with db.session() as s:
+        query = select(DomainEvent).order_by(DomainEvent.id)
+        if type_ is not None:
+            query = query.where(DomainEvent.type == type_)
+        return list((await s.scalars(query)).all())
+
+
+async def count(db: Database, model, *where) -> int:
+    async with db.session() as s:
+        return int(await s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+async def account_row(db: Database, account_id: int) -> ExecutionAccount:
+    async with db.session() as s:
+        return await s.get(ExecutionAccount, account_id)
+
+
+async def set_balance(db: Database, account_id: int, balance: str) -> None:
+    """A deposit or withdrawal on a paper account."""
+    async with db.session() as s:
+        account = await s.get(ExecutionAccount, account_id)
+        account.balance = Decimal(balance)
