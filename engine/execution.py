@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import random
 from collections.abc import Awaitable, Callable
@@ -244,13 +245,20 @@ class ExecutionService:
             tp=signal.tp,
             risk_percent=signal.risk_percent,
         )
+        rules = self._rules(account)
+        if decision is not None:  # per-decision overrides (auto-execution: the subscriber's own risk)
+            if decision.risk_percent is not None:
+                params = dataclasses.replace(params, risk_percent=decision.risk_percent)
+            if decision.max_volume is not None:
+                cap = min(v for v in (rules.max_volume, decision.max_volume) if v is not None)
+                rules = dataclasses.replace(rules, max_volume=cap)
         built = build_order(
             client_order_id=order.client_order_id,
             signal=params,
             account=snapshot,
             spec=spec,
             tick=tick,
-            rules=self._rules(account),
+            rules=rules,
             now=utcnow(),
         )
         if isinstance(built, OrderRefusal):

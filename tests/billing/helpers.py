@@ -1,0 +1,139 @@
+"""Builders for billing tests: users, payments as Telegram delivers them, a paper execution service."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from engine.billing.invoices import InvoicePayload
+from engine.billing.payments import BillingService, PaymentOutcome
+from engine.billing.plans import PlanCatalog, load_plans
+from engine.brokers.paper import PaperBroker
+from engine.brokers.registry import BrokerRegistry
+from engine.db import Database
+from engine.events import EventRelay
+from engine.execution import ExecutionConfig, ExecutionService
+from engine.market_hours import AlwaysOpen, MarketHours
+from engine.models import DomainEvent, ExecutionAccount, Subscription, User
+from engine.orders import OrderRules
+from tests.execution.fixtures import FixedPrices
+
+CONSENT = "2026-11"
+FAST = ExecutionConfig(
+    max_attempts=2, retry_initial_seconds=0.01, retry_max_seconds=0.02, stale_submitting_seconds=0
+)
+_charges = itertools.count(1)
+
+
+def catalog() -> PlanCatalog:
+    return load_plans(None)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def make_user(
+    db: Database,
+    telegram_id: int,
+    *,
+    referred_by: int | None = None,
+    kind: str | None = "paper",
+    username: str | None = None,
+    status: str = "active",
+) -> User:
+    """A consented subscriber with (optionally) an active account of ``kind``."""
+    async with db.session() as s:
+        user = User(
+            telegram_id=telegram_id,
+            username=username,
+            first_name=f"U{telegram_id}",
+            referral_code=f"C{telegram_id}",
+            referred_by_id=referred_by,
+            consent_version=CONSENT,
+            status=status,
+        )
+        s.add(user)
+        await s.flush()
+        if kind is not None:
+            s.add(
+                ExecutionAccount(
+                    owner_id=user.id,
+                    kind=kind,
+                    balance=Decimal(10000),
+                    reference_equity=Decimal(10000),
+                    login="5001" if kind == "mt5" else None,
+                )
+            )
+    return user
+
+
+async def account_of(db: Database, user: User) -> ExecutionAccount:
+    async with db.session() as s:
+        account = await s.scalar(select(ExecutionAccount).where(ExecutionAccount.owner_id == user.id))
+        assert account is not None
+        return account
+
+
+async def pay(
+    billing: BillingService,
+    telegram_id: int,
+    plan: str = "pro",
+    *,
+    charge: str | None = None,
+    recurring: bool = True,
+    first: bool = True,
+    stars: int | None = None,
+) -> PaymentOutcome:
+    """A ``successful_payment`` as Telegram delivers it for an invoice issued to ``telegram_id``."""
+    p = billing.catalog.get(plan)
+    assert p is not None
+    amount = p.price_stars if stars is None else stars
+    payload = InvoicePayload(plan, amount, p.period_days, telegram_id).pack()
+    return await billing.record_payment(
+        telegram_id,
+        currency="XTR",
+        total_amount=amount,
+        invoice_payload=payload,
+        charge_id=charge or f"stx-{next(_charges)}",
+        provider_charge_id=f"{telegram_id}_1",
+        is_recurring=recurring,
+        is_first_recurring=recurring and first,
+        subscription_expiration_date=int((now() + timedelta(days=30)).timestamp()) if recurring else None,
+    )
+
+
+async def subscription(db: Database, user: User) -> Subscription | None:
+    async with db.session() as s:
+        return await s.scalar(select(Subscription).where(Subscription.user_id == user.id))
+
+
+async def shift_expiry(db: Database, user: User, when: datetime) -> None:
+    async with db.session() as s:
+        sub = await s.scalar(select(Subscription).where(Subscription.user_id == user.id))
+        assert sub is not None
+        sub.expires_at = when
+
+
+async def events(db: Database, type_: str | None = None) -> list[DomainEvent]:
+    async with db.session() as s:
+        query = select(DomainEvent).order_by(DomainEvent.id)
+        if type_ is not None:
+            query = query.where(DomainEvent.type == type_)
+        return list((await s.scalars(query)).all())
+
+
+def execution_service(db: Database, prices: FixedPrices, **kw: Any) -> ExecutionService:
+    """The real execution service over paper brokers (any account kind trades on paper here)."""
+
+    async def factory(account: ExecutionAccount) -> PaperBroker:
+        return PaperBroker(db, account.id, prices=prices)
+
+    rules = lambda account: OrderRules(  # noqa: E731
+        min_rr=Decimal("1.5"), min_stop_points=5, market_hours=MarketHours(default=AlwaysOpen())
+    )
+    return ExecutionService(db, BrokerRegistry(factory), rules, EventRelay(db), FAST)
