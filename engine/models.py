@@ -148,6 +148,9 @@ class Decision(Base):
     consent_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Per-decision overrides (auto-execution: the subscriber's own risk % and volume cap).
+    risk_percent: Mapped[Decimal | None] = mapped_column(nullable=True)
+    max_volume: Mapped[Decimal | None] = mapped_column(nullable=True)
 
 
 class Order(Base):
@@ -273,6 +276,9 @@ class OutboxMessage(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Set while a sender holds the row; still set when the row is due again means the sender died
+    # mid-call: Telegram may or may not have the message (the Bot API cannot say), so it is resent.
+    claimed_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class OutboundDelivery(Base):
@@ -372,3 +378,92 @@ class PaperDeal(Base):
     profit: Mapped[Decimal] = mapped_column(default=Decimal(0))
     reason: Mapped[str] = mapped_column(String(12), default="client")  # client | sl | tp | expert
     time: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+# ---------------------------------------------------------------------- billing and referrals
+
+
+class Subscription(Base):
+    """A subscriber's paid plan now: one row per user, extended by payments, swept on expiry.
+
+    ``status`` is ``active`` | ``expired`` | ``revoked`` (refunded). The entitlements of a user
+    without an active row are the default (free) plan's.
+    """
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
+    plan: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    recurring: Mapped[bool] = mapped_column(Boolean, default=False)
+    renewal_state: Mapped[str | None] = mapped_column(String(16), nullable=True)  # active|canceled|failed
+    last_charge_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    reminded_at: Mapped[datetime | None] = mapped_column(nullable=True)  # for the current expires_at
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class StarPayment(Base):
+    """One Telegram Stars charge; ``telegram_payment_charge_id`` is unique, so a payment update
+    delivered twice is recorded (and credited) once."""
+
+    __tablename__ = "star_payments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    plan: Mapped[str] = mapped_column(String(32))
+    currency: Mapped[str] = mapped_column(String(8), default="XTR")
+    amount: Mapped[Decimal] = mapped_column()
+    invoice_payload: Mapped[str] = mapped_column(String(128))
+    telegram_payment_charge_id: Mapped[str] = mapped_column(String(128), unique=True)
+    provider_payment_charge_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    is_recurring: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_first_recurring: Mapped[bool] = mapped_column(Boolean, default=False)
+    subscription_expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    period_start: Mapped[datetime] = mapped_column()
+    period_end: Mapped[datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(String(12), default="paid")  # paid | refunded
+    refunded_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ReferralEntry(Base):
+    """The referral ledger (append-only, Decimal Stars): credits for referred users' payments,
+    reversals of refunded ones, and payouts (negative). A referrer's balance is the sum."""
+
+    __tablename__ = "referral_ledger"
+    __table_args__ = (UniqueConstraint("payment_id", "kind", name="uq_referral_ledger_payment_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    referrer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    referred_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("star_payments.id"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(12))  # credit | reversal | payout
+    amount: Mapped[Decimal] = mapped_column()
+    actor: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AutoTradeSettings(Base):
+    """A subscriber's opt-in to auto-execution, with their own risk % and volume cap."""
+
+    __tablename__ = "auto_trade_settings"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    risk_percent: Mapped[Decimal] = mapped_column()
+    max_volume: Mapped[Decimal | None] = mapped_column(nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+@event.listens_for(ReferralEntry, "before_update")
+def _ledger_no_update(*_: Any) -> None:
+    raise AppendOnlyViolation("referral_ledger is append-only: rows cannot be updated")
+
+
+@event.listens_for(ReferralEntry, "before_delete")
+def _ledger_no_delete(*_: Any) -> None:
+    raise AppendOnlyViolation("referral_ledger is append-only: rows cannot be deleted")

@@ -10,14 +10,24 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from engine.accounts import AccountService
+    from engine.approvals import ApprovalService
+    from engine.auto_execute import AutoExecutor
+    from engine.billing.payments import BillingService
+    from engine.billing.reminders import BillingSweeper
     from engine.brokers.registry import BrokerRegistry
     from engine.control import EngineControl
     from engine.crypto import SecretBox
     from engine.db import Database
+    from engine.drawdown import DrawdownGuard
     from engine.events import EventRelay
     from engine.execution import ExecutionService
     from engine.positions import PositionCloser
+    from engine.reconcile import Reconciler
+    from engine.referrals import ReferralService
     from engine.settings import Settings
+    from engine.subscribers import SubscriberService
+    from engine.trading_loop import TradingLoop
 
 
 @dataclass
@@ -31,3 +41,13 @@ class EngineServices:
     closer: PositionCloser
     secrets: SecretBox | None
     # Each part that adds a service adds a typed field here (with a default), never a dict of extras.
+    accounts: AccountService | None = None  # execution accounts (bot /account, `tradebot account`)
+    subscribers: SubscriberService | None = None  # Telegram subscribers, consent, preferences
+    approvals: ApprovalService | None = None  # decisions on signals, exactly once
+    drawdown: DrawdownGuard | None = None  # drawdown guard; resume_account() for /resume
+    reconciler: Reconciler | None = None  # store vs broker, per account
+    trading_loop: TradingLoop | None = None  # started and stopped by the runtime
+    billing: BillingService | None = None  # plans, Stars payments, refunds (engine.billing.install_billing)
+    billing_sweeper: BillingSweeper | None = None  # expiry reminders and drops to the free plan
+    referrals: ReferralService | None = None  # referral ledger, summaries, payouts
+    auto_execute: AutoExecutor | None = None  # opt-in auto-execution (relay subscriber)

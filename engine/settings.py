@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     order_batch_size: int = Field(default=10, ge=1, le=1000)
     consent_version: str = "2026-11"
 
+    # Billing: the plans file (TOML); empty = the defaults shipped in engine/billing/plans.toml
+    plans_file: str | None = None
+
     # Outbound events
     outbound_url: str | None = None
     outbound_secret: SecretStr | None = None

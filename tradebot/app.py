@@ -8,20 +8,30 @@ settings (a temporary database, the emulator's URL, the simulated terminal).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from engine.accounts import AccountService, Mt5Connector
+from engine.approval_executor import ApprovalExecutor
+from engine.approvals import ApprovalService
+from engine.billing import install_billing
 from engine.brokers.base import Broker
 from engine.brokers.registry import BrokerFactory, BrokerRegistry
 from engine.control import EngineControl
 from engine.crypto import SecretBox
 from engine.db import Database
+from engine.drawdown import DrawdownGuard, GuardConfig
 from engine.events import EventRelay
 from engine.execution import ExecutionConfig, ExecutionService
+from engine.leader import make_lease
 from engine.market_hours import parse_market_hours
 from engine.models import ExecutionAccount
 from engine.orders import OrderRules
 from engine.positions import PositionCloser
+from engine.reconcile import Reconciler
 from engine.services import EngineServices
 from engine.settings import Settings, SettingsError
+from engine.subscribers import SubscriberService
+from engine.trading_loop import LoopConfig, TradingLoop, reconcile_hook
 
 
 def order_rules_for(settings: Settings) -> Callable[[ExecutionAccount], OrderRules]:
@@ -76,19 +86,47 @@ def build_services(
     *,
     broker_factory: BrokerFactory | None = None,
     execution_config: ExecutionConfig | None = None,
+    mt5_connector: Mt5Connector | None = None,
+    loop_overrides: dict[str, Any] | None = None,
 ) -> EngineServices:
     db = Database(settings.database_url)
     secrets = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
     relay = EventRelay(db)
     registry = BrokerRegistry(broker_factory or default_broker_factory(settings, db, secrets))
     execution = ExecutionService(db, registry, order_rules_for(settings), relay, execution_config)
-    return EngineServices(
+    accounts = AccountService(db, settings, registry, secrets, mt5_connector)
+    closer = PositionCloser(db, registry, relay)
+    guard = DrawdownGuard(db, closer, registry, GuardConfig.from_settings(settings), relay)
+    reconciler = Reconciler(db, registry, execution, closer, relay)
+    guard.before_close = reconcile_hook(reconciler, db)
+    loop_config = LoopConfig.from_settings(settings, **(loop_overrides or {}))
+    trading_loop = TradingLoop(
+        db=db,
+        brokers=registry,
+        execution=execution,
+        guard=guard,
+        reconciler=reconciler,
+        relay=relay,
+        lease=make_lease(db, ttl_seconds=loop_config.lease_ttl_seconds),
+        config=loop_config,
+    )
+    services = EngineServices(
         settings=settings,
         db=db,
         relay=relay,
         control=EngineControl(db, relay),
         brokers=registry,
         execution=execution,
-        closer=PositionCloser(db, registry, relay),
+        closer=closer,
         secrets=secrets,
+        accounts=accounts,
+        subscribers=SubscriberService(db, settings, accounts),
+        approvals=ApprovalService(
+            db, settings, accounts, relay, ApprovalExecutor.for_database(execution, db)
+        ),
+        drawdown=guard,
+        reconciler=reconciler,
+        trading_loop=trading_loop,
     )
+    install_billing(services)  # plans, Stars payments, referrals, auto-execution, entitlement gate
+    return services

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -91,6 +92,35 @@ def emulator_command(
 
     setup_logging("INFO")
     run(host, port)
+
+
+@app.command("sandbox")
+def sandbox_command(
+    broker: str = typer.Option("paper", "--broker", help="paper, or mt5 (the simulated MT5 terminal)"),
+    port: int = typer.Option(8080, "--port", help="port of the page and the engine's HTTP server"),
+    data_dir: Path = typer.Option(Path("data"), "--data-dir", help="where the sandbox keeps its files"),
+    signal_every: str = typer.Option(
+        "20-60", "--signal-every", help="seconds between demo signals: N or MIN-MAX"
+    ),
+    emulator_port: int = typer.Option(
+        0, "--emulator-port", help="port of the Bot API emulator (0: any free)"
+    ),
+) -> None:
+    """Everything offline: emulator, bot, engine, broker, demo producer, and a page to act as subscribers."""
+    from sandbox.config import SandboxError, SandboxOptions, parse_interval
+    from sandbox.runner import main as run_sandbox
+
+    try:
+        options = SandboxOptions(
+            broker=broker,
+            port=port,
+            emulator_port=emulator_port,
+            data_dir=data_dir,
+            signal_every=parse_interval(signal_every),
+        )
+    except SandboxError as exc:
+        fail(str(exc))
+    raise typer.Exit(run_sandbox(options))
 
 
 from tradebot.cli_producers import register as _register_producer_commands  # noqa: E402

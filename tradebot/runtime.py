@@ -1,0 +1,182 @@
+"""The running product: engine, HTTP server, bot and trading loop in one process and one event loop.
+
+``Runtime.start`` applies migrations, builds the services (``tradebot.app``), mounts the producer
+API, health, metrics and (in webhook mode) the Telegram webhook on one aiohttp server, starts
+the event relay, the outbound dispatcher, the bot and the trading loop, and announces
+``engine.started``. ``Runtime.stop`` undoes it in reverse within a deadline: no new work,
+in-flight broker calls finish, a final heartbeat, the outbox and event relay flushed,
+connections closed. ``serve`` runs it until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from loguru import logger
+
+from engine.api.app import ApiContext, build_http_app
+from engine.api.server import start_http_server
+from engine.brokers.registry import BrokerFactory
+from engine.events import ENGINE_STARTED, ENGINE_STOPPING, emit
+from engine.execution import ExecutionConfig
+from engine.heartbeat import heartbeat_probe
+from engine.metrics import Metrics
+from engine.migrate import upgrade_async
+from engine.outbound import OutboundDispatcher, install_outbound
+from engine.readiness import Readiness
+from engine.services import EngineServices
+from engine.settings import Settings
+from engine.trading_loop import TradingLoop
+from tradebot.app import build_services
+
+
+@dataclass
+class RuntimeOptions:
+    """What tests and the sandbox change; production uses the defaults and the settings."""
+
+    broker_factory: BrokerFactory | None = None
+    execution_config: ExecutionConfig | None = None
+    loop_overrides: dict[str, Any] = field(default_factory=dict)
+    bot_config: Any = None  # bot.context.BotConfig
+    stop_deadline_seconds: float = 10.0
+    with_bot: bool = True
+    # Called with the HTTP app before it starts serving (the sandbox mounts its page this way).
+    on_http_app: Callable[[web.Application], None] | None = None
+
+
+class Runtime:
+    def __init__(self, settings: Settings, options: RuntimeOptions | None = None) -> None:
+        self.settings = settings
+        self.options = options or RuntimeOptions()
+        self.services: EngineServices | None = None
+        self.metrics = Metrics()
+        self.readiness = Readiness()
+        self.http_app: web.Application | None = None
+        self.loop: TradingLoop | None = None
+        self.bot: Any = None  # bot.app.BotRuntime
+        self._runner: web.AppRunner | None = None
+        self._dispatcher: OutboundDispatcher | None = None
+
+    @property
+    def engine(self) -> EngineServices:
+        assert self.services is not None, "runtime not started"
+        return self.services
+
+    async def start(self) -> None:
+        settings = self.settings
+        await upgrade_async(settings.database_url)
+        services = build_services(
+            settings,
+            broker_factory=self.options.broker_factory,
+            execution_config=self.options.execution_config,
+            loop_overrides=self.options.loop_overrides,
+        )
+        self.services = services
+
+        ctx = ApiContext(
+            db=services.db,
+            settings=settings,
+            relay=services.relay,
+            box=services.secrets,
+            metrics=self.metrics,
+            readiness=self.readiness,
+        )
+        app = build_http_app(ctx)
+        self.http_app = app
+
+        self._dispatcher = install_outbound(services.relay, services.db, settings, metrics=self.metrics)
+
+        assert services.trading_loop is not None
+        self.loop = services.trading_loop
+        self.loop.register_metrics(self.metrics.registry)
+        self.readiness.register("heartbeat", heartbeat_probe(services.db, float(settings.heartbeat_seconds)))
+        self.readiness.register("brokers", self._brokers_ready)
+
+        if self.options.with_bot:
+            from bot.app import BotRuntime, bot_context, build_bot, build_storage
+
+            bot_ctx = bot_context(services, config=self.options.bot_config)
+            self.bot = BotRuntime(bot_ctx, build_bot(settings), build_storage(settings))
+            self.bot.webhook_routes(app)
+            self.readiness.register("telegram", self._telegram_ready)
+
+        if self.options.on_http_app is not None:
+            self.options.on_http_app(app)
+        self._runner = await start_http_server(app, settings.http_host, settings.http_port)
+        if self.bot is not None:
+            await self.bot.start()  # subscribes fan-out and notifier before any event is relayed
+        services.relay.start()
+        if self._dispatcher is not None:
+            self._dispatcher.start()
+        self.loop.start()
+        async with services.db.session() as session:
+            emit(session, ENGINE_STARTED, loop_id=self.loop.loop_id)
+        services.relay.notify()
+        logger.info(
+            "tradebot running: HTTP on {}:{}, Telegram {} mode",
+            settings.http_host,
+            settings.http_port,
+            settings.telegram_mode,
+        )
+
+    async def _brokers_ready(self) -> bool | str:
+        down = []
+        for account_id, broker in self.engine.brokers.cached().items():
+            health = await broker.health()
+            if not health.connected:
+                down.append(f"account {account_id}: {health.detail or 'disconnected'}")
+        return True if not down else "; ".join(down)
+
+    async def _telegram_ready(self) -> bool | str:
+        try:
+            await self.bot.bot.get_me()
+        except Exception as exc:
+            return f"Telegram unreachable: {type(exc).__name__}"
+        return True
+
+    async def stop(self) -> None:
+        deadline = self.options.stop_deadline_seconds
+        services = self.services
+        if services is None:
+            return
+        logger.info("tradebot stopping (deadline {} s)", deadline)
+        try:
+            async with services.db.session() as session:
+                emit(session, ENGINE_STOPPING)
+            services.relay.notify()
+        except Exception as exc:
+            logger.warning("could not announce the stop: {!r}", exc)
+        if self.loop is not None:
+            await self.loop.stop(deadline)  # drains execution, final heartbeat, closes brokers
+        else:
+            await services.execution.drain(deadline)
+        await services.relay.stop()  # hand every committed event to the notifier / outbound
+        if self.bot is not None:
+            await self.bot.stop()  # flushes the outbox within its own timeout
+        if self._dispatcher is not None:
+            await self._dispatcher.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await services.brokers.close()
+        await services.db.dispose()
+        logger.info("tradebot stopped")
+
+
+async def serve(runtime: Runtime) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await runtime.start()
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await runtime.stop()
