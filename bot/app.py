@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.billing_notifier import attach_billing
 from bot.commands import set_commands
 from bot.context import BotConfig, BotContext
+from bot.daily_summary import run_daily
 from bot.fanout import Fanout
 from bot.i18n import CatalogI18n, build_i18n
 from bot.middlewares import LocaleMiddleware, UpdateMiddleware
@@ -222,6 +223,7 @@ class BotRuntime:
         attach_billing(self.ctx, self._tasks)  # billing: notices, auto-execution, sweep
         self.sender.start()
         self._tasks.append(asyncio.create_task(self._sweep(), name="bot-expiry-sweep"))
+        self._tasks.append(asyncio.create_task(run_daily(self.ctx), name="bot-daily-summary"))
         self.running = True
         try:
             await set_commands(self.bot, self.ctx)

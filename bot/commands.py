@@ -19,6 +19,8 @@ def subscriber_commands() -> list[BotCommand]:
         BotCommand(command="start", description=_("Subscribe and accept the risk disclaimer")),
         BotCommand(command="account", description=_("Your account, balance and positions")),
         BotCommand(command="settings", description=_("Language and notifications")),
+        BotCommand(command="stats", description=_("Performance and equity chart")),
+        BotCommand(command="export", description=_("Your closed trades as CSV")),
         BotCommand(command="subscribe", description=_("Plans and payment in Stars")),
         BotCommand(command="auto", description=_("Automatic execution on or off")),
         BotCommand(command="invite", description=_("Your referral link")),

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from engine.accounts import AccountService
+    from engine.analytics import AnalyticsService
     from engine.approvals import ApprovalService
     from engine.auto_execute import AutoExecutor
     from engine.billing.payments import BillingService
@@ -51,3 +52,4 @@ class EngineServices:
     billing_sweeper: BillingSweeper | None = None  # expiry reminders and drops to the free plan
     referrals: ReferralService | None = None  # referral ledger, summaries, payouts
     auto_execute: AutoExecutor | None = None  # opt-in auto-execution (relay subscriber)
+    analytics: AnalyticsService | None = None  # metrics, charts, exports, daily summaries (/stats)

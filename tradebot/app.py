@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.accounts import AccountService, Mt5Connector
+from engine.analytics import AnalyticsService
 from engine.approval_executor import ApprovalExecutor
 from engine.approvals import ApprovalService
 from engine.billing import install_billing
@@ -127,6 +128,7 @@ def build_services(
         drawdown=guard,
         reconciler=reconciler,
         trading_loop=trading_loop,
+        analytics=AnalyticsService(db),
     )
     install_billing(services)  # plans, Stars payments, referrals, auto-execution, entitlement gate
     return services

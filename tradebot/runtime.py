@@ -163,6 +163,8 @@ class Runtime:
         if self._runner is not None:
             await self._runner.cleanup()
         await services.brokers.close()
+        if services.analytics is not None:
+            services.analytics.close()
         await services.db.dispose()
         logger.info("tradebot stopped")
 

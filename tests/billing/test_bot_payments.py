@@ -100,7 +100,7 @@ async def test_subscribe_pay_execute_remind_expire(world: World, sim_state: Path
     assert sum("plan ends on" in t for t in texts) == 1
 
     expired = await approve_next_signal(world, 801)
-    assert "Not executed" in expired["text"] and "pro plan has expired" in expired["text"]
+    assert "Not executed" in expired["text"] and "your plan has expired; see /subscribe" in expired["text"]
     async with world.db.session() as s:
         codes = (await s.scalars(select(Order.reason_code).order_by(Order.created_at))).all()
     assert codes == ["plan_required", None, "plan_expired"]

@@ -143,8 +143,21 @@ async def test_command_menus_are_set_in_both_languages(world: World) -> None:
     assert (
         set(english)
         == set(spanish)
-        == {"start", "account", "settings", "subscribe", "auto", "invite", "referrals", "help", "stop"}
+        == {
+            "start",
+            "account",
+            "settings",
+            "stats",
+            "export",
+            "subscribe",
+            "auto",
+            "invite",
+            "referrals",
+            "help",
+            "stop",
+        }
     )
+    assert spanish["stats"] == "Rendimiento y gráfico de capital"
     assert english["stop"] == "Stop receiving signals" and spanish["stop"] == "Dejar de recibir señales"
 
 
