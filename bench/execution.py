@@ -3,7 +3,10 @@
 Runs N approvals one after another (each a fresh signal and decision) through the real
 ExecutionService and MT5 broker code, on SQLite, with the simulated terminal at zero latency.
 Prints JSON: p50/p90/p99/max of the whole path (order row written and claimed, symbol spec,
-tick, account, order built, order_send, fill and position recorded) and of order_send alone.
+tick, account, order built, order_send, fill and position recorded), of the terminal's own calls
+(the simulated terminal keeps its state in SQLite and re-evaluates every open position on each
+call, so its cost grows with the positions the run opens), and of the engine's overhead: the whole
+path minus the time spent inside terminal calls.
 
     python bench/execution.py [--n 1000] [--database-url URL]
 """
@@ -54,19 +57,27 @@ async def run(n: int, database_url: str | None) -> dict[str, object]:
     db = Database(url)
 
     send_times: list[float] = []
+    broker_times: list[float] = []  # every terminal call of one approval, order_send included
 
     async def factory(account: ExecutionAccount):  # type: ignore[no-untyped-def]
         broker = create_mt5_broker("mt5sim", 9001, "pw", "Bench")
-        original = broker.submit
+        for name in ("symbol_spec", "tick", "account", "submit"):
+            original = getattr(broker, name)
 
-        async def timed_submit(request):  # type: ignore[no-untyped-def]
-            start = time.perf_counter()
-            try:
-                return await original(request)
-            finally:
-                send_times.append((time.perf_counter() - start) * 1000)
+            def timed(original=original, name=name):  # type: ignore[no-untyped-def]
+                async def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+                    start = time.perf_counter()
+                    try:
+                        return await original(*args, **kwargs)
+                    finally:
+                        elapsed = (time.perf_counter() - start) * 1000
+                        broker_times[-1] += elapsed
+                        if name == "submit":
+                            send_times.append(elapsed)
 
-        broker.submit = timed_submit  # type: ignore[method-assign]
+                return call
+
+            setattr(broker, name, timed())
         return broker
 
     registry = BrokerRegistry(factory)
@@ -104,11 +115,14 @@ async def run(n: int, database_url: str | None) -> dict[str, object]:
             s.add(dec)
             await s.flush()
             decision_ids.append(dec.id)
+    broker_times.append(0.0)
     await service.execute_decision(decision_ids[0])  # warm-up: connect, spec cache
     send_times.clear()
+    broker_times.clear()
     totals: list[float] = []
     statuses: dict[str, int] = {}
     for decision_id in decision_ids[1:]:
+        broker_times.append(0.0)
         start = time.perf_counter()
         order = await service.execute_decision(decision_id)
         totals.append((time.perf_counter() - start) * 1000)
@@ -116,7 +130,7 @@ async def run(n: int, database_url: str | None) -> dict[str, object]:
         statuses[order.status] = statuses.get(order.status, 0) + 1
     await registry.close()
     await db.dispose()
-    overhead = [t - s for t, s in zip(totals, send_times, strict=True)]
+    overhead = [t - b for t, b in zip(totals, broker_times, strict=True)]
     return {
         "benchmark": "execution",
         "database": db.dialect,
@@ -130,6 +144,7 @@ async def run(n: int, database_url: str | None) -> dict[str, object]:
             "mean": round(statistics.fmean(totals), 3),
         },
         "order_send_ms": {"p50": _pct(send_times, 50), "p99": _pct(send_times, 99)},
+        "all_terminal_calls_ms": {"p50": _pct(broker_times, 50), "p99": _pct(broker_times, 99)},
         "engine_overhead_ms": {
             "p50": _pct(overhead, 50),
             "p90": _pct(overhead, 90),

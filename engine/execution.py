@@ -193,8 +193,19 @@ class ExecutionService:
 
     async def _attempt(self, order_id: str) -> Order:
         async with self._db.session() as session:
-            order = await session.get(Order, order_id)
-            assert order is not None, order_id
+            # One round trip for the order and everything the gates and the builder read.
+            loaded = (
+                await session.execute(
+                    select(Order, ExecutionAccount, Signal, Decision, User)
+                    .join(ExecutionAccount, ExecutionAccount.id == Order.account_id)
+                    .outerjoin(Signal, Signal.id == Order.signal_id)
+                    .outerjoin(Decision, Decision.id == Order.decision_id)
+                    .outerjoin(User, User.id == Decision.user_id)
+                    .where(Order.id == order_id)
+                )
+            ).one_or_none()
+            assert loaded is not None, order_id
+            order, account, signal, decision, user = loaded
             status = OrderStatus(order.status)
             if status in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN):
                 stale = order.submitted_at is None or (
@@ -207,11 +218,7 @@ class ExecutionService:
                 return order  # settled, or resting at the broker
             if order.attempts >= self.config.max_attempts:
                 return await self._fail(session, order, "retries exhausted")
-            account = await session.get(ExecutionAccount, order.account_id)
-            signal = await session.get(Signal, order.signal_id) if order.signal_id else None
-            decision = await session.get(Decision, order.decision_id) if order.decision_id else None
-            user = await session.get(User, decision.user_id) if decision else None
-            assert account is not None and signal is not None
+            assert signal is not None, f"order {order_id} has no signal"
             refusal = await self._gate(session, order, account, user, signal)
             if refusal is not None:
                 return await self._refuse(session, order, *refusal)
