@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck pytest browser sandbox run emulator bench locales clean
+.PHONY: venv test lint typecheck pytest browser sandbox run emulator bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

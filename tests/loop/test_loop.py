@@ -68,7 +68,8 @@ async def test_heartbeat_content_and_period(db):
     assert first["equity_accounts"] == 1 and first["loop_duration_ms"] > 0 and first["ticks"] >= 1
     times = [datetime.fromisoformat(b["at"]) for b in beats[:4]]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
-    assert all(QUICK.heartbeat_seconds * 0.9 <= g < QUICK.heartbeat_seconds * 3 for g in gaps), gaps
+    # Never more often than the period; later only by as much as a loaded machine delays a tick.
+    assert all(QUICK.heartbeat_seconds * 0.9 <= g < QUICK.heartbeat_seconds + 2.0 for g in gaps), gaps
     assert [b["seq"] for b in beats] == list(range(1, len(beats) + 1))
     assert beats[-1]["final"] is True
     stored = await read_heartbeat(db)
@@ -83,7 +84,8 @@ async def test_missed_heartbeat_makes_the_readiness_check_fail(db):
     await make_world(db)
     engine = build_engine(db)
     readiness = Readiness()
-    readiness.register("trading_loop", heartbeat_probe(db, QUICK.heartbeat_seconds))
+    period = 1.0  # long enough that a loaded machine does not make a fresh beat look stale
+    readiness.register("trading_loop", heartbeat_probe(db, period))
     [result] = await readiness.run()
     assert not result.ok and "no heartbeat" in result.detail
     await engine.loop.tick()
@@ -95,7 +97,7 @@ async def test_missed_heartbeat_makes_the_readiness_check_fail(db):
         row = await s.get(EngineState, HEARTBEAT_KEY)
         row.value = {
             **row.value,
-            "at": (utcnow() - timedelta(seconds=3 * QUICK.heartbeat_seconds + 0.1)).isoformat(),
+            "at": (utcnow() - timedelta(seconds=3 * period + 0.1)).isoformat(),
         }
     [result] = await readiness.run()
     assert not result.ok and "last heartbeat" in result.detail
