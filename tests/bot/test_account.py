@@ -43,8 +43,13 @@ def sim_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 
 async def link(world: World, uid: int, password: str) -> dict:
+    seen = max((m["message_id"] for m in await world.messages(uid)), default=0)
     await world.say(uid, "/account")
-    panel = await world.wait_message(uid, lambda m: AccountCb(action="link").pack() in buttons(m))
+    # The new panel, not one an earlier /account left in the chat (tapping that one would race
+    # with this /account, which starts the conversation afresh).
+    panel = await world.wait_message(
+        uid, lambda m: m["message_id"] > seen and AccountCb(action="link").pack() in buttons(m)
+    )
     await world.tap(uid, uid, panel["message_id"], AccountCb(action="link").pack())
     await world.wait_text(uid, "Send your MT5 login")
     await world.say(uid, str(LOGIN))
