@@ -175,6 +175,8 @@ def run(host: str = "127.0.0.1", port: int = 8081, config: EmulatorConfig | None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
+            # Windows event loops have no add_signal_handler (NotImplementedError): there Ctrl-C
+            # arrives as KeyboardInterrupt, which the caller below turns into a clean stop.
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
         try:
