@@ -29,9 +29,14 @@ async def test_channel_post_collects_approvals_by_tapper(world_factory: WorldFac
     assert links == [f"https://t.me/{BOT_USERNAME}?start=channel"]
     assert [m for m in await world.messages(401) if "Stop loss" in (m.get("text") or "")] == []  # no DMs
 
-    async with world.db.session() as session:
-        signal = await session.get(Signal, signal_id)
-    assert signal is not None and signal.channel_message_id == post["message_id"]
+    # The sender records the post's message id in the transaction after Telegram answers, so the
+    # message can be visible in the chat a moment before the row says so: wait for the row.
+    async def recorded() -> int | None:
+        async with world.db.session() as session:
+            signal = await session.get(Signal, signal_id)
+        return None if signal is None else signal.channel_message_id
+
+    assert await eventually(recorded, timeout=10) == post["message_id"]
 
     stranger = await world.tap(499, CHANNEL, post["message_id"], approve)
     assert stranger["show_alert"] is True and f"t.me/{BOT_USERNAME}?start=channel" in stranger["text"]
