@@ -9,6 +9,7 @@ an unknown one: one lot is one unit of the quoted price, so money is in the quot
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 from engine.brokers.base import FillingMode, SymbolSpec
@@ -64,7 +65,8 @@ def backtest_spec(symbol: str, tick: Decimal | None = None) -> SymbolSpec:
             )
         exponent = tick.normalize().as_tuple().exponent
         digits = max(0, -exponent) if isinstance(exponent, int) else 0
-        return _spec(name, digits, str(tick), "1", vmax="1000000")
+        made = _spec(name, digits, str(tick), "1", vmax="1000000")
+        return dataclasses.replace(made, currency_profit=name[3:6] if len(name) == 6 and name.isalpha() else "")
     if tick is None:
         return known
     point = known.point if tick % known.point == 0 else tick
