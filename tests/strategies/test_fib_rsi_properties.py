@@ -22,7 +22,7 @@ def walk(seed: int, n: int, vol: float) -> Bars:
     opens = np.concatenate(([100.0], close[:-1]))
     high = np.round(np.maximum(opens, close) + rng.uniform(0, 0.3, n), 2)
     low = np.round(np.minimum(opens, close) - rng.uniform(0, 0.3, n), 2)
-    hours = np.cumsum(rng.choice([1, 1, 1, 1, 2, 49], n))  # mostly hourly, some gaps
+    hours = np.cumsum(rng.choice([1] * 38 + [2, 49], n))  # mostly hourly, a few gaps
     return Bars.from_arrays(T0 + 3600 * hours, opens, high, low, close)
 
 
