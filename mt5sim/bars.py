@@ -69,7 +69,9 @@ def _bid(spec: Spec, real: float, seed: int) -> float:
 
 
 @lru_cache(maxsize=200_000)
-def _closed_bar(spec: Spec, seed: int, clock: BarClock, tf: int, start: int) -> tuple[float, float, float, float]:
+def _closed_bar(
+    spec: Spec, seed: int, clock: BarClock, tf: int, start: int
+) -> tuple[float, float, float, float]:
     prices = [_bid(spec, clock.real(start + tf * k / SAMPLES), seed) for k in range(SAMPLES + 1)]
     return prices[0], max(prices), min(prices), prices[-1]
 
@@ -87,9 +89,7 @@ def _volume(spec: Spec, seed: int, start: int) -> int:
     return 200 + int.from_bytes(digest, "big") % 1800
 
 
-def rates_from_pos(
-    conn: sqlite3.Connection, spec: Spec, timeframe: int, start_pos: int, count: int
-) -> Any:
+def rates_from_pos(conn: sqlite3.Connection, spec: Spec, timeframe: int, start_pos: int, count: int) -> Any:
     """The bars at positions ``start_pos .. start_pos + count - 1`` back from the forming one
     (position 0), oldest first, as the numpy structured array the real package returns."""
     import numpy as np

@@ -197,7 +197,9 @@ def set_bar_clock(seconds_per_hour: float | None, *, state: StatePath = None) ->
         if not seconds_per_hour > 0:
             raise ValueError(f"seconds_per_hour must be > 0, got {seconds_per_hour}")
         origin = store.now_ms(conn) / 1000
-        store.set_meta(conn, "bar_clock", json.dumps({"origin": origin, "seconds_per_hour": seconds_per_hour}))
+        store.set_meta(
+            conn, "bar_clock", json.dumps({"origin": origin, "seconds_per_hour": seconds_per_hour})
+        )
 
 
 def set_terminal_trade_allowed(flag: bool, *, state: StatePath = None) -> None:

@@ -41,12 +41,18 @@ def _strategy_name(name: str) -> str:
 
 def backtest_command(
     strategy: str = typer.Argument(..., help="The strategy, e.g. fib-rsi"),
-    data: Path = typer.Option(..., "--data", help="Bars: CSV time,open,high,low,close[,volume] or MT5's export"),
+    data: Path = typer.Option(
+        ..., "--data", help="Bars: CSV time,open,high,low,close[,volume] or MT5's export"
+    ),
     symbol: str = typer.Option(..., "--symbol", help="The symbol the bars are of, e.g. XAUUSD"),
-    tick: str | None = typer.Option(None, "--tick", help="Price step (needed for symbols without a built-in spec)"),
+    tick: str | None = typer.Option(
+        None, "--tick", help="Price step (needed for symbols without a built-in spec)"
+    ),
     balance: str = typer.Option("10000", "--balance", help="Starting balance"),
     risk: str = typer.Option("2", "--risk", help="Risk per trade, % of equity (0 < x <= 10)"),
-    out: Path = typer.Option(Path("backtest"), "--out", help="Directory for trades.csv, report.json, equity.png"),
+    out: Path = typer.Option(
+        Path("backtest"), "--out", help="Directory for trades.csv, report.json, equity.png"
+    ),
 ) -> None:
     """Replay closed bars through a strategy and the live order code; write trades, report and chart."""
     name = _strategy_name(strategy)
@@ -136,7 +142,13 @@ def strategy_run(
 
 
 async def _run_producer(
-    settings: Any, name: str, symbols: tuple[str, ...], url: str, producer_id: str, secret: str, port: int | None
+    settings: Any,
+    name: str,
+    symbols: tuple[str, ...],
+    url: str,
+    producer_id: str,
+    secret: str,
+    port: int | None,
 ) -> None:
     from engine.metrics import Metrics
     from engine.strategies.runner import start_producer

@@ -52,10 +52,17 @@ class BacktestTrade:
     exit_price: Decimal | None = None
     exit_reason: str | None = None
     profit: Decimal | None = None
+    # the levels as floats, to compare with the bars (exact: both come from the same decimals)
+    sell: bool = field(init=False)
+    deadline: int = field(init=False)  # last bar open time at which the order may still fill
+    entry_f: float = field(init=False)
+    sl_f: float = field(init=False)
+    tp_f: float = field(init=False)
 
-    @property
-    def sell(self) -> bool:
-        return self.setup.side is Side.SELL
+    def __post_init__(self) -> None:
+        self.sell = self.setup.side is Side.SELL
+        self.deadline = int(self.setup.bar_time.timestamp()) + EXPIRY_SECONDS
+        self.entry_f, self.sl_f, self.tp_f = float(self.entry), float(self.setup.sl), float(self.setup.tp)
 
 
 @dataclass
@@ -153,10 +160,10 @@ def run_backtest(
 def _fill_pending(book: _Book, k: int, t: int, o: float, h: float, lo: float, spec: SymbolSpec) -> None:
     waiting = []
     for trade in book.pending:
-        if t - trade.setup.bar_time.timestamp() > EXPIRY_SECONDS:
+        if t > trade.deadline:
             trade.status = "expired"
             continue
-        entry = float(trade.entry)
+        entry = trade.entry_f
         if trade.sell and h >= entry:
             price = trade.entry if o <= entry else _on_tick(o, spec)
         elif not trade.sell and lo <= entry:
@@ -175,7 +182,7 @@ def _exit_open(book: _Book, k: int, t: int, o: float, h: float, lo: float, spec:
         if trade.fill_index >= k:
             still.append(trade)
             continue
-        sl, tp = float(trade.setup.sl), float(trade.setup.tp)
+        sl, tp = trade.sl_f, trade.tp_f
         if trade.sell:
             hit_sl, hit_tp = h >= sl, lo <= tp
             gap_sl, gap_tp = o > sl, o < tp

@@ -16,7 +16,13 @@ from engine.brokers.base import FillingMode, SymbolSpec
 
 
 def _spec(
-    name: str, digits: int, tick: str, contract: str, vmin: str = "0.01", vmax: str = "100", step: str = "0.01"
+    name: str,
+    digits: int,
+    tick: str,
+    contract: str,
+    vmin: str = "0.01",
+    vmax: str = "100",
+    step: str = "0.01",
 ) -> SymbolSpec:
     tick_size, contract_size = Decimal(tick), Decimal(contract)
     return SymbolSpec(
@@ -66,7 +72,9 @@ def backtest_spec(symbol: str, tick: Decimal | None = None) -> SymbolSpec:
         exponent = tick.normalize().as_tuple().exponent
         digits = max(0, -exponent) if isinstance(exponent, int) else 0
         made = _spec(name, digits, str(tick), "1", vmax="1000000")
-        return dataclasses.replace(made, currency_profit=name[3:6] if len(name) == 6 and name.isalpha() else "")
+        return dataclasses.replace(
+            made, currency_profit=name[3:6] if len(name) == 6 and name.isalpha() else ""
+        )
     if tick is None:
         return known
     point = known.point if tick % known.point == 0 else tick

@@ -37,21 +37,10 @@ REWARD_RISK = Decimal("3.25")
 
 @dataclass(frozen=True)
 class _Rules:
-    """The comparisons of one direction (NaN fails every one of them, as the reference wants)."""
+    """One direction. Short: trigger RSI > 70 after <= 70, completion run RSI <= 40; long: trigger
+    RSI < 40 after >= 40, completion run RSI >= 70. NaN (undefined RSI) fails every comparison."""
 
     side: Side
-
-    def over(self, x: float) -> bool:  # the trigger's extreme: short RSI > 70, long RSI < 40
-        return x > OVERBOUGHT if self.side is Side.SELL else x < OVERSOLD
-
-    def calm(self, x: float) -> bool:  # the bar before a trigger: short RSI <= 70, long RSI >= 40
-        return x <= OVERBOUGHT if self.side is Side.SELL else x >= OVERSOLD
-
-    def done(self, x: float) -> bool:  # in the completion run: short RSI <= 40, long RSI >= 70
-        return x <= OVERSOLD if self.side is Side.SELL else x >= OVERBOUGHT
-
-    def open(self, x: float) -> bool:  # not in the completion run: short RSI > 40, long RSI < 70
-        return x > OVERSOLD if self.side is Side.SELL else x < OVERBOUGHT
 
 
 SHORT = _Rules(Side.SELL)
@@ -63,6 +52,32 @@ def _first_extreme(values: np.ndarray, mask: np.ndarray, highest: bool) -> int:
     fill = -np.inf if highest else np.inf
     masked = np.where(mask, values, fill)
     return int(np.argmax(masked) if highest else np.argmin(masked))
+
+
+class _Scan:
+    """One direction's comparisons over a stretch of RSI, precomputed so each candidate is O(1).
+
+    ``last_not_done[k]``: the last index <= k whose RSI is not in a completion run (-1: none);
+    ``last_not_open[k]``: the last index <= k whose RSI is in one, or undefined; ``next_trigger[k]``:
+    the first trigger index >= k (n: none); ``extreme``: RSI beyond the trigger level.
+    """
+
+    def __init__(self, rules: _Rules, t: np.ndarray, r: np.ndarray) -> None:
+        n = len(r)
+        index = np.arange(n)
+        with np.errstate(invalid="ignore"):
+            if rules.side is Side.SELL:
+                over, calm, done, open_ = r > OVERBOUGHT, r <= OVERBOUGHT, r <= OVERSOLD, r > OVERSOLD
+            else:
+                over, calm, done, open_ = r < OVERSOLD, r >= OVERSOLD, r >= OVERBOUGHT, r < OVERBOUGHT
+        self.rules = rules
+        self.extreme = over
+        self.last_not_done = np.maximum.accumulate(np.where(done, -1, index)).tolist()
+        self.last_not_open = np.maximum.accumulate(np.where(open_, -1, index)).tolist()
+        trigger = np.zeros(n, dtype=bool)
+        trigger[1:] = over[1:] & calm[:-1]
+        nxt = np.where(trigger, index, n)
+        self.next_trigger = np.minimum.accumulate(nxt[::-1])[::-1].tolist()
 
 
 class FibRsi:
@@ -98,64 +113,56 @@ class FibRsi:
         lo = np.concatenate((self._low, bars.low))
         r = np.concatenate((self._r, r_new))
         # A setup can only be final at e when the RSI leaves a completion run there.
-        prev, cur = r[:-1], r[1:]
         with np.errstate(invalid="ignore"):
-            short_end = (prev <= OVERSOLD) & (cur > OVERSOLD)
-            long_end = (prev >= OVERBOUGHT) & (cur < OVERBOUGHT)
+            short_end = (r[:-1] <= OVERSOLD) & (r[1:] > OVERSOLD)
+            long_end = (r[:-1] >= OVERBOUGHT) & (r[1:] < OVERBOUGHT)
         ends = np.flatnonzero(short_end | long_end) + 1
+        ends = ends[ends >= max(keep, 1)]
         setups: list[Setup] = []
-        tl, hl, ll, rl = t.tolist(), hi.tolist(), lo.tolist(), r.tolist()
-        for e in ends[ends >= max(keep, 1)].tolist():
-            rules = SHORT if short_end[e - 1] else LONG
-            setup = self._evaluate(rules, e, tl, hl, ll, rl, hi, lo)
-            if setup is not None:
-                setups.append(setup)
+        if len(ends):
+            scans = {side: _Scan(rules, t, r) for side, rules in ((Side.SELL, SHORT), (Side.BUY, LONG))}
+            for e in ends.tolist():
+                scan = scans[Side.SELL] if short_end[e - 1] else scans[Side.BUY]
+                setup = self._evaluate(scan, e, t, hi, lo)
+                if setup is not None:
+                    setups.append(setup)
         tail = WINDOW - 1
         self._time, self._high, self._low, self._r = t[-tail:], hi[-tail:], lo[-tail:], r[-tail:]
         return setups
 
     def _evaluate(
-        self,
-        rules: _Rules,
-        e: int,
-        t: list[int],
-        high: list[float],
-        low: list[float],
-        r: list[float],
-        high_arr: np.ndarray,
-        low_arr: np.ndarray,
+        self, scan: _Scan, e: int, t: np.ndarray, high: np.ndarray, low: np.ndarray
     ) -> Setup | None:
         """The setup final at bar ``e`` (the newest of the window ending at it), if any."""
         ws = max(0, e - (WINDOW - 1))  # window start
-        j = e - 1
-        while j - 1 >= ws and rules.done(r[j - 1]):
-            j -= 1
-        # every trigger that completes at j: between the previous completion-run bar and j
-        triggers: list[int] = []
-        k = j - 1
-        while k >= ws + 1 and rules.open(r[k]):
-            if rules.over(r[k]) and rules.calm(r[k - 1]):
-                triggers.append(k)
-            k -= 1
+        j = max(scan.last_not_done[e - 1] + 1, ws)  # the completion run j..e-1
+        if j - 1 < ws + 1:
+            return None  # the run reaches back to the window's start: no trigger in the window
+        # triggers completing at j lie after the last bar before j that is not "open"
+        first = max(scan.last_not_open[j - 1] + 1, ws + 1)
         limit = SETUP_WINDOW_HOURS * H1_SECONDS
-        passing = [i for i in triggers if t[j] - t[i] <= limit]
-        if not passing:
+        first = max(first, int(np.searchsorted(t, t[j] - limit, side="left")))
+        if first >= j:
             return None
-        i = min(passing)  # the earliest trigger in the window that passes step 2
-        leg = np.asarray(r[i:j])
-        short = rules.side is Side.SELL
-        leg_mask = leg > OVERBOUGHT if short else leg < OVERSOLD
+        i = scan.next_trigger[first]  # the earliest trigger in the window that passes step 2
+        if i >= j:
+            return None
+        short = scan.rules.side is Side.SELL
+        leg_mask = scan.extreme[i:j]
         if short:
-            k_ext = i + _first_extreme(high_arr[i:j], leg_mask, highest=True)
-            k_run = j + int(np.argmin(low_arr[j:e]))
-            top, bottom = high[k_ext], low[k_run]
+            k_ext = i + _first_extreme(high[i:j], leg_mask, highest=True)
+            k_run = j + int(np.argmin(low[j:e]))
+            top, bottom = float(high[k_ext]), float(low[k_run])
         else:
-            k_ext = i + _first_extreme(low_arr[i:j], leg_mask, highest=False)
-            k_run = j + int(np.argmax(high_arr[j:e]))
-            top, bottom = high[k_run], low[k_ext]
-        if t[k_run] - t[k_ext] > limit or t[e] - t[k_run] > MAX_AGE_HOURS * H1_SECONDS or top <= bottom:
+            k_ext = i + _first_extreme(low[i:j], leg_mask, highest=False)
+            k_run = j + int(np.argmax(high[j:e]))
+            top, bottom = float(high[k_run]), float(low[k_ext])
+        t_ext, t_run, t_e = int(t[k_ext]), int(t[k_run]), int(t[e])
+        if t_run - t_ext > limit or t_e - t_run > MAX_AGE_HOURS * H1_SECONDS or top <= bottom:
             return None
-        return self._setup(rules.side, decimal_price(top), decimal_price(bottom), t[j], t[e], t[k_ext], t[k_run])
+        return self._setup(
+            scan.rules.side, decimal_price(top), decimal_price(bottom), int(t[j]), t_e, t_ext, t_run
+        )
 
     def _setup(
         self, side: Side, high: Decimal, low: Decimal, t_j: int, t_e: int, t_ext: int, t_run: int

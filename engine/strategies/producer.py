@@ -176,7 +176,9 @@ class StrategyProducer:
         tick = await self.market.tick(state.name)
         placement = place_limit(setup, tick.bid, tick.ask, state.spec.point, state.spec.tick_size)
         if placement.refused is not None:
-            logger.warning("strategy {}: {} not placed: {}", setup.strategy, setup.setup_id, placement.refused)
+            logger.warning(
+                "strategy {}: {} not placed: {}", setup.strategy, setup.setup_id, placement.refused
+            )
             if self.metrics is not None:
                 self.metrics.strategy_refused.labels(state.name, "moved_beyond_stop").inc()
             return
@@ -190,7 +192,8 @@ class StrategyProducer:
             "tp": format(setup.tp, "f"),
             "risk_percent": format(self.config.risk_percent, "f"),
             "strategy": setup.strategy,
-            "note": setup.note + (f"; entry moved to {placement.entry} (beyond the market)" if placement.moved else ""),
+            "note": setup.note
+            + (f"; entry moved to {placement.entry} (beyond the market)" if placement.moved else ""),
         }
         logger.info("strategy {}: {} {} limit {} sl {} tp {}", setup.strategy, setup.setup_id,
                     setup.side.value, placement.entry, setup.sl, setup.tp)  # fmt: skip
@@ -212,7 +215,9 @@ class StrategyProducer:
             return
         state.expiries = [item for item in state.expiries if item[0] > bar_close]
         for _, setup_id, side in due:
-            logger.info("strategy {}: {} expired: cancelling its pending orders", self.config.strategy, setup_id)
+            logger.info(
+                "strategy {}: {} expired: cancelling its pending orders", self.config.strategy, setup_id
+            )
             self.queue.append(self._cancel(state.name, setup_id, side))
         await self._flush()
 
@@ -243,7 +248,9 @@ class StrategyProducer:
                 if self.metrics is not None and answer.status == 201:
                     self.metrics.strategy_setups.labels(item.symbol, item.side.value).inc()
             else:
-                logger.error("strategy: signal {} refused ({}): {}", item.target, answer.status, answer.text[:300])
+                logger.error(
+                    "strategy: signal {} refused ({}): {}", item.target, answer.status, answer.text[:300]
+                )
                 if self.metrics is not None:
                     self.metrics.strategy_refused.labels(item.symbol, f"http_{answer.status}").inc()
             return
@@ -252,4 +259,6 @@ class StrategyProducer:
         elif answer.status == 404:
             logger.info("strategy: cancel of {}: no such signal there, nothing to cancel", item.target)
         else:
-            logger.error("strategy: cancel of {} refused ({}): {}", item.target, answer.status, answer.text[:300])
+            logger.error(
+                "strategy: cancel of {} refused ({}): {}", item.target, answer.status, answer.text[:300]
+            )

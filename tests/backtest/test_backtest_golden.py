@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from engine.backtest.report import report, trades_csv, metrics
+from engine.backtest.report import metrics, report, trades_csv
 from engine.backtest.simulator import BacktestResult, run_backtest
 from engine.backtest.specs import backtest_spec
 from engine.strategies.fib_rsi import FibRsi

@@ -131,4 +131,9 @@ async def test_replacement_retries_and_expiry(remote: tuple[Recorder, str]) -> N
         expired = recorder.keys("/updates")[1:]
         assert expired == [f"cancel-{FIRST}", f"cancel-{LONG}", f"cancel-{SECOND}"]
         assert len(recorder.stored) == 6  # the first short's second cancel was a replay
-    assert metrics.registry.get_sample_value("tradebot_strategy_setups_total", {"symbol": "TEST", "side": "sell"}) == 2
+    assert (
+        metrics.registry.get_sample_value(
+            "tradebot_strategy_setups_total", {"symbol": "TEST", "side": "sell"}
+        )
+        == 2
+    )
