@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-import mt5sim
 from engine.api import build_http_app, start_http_server
 from engine.api.client import Backoff, SignalClient
 from engine.brokers.mt5_link import MT5Config
@@ -23,14 +22,10 @@ from engine.db import Database
 from engine.metrics import Metrics
 from engine.models import Signal
 from engine.producers import NewProducer
-from engine.strategies.base import Bars, Setup
-from engine.strategies.fib_rsi import FibRsi
 from engine.strategies.producer import MT5Bars, ProducerConfig, StrategyProducer
 from mt5sim import control
 from tests.api.conftest import build_context, rows
-
-LOGIN, PASSWORD = 7_000_001, "data-login"
-SEARCH_FROM = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
+from tests.strategies.sim import LOGIN, PASSWORD, SEARCH_FROM, latest_setup
 
 
 @dataclass
@@ -50,25 +45,6 @@ async def webhook(db: Database) -> AsyncIterator[Webhook]:
         yield Webhook(f"http://127.0.0.1:{runner.addresses[0][1]}", producer, db)
     finally:
         await runner.cleanup()
-
-
-@pytest.fixture
-def terminal(tmp_path: Path) -> Path:
-    path = tmp_path / "mt5sim.sqlite3"
-    control.create_account(LOGIN, PASSWORD, state=path)
-    control.ignore_market_hours(True, state=path)
-    return path
-
-
-def latest_setup(path: Path, at: datetime) -> Setup:
-    """The newest XAUUSD setup in the 600 closed bars before ``at`` (read as the producer reads)."""
-    control.set_time(at, state=path)
-    assert mt5sim.initialize(str(path), login=LOGIN, password=PASSWORD)
-    rates = mt5sim.copy_rates_from_pos("XAUUSD", mt5sim.TIMEFRAME_H1, 1, 600)
-    bars = Bars.from_arrays(rates["time"], rates["open"], rates["high"], rates["low"], rates["close"])
-    found = FibRsi("XAUUSD", Decimal("0.01")).update(bars)
-    assert found, "the simulated series has setups"
-    return found[-1]
 
 
 def producer(path: Path, hook: Webhook, metrics: Metrics) -> tuple[StrategyProducer, SignalClient]:
