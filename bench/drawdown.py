@@ -62,10 +62,10 @@ async def one_run(n_positions: int, kind: str) -> dict[str, Any]:
     from sqlalchemy import select
 
     from engine.brokers.base import FillingMode, OrderRequest, OrderType, Side, SubmitStatus
-    from engine.events import DRAWDOWN_TRIGGERED
-    from engine.migrate import upgrade
-    from engine.models import DomainEvent, ExecutionAccount, Position, User
     from engine.settings import load_settings
+    from engine.store.events import DRAWDOWN_TRIGGERED
+    from engine.store.migrate import upgrade
+    from engine.store.models import DomainEvent, ExecutionAccount, Position, User
     from mt5sim import control
     from tradebot.app import build_services
 
@@ -159,7 +159,7 @@ async def one_run(n_positions: int, kind: str) -> dict[str, Any]:
 
 
 async def main_async(n: int, runs: int, kind: str) -> dict[str, Any]:
-    from engine.logs import setup_logging
+    from engine.observability.logs import setup_logging
 
     setup_logging("ERROR")
     results = [await one_run(n, kind) for _ in range(runs)]

@@ -38,14 +38,14 @@ async def run(n: int, database_url: str | None) -> dict[str, object]:
     os.environ["MT5SIM_STATE"] = str(tmp / "mt5sim.sqlite3")
     from engine.brokers.mt5 import create_mt5_broker
     from engine.brokers.registry import BrokerRegistry
-    from engine.db import Database
-    from engine.events import EventRelay
-    from engine.execution import ExecutionService
-    from engine.logs import setup_logging
-    from engine.market_hours import AlwaysOpen, MarketHours
-    from engine.migrate import upgrade
-    from engine.models import Decision, ExecutionAccount, Producer, Signal, User
-    from engine.orders import OrderRules
+    from engine.execution.orders import OrderRules
+    from engine.execution.service import ExecutionService
+    from engine.observability.logs import setup_logging
+    from engine.risk.market_hours import AlwaysOpen, MarketHours
+    from engine.store.db import Database
+    from engine.store.events import EventRelay
+    from engine.store.migrate import upgrade
+    from engine.store.models import Decision, ExecutionAccount, Producer, Signal, User
     from mt5sim import control
 
     setup_logging("WARNING")

@@ -87,8 +87,8 @@ async def build(base_url: str, database_url: str, n: int, channel: bool) -> tupl
     """Engine + bot over a fresh database with ``n`` consented subscribers (paper accounts)."""
     from bot.app import start_bot
     from emulator import EmulatorClient
-    from engine.models import ExecutionAccount, User
     from engine.settings import Settings
+    from engine.store.models import ExecutionAccount, User
     from tradebot.app import build_services
 
     settings = Settings(  # type: ignore[call-arg]
@@ -134,8 +134,8 @@ async def build(base_url: str, database_url: str, n: int, channel: bool) -> tupl
 
 async def accept_signal(services: Any) -> str:
     from engine.brokers.pricefeed import SimulatedFeed
-    from engine.events import SIGNAL_ACCEPTED, emit
-    from engine.models import Producer, Signal
+    from engine.store.events import SIGNAL_ACCEPTED, emit
+    from engine.store.models import Producer, Signal
 
     tick = SimulatedFeed().tick("EURUSD")
     assert tick is not None
@@ -168,7 +168,7 @@ async def accept_signal(services: Any) -> str:
 async def outbox_counts(services: Any) -> tuple[int, int]:
     from sqlalchemy import func, select
 
-    from engine.models import OutboxMessage
+    from engine.store.models import OutboxMessage
 
     async with services.db.session() as session:
         rows = (
@@ -182,7 +182,7 @@ async def sent_span(services: Any) -> tuple[float, float]:
     """Seconds (epoch) of the first and the last outbox send."""
     from sqlalchemy import func, select
 
-    from engine.models import OutboxMessage
+    from engine.store.models import OutboxMessage
 
     async with services.db.session() as session:
         first, last = (
@@ -239,7 +239,7 @@ def percentile(values: list[float], p: float) -> float:
 async def phase_channel(base_url: str, database_url: str, n: int, rate: float) -> dict[str, Any]:
     from sqlalchemy import func, select
 
-    from engine.models import Decision, Order
+    from engine.store.models import Decision, Order
 
     services, runtime, client = await build(base_url, database_url, n, channel=True)
     try:
@@ -315,7 +315,7 @@ async def _pg_admin(statement: str) -> None:
 @contextlib.asynccontextmanager
 async def fresh_database(tmp: str, name: str, pg: bool) -> Any:
     """A migrated, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
-    from engine.migrate import upgrade_async
+    from engine.store.migrate import upgrade_async
 
     if not pg:
         url = f"sqlite+aiosqlite:///{os.path.join(tmp, name + '.db')}"
@@ -334,7 +334,7 @@ async def fresh_database(tmp: str, name: str, pg: bool) -> Any:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    from engine.logs import setup_logging
+    from engine.observability.logs import setup_logging
 
     setup_logging("ERROR")
     out: dict[str, Any] = {

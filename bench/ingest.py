@@ -47,12 +47,12 @@ async def _serve(database_url: str, port: int, relay_on: bool) -> None:
     from decimal import Decimal
 
     from engine.api import ApiContext, build_http_app, start_http_server
-    from engine.crypto import SecretBox
-    from engine.db import Database
-    from engine.events import EventRelay
-    from engine.logs import setup_logging
-    from engine.migrate import upgrade_async
+    from engine.observability.logs import setup_logging
     from engine.settings import Settings
+    from engine.store.crypto import SecretBox
+    from engine.store.db import Database
+    from engine.store.events import EventRelay
+    from engine.store.migrate import upgrade_async
 
     setup_logging("WARNING")
 
@@ -138,7 +138,7 @@ class Client:
         self.idle: list[Connection] = []
 
     def signed_request(self) -> bytes:
-        from engine.signing import signature_header
+        from engine.ingest.signing import signature_header
 
         n = next(self.counter)
         body = json.dumps(

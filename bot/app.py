@@ -46,14 +46,14 @@ from bot.ratelimit import SendLimiter
 from bot.retry import RetryAfterMiddleware
 from bot.routers import all_routers
 from bot.sender import OutboxSender
-from engine.accounts import AccountService
-from engine.approval_executor import ApprovalExecutor
-from engine.approvals import ApprovalService
-from engine.events import Event, EventRelay
-from engine.models import Signal
+from engine.accounts.service import AccountService
+from engine.accounts.subscribers import SubscriberService
+from engine.approvals.executor import ApprovalExecutor
+from engine.approvals.service import ApprovalService
 from engine.services import EngineServices
 from engine.settings import DEFAULT_TELEGRAM_API_URL, Settings, SettingsError, TelegramMode
-from engine.subscribers import SubscriberService
+from engine.store.events import Event, EventRelay
+from engine.store.models import Signal
 
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")

@@ -38,15 +38,15 @@ from bot.fanout import signal_message_key
 from bot.keyboards import NO_KEYBOARD
 from bot.outbox import Outgoing, enqueue
 from bot.render import esc, in_locale, price, result_line, side_label, signal_text
-from engine import events as ev
-from engine.auto_execute import AutoExecutor
+from engine.approvals.auto_execute import AutoExecutor
 from engine.billing import install_billing
 from engine.billing.entitlements import VIA_AUTO
 from engine.billing.payments import PAYMENT_RECEIVED, PAYMENT_REFUNDED, SUBSCRIPTION_RENEWAL, BillingService
+from engine.billing.referrals import REFERRAL_ATTRIBUTED, ReferralService, display_name
 from engine.billing.reminders import SUBSCRIPTION_EXPIRED, SUBSCRIPTION_EXPIRING, BillingSweeper
-from engine.events import Event, EventRelay
-from engine.models import Decision, OutboxMessage, Signal, User
-from engine.referrals import REFERRAL_ATTRIBUTED, ReferralService, display_name
+from engine.store import events as ev
+from engine.store.events import Event, EventRelay
+from engine.store.models import Decision, OutboxMessage, Signal, User
 
 SWEEP_SECONDS = 60.0
 _AUTO_RESULTS = (ev.POSITION_OPENED, ev.ORDER_PLACED, ev.ORDER_REJECTED, ev.ORDER_FAILED)

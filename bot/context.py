@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from bot.i18n import CatalogI18n
 from bot.ratelimit import RateLimits
 from bot.sender import OutboxConfig
-from engine.accounts import AccountService
-from engine.approvals import ApprovalService
+from engine.accounts.service import AccountService
+from engine.accounts.subscribers import SubscriberService
+from engine.approvals.service import ApprovalService
 from engine.services import EngineServices
 from engine.settings import Settings
-from engine.subscribers import SubscriberService
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from sqlalchemy import select
 from bot.context import BotContext
 from bot.outbox import Outgoing, enqueue
 from bot.render_stats import render_daily_summary, render_ops_daily
-from engine.db import utcnow
-from engine.models import User
+from engine.store.db import utcnow
+from engine.store.models import User
 
 RUN_DELAY = timedelta(minutes=1)  # after midnight, so the day's last equity points are stored
 

@@ -15,12 +15,12 @@ from bot.context import BotContext
 from bot.keyboards import channel_keyboard, decision_labels, decision_markup
 from bot.outbox import Outgoing, enqueue
 from bot.render import in_locale, signal_text
-from engine.audit import audit
-from engine.control import is_paused
-from engine.db import utcnow
-from engine.events import ENGINE_RESUMED, SIGNAL_ACCEPTED, Event
-from engine.models import Signal
+from engine.risk.control import is_paused
 from engine.states import SIGNAL, SignalStatus
+from engine.store.audit import audit
+from engine.store.db import utcnow
+from engine.store.events import ENGINE_RESUMED, SIGNAL_ACCEPTED, Event
+from engine.store.models import Signal
 
 CHANNEL_START_PAYLOAD = "channel"
 

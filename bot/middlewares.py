@@ -13,8 +13,8 @@ from aiogram.utils.i18n import I18nMiddleware
 
 from bot.context import BotContext
 from bot.i18n import pick_locale
-from engine.logs import correlation
-from engine.models import User
+from engine.observability.logs import correlation
+from engine.store.models import User
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 

@@ -37,12 +37,12 @@ from bot.render import (
     signed_money,
 )
 from bot.status import heartbeat_text
-from engine import events as ev
-from engine.approvals import VIA_CHANNEL, VIA_DM
-from engine.control import is_paused
-from engine.models import Decision, ExecutionAccount, OutboxMessage, Signal, User
+from engine.accounts.subscribers import STATUS_ACTIVE
+from engine.approvals.service import VIA_CHANNEL, VIA_DM
+from engine.risk.control import is_paused
 from engine.states import DecisionStatus
-from engine.subscribers import STATUS_ACTIVE
+from engine.store import events as ev
+from engine.store.models import Decision, ExecutionAccount, OutboxMessage, Signal, User
 
 ORDER_RESULTS = (ev.ORDER_FILLED, ev.ORDER_PLACED, ev.ORDER_REJECTED, ev.ORDER_FAILED)
 OPS_ONLY = (

@@ -26,8 +26,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.db import utcnow
-from engine.models import OutboxMessage
+from engine.store.db import utcnow
+from engine.store.models import OutboxMessage
 
 PENDING = "pending"
 SENT = "sent"

@@ -18,7 +18,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from babel.numbers import format_decimal
 
-from engine.models import Signal
+from engine.store.models import Signal
 
 TWO = Decimal("0.01")
 

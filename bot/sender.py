@@ -43,9 +43,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.outbox import FAILED, METHODS, PENDING, SENT
 from bot.ratelimit import SendLimiter
 from bot.retry import outbox_call
-from engine.audit import audit
-from engine.db import Database, utcnow
-from engine.models import OutboxMessage
+from engine.store.audit import audit
+from engine.store.db import Database, utcnow
+from engine.store.models import OutboxMessage
 
 _NOT_MODIFIED = "message is not modified"
 

@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 
 from bot.outbox import pending_count
 from bot.render import esc, money, price, side_label, utc_time
-from engine.accounts import AccountService
-from engine.control import PAUSE_KEY
-from engine.db import Database, utcnow
-from engine.models import EngineState, ExecutionAccount, Position, User
+from engine.accounts.service import AccountService
+from engine.risk.control import PAUSE_KEY
 from engine.states import PositionStatus
+from engine.store.db import Database, utcnow
+from engine.store.models import EngineState, ExecutionAccount, Position, User
 
 HEARTBEAT_KEY = "heartbeat"
 MAX_ACCOUNTS = 20

@@ -10,25 +10,25 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from engine.accounts import AccountService
+    from engine.accounts.service import AccountService
+    from engine.accounts.subscribers import SubscriberService
     from engine.analytics import AnalyticsService
-    from engine.approvals import ApprovalService
-    from engine.auto_execute import AutoExecutor
+    from engine.approvals.auto_execute import AutoExecutor
+    from engine.approvals.service import ApprovalService
     from engine.billing.payments import BillingService
+    from engine.billing.referrals import ReferralService
     from engine.billing.reminders import BillingSweeper
     from engine.brokers.registry import BrokerRegistry
-    from engine.control import EngineControl
-    from engine.crypto import SecretBox
-    from engine.db import Database
-    from engine.drawdown import DrawdownGuard
-    from engine.events import EventRelay
-    from engine.execution import ExecutionService
-    from engine.positions import PositionCloser
-    from engine.reconcile import Reconciler
-    from engine.referrals import ReferralService
+    from engine.execution.positions import PositionCloser
+    from engine.execution.service import ExecutionService
+    from engine.loop.trading import TradingLoop
+    from engine.reconcile.service import Reconciler
+    from engine.risk.control import EngineControl
+    from engine.risk.drawdown import DrawdownGuard
     from engine.settings import Settings
-    from engine.subscribers import SubscriberService
-    from engine.trading_loop import TradingLoop
+    from engine.store.crypto import SecretBox
+    from engine.store.db import Database
+    from engine.store.events import EventRelay
 
 
 @dataclass

@@ -7,8 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from engine.db import create_engine
-from engine.models import Base
+from engine.store.db import create_engine
+from engine.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata

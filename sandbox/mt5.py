@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from engine.accounts import AccountService
+from engine.accounts.service import AccountService
 from sandbox.cast import PEOPLE, Person
 
 SERVER = "MT5Sim-Demo"

@@ -12,8 +12,8 @@ from loguru import logger
 from sqlalchemy import select
 
 from engine.brokers.base import BrokerOrder, BrokerPosition
-from engine.models import ExecutionAccount, Signal, User
 from engine.services import EngineServices
+from engine.store.models import ExecutionAccount, Signal, User
 from sandbox.cast import by_id
 
 BROKER_SECONDS = 3.0

@@ -1,7 +1,7 @@
 """The demo producer: a strategy process posting signed signals through the real webhook.
 
 It does what a producer outside the product does: ``POST /api/v1/signals`` with ``X-Producer-Id``,
-``X-Signature`` (``engine.signing``) and an ``Idempotency-Key``, over HTTP on loopback. The first
+``X-Signature`` (``engine.ingest.service.signing``) and an ``Idempotency-Key``, over HTTP on loopback. The first
 signal goes out shortly after start, then one every ``interval`` seconds (a random pick in the
 range), rotating over the instruments so the same one does not come twice in a row.
 """
@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 from loguru import logger
 
-from engine.signing import HEADER, signature_header
+from engine.ingest.signing import HEADER, signature_header
 from sandbox.signals import propose, read_market, tradable
 
 

@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable
 from loguru import logger
 
 from emulator import BotAPIEmulator, EmulatorClient, EmulatorConfig
-from engine.logs import register_secret, setup_logging
-from engine.producers import ProducerService
+from engine.ingest.producers import ProducerService
+from engine.observability.logs import register_secret, setup_logging
 from engine.services import EngineServices
 from engine.settings import Settings, SettingsError
 from sandbox import cast

@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from engine.db import Database
-from engine.migrate import upgrade
-from engine.models import Base
+from engine.store.db import Database
+from engine.store.migrate import upgrade
+from engine.store.models import Base
 
 # End-to-end suites run real processes, sockets and timers; on a loaded 2-core machine a tick can be
 # late. Their tests get up to two reruns (reported as "rerun" in the summary, never hidden); unit,

@@ -10,29 +10,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine.accounts import AccountService, Mt5Connector
+from engine.accounts.service import AccountService, Mt5Connector
+from engine.accounts.subscribers import SubscriberService
 from engine.analytics import AnalyticsService
-from engine.approval_executor import ApprovalExecutor
-from engine.approvals import ApprovalService
+from engine.approvals.executor import ApprovalExecutor
+from engine.approvals.service import ApprovalService
 from engine.billing import install_billing
 from engine.brokers.base import Broker
 from engine.brokers.registry import BrokerFactory, BrokerRegistry
-from engine.control import EngineControl
-from engine.crypto import SecretBox
-from engine.db import Database
-from engine.drawdown import DrawdownGuard, GuardConfig
-from engine.events import EventRelay
-from engine.execution import ExecutionConfig, ExecutionService
-from engine.leader import make_lease
-from engine.market_hours import parse_market_hours
-from engine.models import ExecutionAccount
-from engine.orders import OrderRules
-from engine.positions import PositionCloser
-from engine.reconcile import Reconciler
+from engine.execution.orders import OrderRules
+from engine.execution.positions import PositionCloser
+from engine.execution.service import ExecutionConfig, ExecutionService
+from engine.loop.leader import make_lease
+from engine.loop.trading import LoopConfig, TradingLoop, reconcile_hook
+from engine.reconcile.service import Reconciler
+from engine.risk.control import EngineControl
+from engine.risk.drawdown import DrawdownGuard, GuardConfig
+from engine.risk.market_hours import parse_market_hours
 from engine.services import EngineServices
 from engine.settings import Settings, SettingsError
-from engine.subscribers import SubscriberService
-from engine.trading_loop import LoopConfig, TradingLoop, reconcile_hook
+from engine.store.crypto import SecretBox
+from engine.store.db import Database
+from engine.store.events import EventRelay
+from engine.store.models import ExecutionAccount
 
 
 def order_rules_for(settings: Settings) -> Callable[[ExecutionAccount], OrderRules]:

@@ -35,7 +35,7 @@ def settings_or_exit(**overrides: object) -> Settings:
         settings = load_settings(**overrides)
     except SettingsError as exc:
         fail(f"configuration error: {exc}")
-    from engine.logs import register_secret, setup_logging
+    from engine.observability.logs import register_secret, setup_logging
 
     for secret in (
         settings.bot_token,
@@ -54,7 +54,7 @@ def settings_or_exit(**overrides: object) -> Settings:
 def migrate() -> None:
     """Apply database migrations (upgrade to the newest schema)."""
     settings = settings_or_exit()
-    from engine.migrate import upgrade
+    from engine.store.migrate import upgrade
 
     try:
         upgrade(settings.database_url)
@@ -88,7 +88,7 @@ def emulator_command(
 ) -> None:
     """The Telegram Bot API emulator alone (for trying bots and for tests)."""
     from emulator import run
-    from engine.logs import setup_logging
+    from engine.observability.logs import setup_logging
 
     setup_logging("INFO")
     run(host, port)

@@ -23,17 +23,17 @@ def _run(work: Callable[[Any], Awaitable[Any]]) -> Any:
     from tradebot.cli import settings_or_exit
 
     settings = settings_or_exit()
-    from engine.migrate import upgrade
+    from engine.store.migrate import upgrade
 
     try:
         upgrade(settings.database_url)
     except Exception as exc:
         _fail(f"migration failed: {exc}", code=1)
 
-    from engine.accounts import AccountService
+    from engine.accounts.service import AccountService
     from engine.brokers.registry import BrokerRegistry
-    from engine.crypto import SecretBox
-    from engine.db import Database
+    from engine.store.crypto import SecretBox
+    from engine.store.db import Database
     from tradebot.app import default_broker_factory
 
     async def main() -> Any:
@@ -63,7 +63,7 @@ def account_add(
     ),
 ) -> None:
     """Give a subscriber an execution account; it becomes their active one."""
-    from engine.accounts import AccountError
+    from engine.accounts.service import AccountError
 
     if kind not in ("paper", "mt5"):
         _fail("--kind must be paper or mt5")
@@ -88,7 +88,7 @@ def account_add(
         _fail("--login and --server are required with --kind mt5")
     if password is None:
         password = typer.prompt("MT5 password", hide_input=True)
-    from engine.logs import register_secret
+    from engine.observability.logs import register_secret
 
     register_secret(password)
     try:
@@ -125,7 +125,7 @@ def account_list(
 @account_app.command("remove")
 def account_remove(account_id: int = typer.Argument(..., help="The account id (see `account list`)")) -> None:
     """Retire an account: it stops trading and its stored credentials are erased (history is kept)."""
-    from engine.accounts import AccountError
+    from engine.accounts.service import AccountError
 
     try:
         _run(lambda svc: svc.remove(account_id, actor="cli"))

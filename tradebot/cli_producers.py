@@ -25,7 +25,7 @@ def _service(need_key: bool) -> Any:
     settings = settings_or_exit()
     if need_key and settings.secret_key is None:
         _fail("configuration error: SECRET_KEY: required to create a producer (e.g. `openssl rand -hex 32`)")
-    from engine.migrate import upgrade
+    from engine.store.migrate import upgrade
 
     try:
         upgrade(settings.database_url)
@@ -35,9 +35,9 @@ def _service(need_key: bool) -> Any:
 
 
 def _run(settings: Any, work: Any) -> Any:
-    from engine.crypto import SecretBox
-    from engine.db import Database
-    from engine.producers import ProducerService
+    from engine.ingest.producers import ProducerService
+    from engine.store.crypto import SecretBox
+    from engine.store.db import Database
 
     async def main() -> Any:
         db = Database(settings.database_url)
@@ -57,7 +57,7 @@ def producer_add(
     burst: int | None = typer.Option(None, help="Burst size (default PRODUCER_BURST)"),
 ) -> None:
     """Create a producer; prints its id, secret and token once (they are not shown again)."""
-    from engine.producers import ProducerError
+    from engine.ingest.producers import ProducerError
 
     rate_value: Decimal | None = None
     if rate is not None:

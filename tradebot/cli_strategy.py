@@ -150,7 +150,7 @@ async def _run_producer(
     secret: str,
     port: int | None,
 ) -> None:
-    from engine.metrics import Metrics
+    from engine.observability.metrics import Metrics
     from engine.strategies.runner import start_producer
 
     metrics = Metrics()

@@ -20,18 +20,18 @@ from aiohttp import web
 from loguru import logger
 
 from engine.api.app import ApiContext, build_http_app
+from engine.api.outbound import OutboundDispatcher, install_outbound
 from engine.api.server import start_http_server
 from engine.brokers.registry import BrokerFactory
-from engine.events import ENGINE_STARTED, ENGINE_STOPPING, emit
-from engine.execution import ExecutionConfig
-from engine.heartbeat import heartbeat_probe
-from engine.metrics import Metrics
-from engine.migrate import upgrade_async
-from engine.outbound import OutboundDispatcher, install_outbound
-from engine.readiness import Readiness
+from engine.execution.service import ExecutionConfig
+from engine.loop.heartbeat import heartbeat_probe
+from engine.loop.trading import TradingLoop
+from engine.observability.metrics import Metrics
+from engine.observability.readiness import Readiness
 from engine.services import EngineServices
 from engine.settings import Settings
-from engine.trading_loop import TradingLoop
+from engine.store.events import ENGINE_STARTED, ENGINE_STOPPING, emit
+from engine.store.migrate import upgrade_async
 from tradebot.app import build_services
 
 
@@ -116,7 +116,7 @@ class Runtime:
             self._dispatcher.start()
         self.loop.start()
         if settings.strategies.strip():
-            from engine.producers import ProducerService
+            from engine.ingest.producers import ProducerService
             from engine.strategies.runner import start_configured
 
             producers = ProducerService(services.db, services.secrets)

@@ -21,10 +21,10 @@ from bot.context import BotContext
 from bot.keyboards import account_keyboard, cancel_keyboard
 from bot.render import esc, money, price, side_label, signed_money
 from bot.replies import edit_or_keep
-from engine.accounts import KIND_MT5, AccountError
-from engine.logs import register_secret
-from engine.models import User
-from engine.subscribers import actor_for
+from engine.accounts.service import KIND_MT5, AccountError
+from engine.accounts.subscribers import actor_for
+from engine.observability.logs import register_secret
+from engine.store.models import User
 
 
 class LinkMt5(StatesGroup):

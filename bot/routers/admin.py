@@ -19,8 +19,8 @@ from bot.keyboards import closeall_keyboard
 from bot.render import signed_money
 from bot.replies import edit_or_keep
 from bot.status import positions_text, status_text
-from engine.audit import audit
-from engine.subscribers import actor_for
+from engine.accounts.subscribers import actor_for
+from engine.store.audit import audit
 
 ADMIN_COMMANDS = ("pause", "resume", "closeall", "status", "positions")
 

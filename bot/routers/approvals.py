@@ -13,7 +13,7 @@ from aiogram.utils.i18n import gettext as _
 from bot.callbacks import APPROVE, ChannelCb, DecisionCb
 from bot.context import BotContext
 from bot.fanout import CHANNEL_START_PAYLOAD
-from engine.approvals import DecisionOutcome, Verdict
+from engine.approvals.service import DecisionOutcome, Verdict
 
 
 def verdict_text(outcome: DecisionOutcome, ctx: BotContext, via_channel: bool) -> tuple[str, bool]:

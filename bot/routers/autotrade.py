@@ -20,10 +20,10 @@ from bot.billing_texts import AutoCb
 from bot.context import BotContext
 from bot.render import price, signed_money
 from bot.replies import edit_or_keep
-from engine.auto_execute import AutoTradeError, AutoTradeView
-from engine.models import ExecutionAccount, Position, User
+from engine.accounts.subscribers import actor_for
+from engine.approvals.auto_execute import AutoTradeError, AutoTradeView
 from engine.states import PositionStatus
-from engine.subscribers import actor_for
+from engine.store.models import ExecutionAccount, Position, User
 
 
 def auto_text(view: AutoTradeView) -> str:

@@ -35,11 +35,11 @@ from bot.billing_notifier import billing_parts
 from bot.billing_texts import BillingCb, checkout_error, pay_keyboard, plans_keyboard, plans_text
 from bot.context import BotContext
 from bot.render import esc
-from engine.audit import audit
+from engine.accounts.subscribers import actor_for
 from engine.billing.invoices import BillingError
 from engine.billing.plans import CURRENCY
-from engine.models import User
-from engine.subscribers import actor_for
+from engine.store.audit import audit
+from engine.store.models import User
 
 CHECKOUT_TIMEOUT_SECONDS = 8.0  # Telegram drops the checkout if the answer takes over 10 s
 

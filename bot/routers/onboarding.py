@@ -13,11 +13,11 @@ from bot.context import BotContext
 from bot.i18n import pick_locale
 from bot.keyboards import consent_keyboard
 from bot.render import esc, money, utc_time
-from engine.accounts import KIND_PAPER
-from engine.db import utcnow
-from engine.models import User
-from engine.referrals import attribute_start  # billing: referral attribution on the first /start
-from engine.subscribers import StaleConsent
+from engine.accounts.service import KIND_PAPER
+from engine.accounts.subscribers import StaleConsent
+from engine.billing.referrals import attribute_start  # billing: referral attribution on the first /start
+from engine.store.db import utcnow
+from engine.store.models import User
 
 
 def disclaimer_text(version: str) -> str:
@@ -70,7 +70,7 @@ async def start(message: Message, command: CommandObject, ctx: BotContext, user:
         language=language,
         start_payload=command.args,
     )
-    # billing: referral attribution (engine/referrals.py), on the /start that registered the user
+    # billing: referral attribution (engine/billing/referrals.py), on the /start that registered the user
     await attribute_start(ctx.engine.db, registration.user.id, command.args, first_start=registration.created)
     if not ctx.subscribers.has_consented(registration.user):
         if registration.created:

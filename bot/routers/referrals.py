@@ -15,9 +15,9 @@ from bot.billing_texts import stars
 from bot.context import BotContext
 from bot.render import esc, price
 from bot.routers.billing import find_user
-from engine.models import User
-from engine.referrals import REFERRAL_PREFIX, ReferralError, display_name
-from engine.subscribers import actor_for
+from engine.accounts.subscribers import actor_for
+from engine.billing.referrals import REFERRAL_PREFIX, ReferralError, display_name
+from engine.store.models import User
 
 
 def invite_link(ctx: BotContext, user: User) -> str:

@@ -12,7 +12,7 @@ from bot.callbacks import SettingsCb
 from bot.context import BotContext
 from bot.keyboards import LANGUAGES, settings_keyboard
 from bot.replies import edit_or_keep
-from engine.models import User
+from engine.store.models import User
 
 
 def settings_text(language: str, notifications: bool) -> str:

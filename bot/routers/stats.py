@@ -27,8 +27,8 @@ from bot.render_stats import (
     render_stats,
 )
 from engine.analytics import AnalyticsService, Period, PeriodError, Scope, parse_period
-from engine.db import utcnow
-from engine.models import Producer, User
+from engine.store.db import utcnow
+from engine.store.models import Producer, User
 
 ADMIN_TABLE_ROWS = 15
 

@@ -15,9 +15,9 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from engine.analytics.data import Exposure, Scope, ScopeData, Trade
-from engine.db import Database
-from engine.models import EquityPoint, ExecutionAccount, Order, Position, Signal, User
 from engine.states import PositionStatus
+from engine.store.db import Database
+from engine.store.models import EquityPoint, ExecutionAccount, Order, Position, Signal, User
 
 CHUNK = 2000
 

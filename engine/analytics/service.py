@@ -25,7 +25,7 @@ from engine.analytics.metrics import PerformanceMetrics, build_curve, compute_me
 from engine.analytics.period import Period
 from engine.analytics.queries import data_marker, load_account_owners, load_scope_data, load_trades
 from engine.analytics.summary import DailyReport, build_daily_report, day_bounds
-from engine.db import Database, utcnow
+from engine.store.db import Database, utcnow
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from engine.analytics.data import ScopeData, Trade
 from engine.analytics.metrics import compute_metrics
-from engine.models import User
+from engine.store.models import User
 
 
 @dataclass(frozen=True)

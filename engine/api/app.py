@@ -19,17 +19,17 @@ from aiohttp.typedefs import Middleware
 from loguru import logger
 
 from engine.api.problem import Problem
-from engine.crypto import SecretBox
-from engine.db import Database
-from engine.events import EventRelay
-from engine.ids import hex_id
-from engine.ingest import IngestService
-from engine.logs import correlation
-from engine.metrics import Metrics
-from engine.producers import ProducerService
-from engine.ratelimit import RateLimiter
-from engine.readiness import Readiness
+from engine.ingest.producers import ProducerService
+from engine.ingest.ratelimit import RateLimiter
+from engine.ingest.service import IngestService
+from engine.observability.logs import correlation
+from engine.observability.metrics import Metrics
+from engine.observability.readiness import Readiness
 from engine.settings import Settings
+from engine.store.crypto import SecretBox
+from engine.store.db import Database
+from engine.store.events import EventRelay
+from engine.store.ids import hex_id
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,32}$")

@@ -1,7 +1,7 @@
 """The producer side of the webhook: sign and POST signals and updates (CONTRACTS 1 and 1a).
 
 ``tradebot signal send`` and the built-in strategy producer both post through ``SignalClient``.
-Each request is signed with ``X-Signature`` (``engine.signing``) at the moment it is sent, so a
+Each request is signed with ``X-Signature`` (``engine.ingest.signing``) at the moment it is sent, so a
 retry later carries a fresh timestamp, and always carries an ``Idempotency-Key``: a retry of a
 delivery whose answer was lost is answered by the server with the original (200, replayed), never
 stored twice. ``deliver`` retries what may succeed later (no connection, timeouts, 5xx, 429 with
@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from loguru import logger
 
-from engine.signing import HEADER, signature_header
+from engine.ingest.signing import HEADER, signature_header
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.ingest import MAX_BODY_BYTES
+from engine.ingest.service import MAX_BODY_BYTES
 
 routes = web.RouteTableDef()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.signal_schema import FieldError
+from engine.ingest.schema import FieldError
 
 PROBLEM_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:tradebot:problem:"

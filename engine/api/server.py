@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from loguru import logger
 
-from engine.logs import redact
+from engine.observability.logs import redact
 
 _TOKEN_PATH = re.compile(r"(/token/)[^/?#\s]+")
 

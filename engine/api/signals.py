@@ -26,12 +26,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from engine.api.app import CTX, ApiContext, route_label
 from engine.api.problem import Problem
-from engine.audit import audit
-from engine.crypto import CryptoError
-from engine.ingest import MAX_BODY_BYTES, IdempotencyConflict, Outcome, rfc3339, signal_view
-from engine.producers import ProducerAuth
-from engine.signal_schema import BodyNotJSON, SignalInvalid
-from engine.signing import SignatureError, verify
+from engine.ingest.producers import ProducerAuth
+from engine.ingest.schema import BodyNotJSON, SignalInvalid
+from engine.ingest.service import MAX_BODY_BYTES, IdempotencyConflict, Outcome, rfc3339, signal_view
+from engine.ingest.signing import SignatureError, verify
+from engine.store.audit import audit
+from engine.store.crypto import CryptoError
 
 routes = web.RouteTableDef()
 

@@ -3,7 +3,7 @@
 The strategy (the very class the live producer runs) gets the bars and answers with the setups
 final at each bar. Each setup is placed at that bar's close: ``engine.strategies.placement``
 moves a limit that is at or beyond the market (the close; no spread) or refuses it, then
-``engine.orders.build_order`` (the code every live order goes through) sizes it from the
+``engine.execution.orders.build_order`` (the code every live order goes through) sizes it from the
 equity, the stop distance and the symbol spec, or refuses it (status ``refused``; a refused
 order cancels nothing). A new placed setup cancels the previous same-direction order if it is
 still pending. Then, bar by bar:
@@ -27,7 +27,7 @@ from decimal import Decimal
 import numpy as np
 
 from engine.brokers.base import AccountSnapshot, OrderType, Side, SymbolSpec, Tick
-from engine.orders import BuiltOrder, OrderRules, SignalParams, build_order, round_to_step
+from engine.execution.orders import BuiltOrder, OrderRules, SignalParams, build_order, round_to_step
 from engine.strategies.base import H1_SECONDS, Bars, Setup, Strategy, decimal_price, utc
 from engine.strategies.placement import place_limit
 

@@ -1,4 +1,4 @@
-"""Symbol specs for backtests: what ``engine.orders.build_order`` sizes and rounds with.
+"""Symbol specs for backtests: what ``engine.execution.orders.build_order`` sizes and rounds with.
 
 Built in: the usual retail contract specs of the default instruments whose profit currency is
 USD (so a backtest's money is in USD): EURUSD, GBPUSD (100,000 units a lot), XAUUSD (100 oz),

@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 def install_billing(services: EngineServices) -> BillingService:
     if services.billing is not None:
         return services.billing
-    from engine.auto_execute import AutoExecutor
+    from engine.approvals.auto_execute import AutoExecutor
     from engine.billing.entitlements import entitlement_gate
     from engine.billing.plans import load_plans
+    from engine.billing.referrals import ReferralService
     from engine.billing.reminders import BillingSweeper
-    from engine.referrals import ReferralService
 
     catalog = load_plans(services.settings.plans_file or None)
     billing = BillingService(services.db, catalog, services.relay)

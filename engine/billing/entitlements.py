@@ -20,9 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.billing.plans import AUTO_EXECUTE, EXECUTE_MT5, EXECUTE_PAPER, Plan, PlanCatalog
-from engine.db import utcnow
-from engine.execution import Gate
-from engine.models import AutoTradeSettings, Decision, ExecutionAccount, Order, Subscription, User
+from engine.execution.service import Gate
+from engine.store.db import utcnow
+from engine.store.models import AutoTradeSettings, Decision, ExecutionAccount, Order, Subscription, User
 
 VIA_AUTO = "auto"  # Decision.via of an auto-executed signal
 

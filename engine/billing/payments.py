@@ -29,14 +29,14 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.audit import audit
 from engine.billing.entitlements import ACTIVE, GRACE, REVOKED, Standing, standing, standing_of
 from engine.billing.invoices import BillingError, CheckoutRefusal, Invoice, InvoicePayload
 from engine.billing.plans import CURRENCY, SUBSCRIPTION_PERIOD_SECONDS, PlanCatalog
-from engine.db import Database, utcnow
-from engine.events import EventRelay, emit
-from engine.models import StarPayment, Subscription, User
-from engine.referrals import credit_for_payment, reverse_for_payment
+from engine.billing.referrals import credit_for_payment, reverse_for_payment
+from engine.store.audit import audit
+from engine.store.db import Database, utcnow
+from engine.store.events import EventRelay, emit
+from engine.store.models import StarPayment, Subscription, User
 
 PAYMENT_RECEIVED = "payment.received"
 PAYMENT_REFUNDED = "payment.refunded"
@@ -202,7 +202,7 @@ class BillingService:
         if user is not None:
             return user
         # Money arrived from someone we do not know (never /started): keep the payment anyway.
-        from engine.subscribers import new_referral_code
+        from engine.accounts.subscribers import new_referral_code
 
         user = User(telegram_id=telegram_id, referral_code=new_referral_code(), status="active")
         session.add(user)

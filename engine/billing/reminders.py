@@ -22,12 +22,12 @@ from datetime import datetime, timedelta
 from loguru import logger
 from sqlalchemy import and_, or_, select, update
 
-from engine.audit import audit
 from engine.billing.entitlements import ACTIVE, EXPIRED
 from engine.billing.plans import PlanCatalog
-from engine.db import Database, utcnow
-from engine.events import EventRelay, emit
-from engine.models import Subscription, User
+from engine.store.audit import audit
+from engine.store.db import Database, utcnow
+from engine.store.events import EventRelay, emit
+from engine.store.models import Subscription, User
 
 SUBSCRIPTION_EXPIRING = "subscription.expiring"
 SUBSCRIPTION_EXPIRED = "subscription.expired"

@@ -74,7 +74,7 @@ class AccountSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
-    """A fully constructed order, ready for the broker. Built by ``engine.orders``."""
+    """A fully constructed order, ready for the broker. Built by ``engine.execution.orders``."""
 
     client_order_id: str
     symbol: str

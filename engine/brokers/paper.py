@@ -35,8 +35,8 @@ from engine.brokers.base import (
     Tick,
 )
 from engine.brokers.pricefeed import PriceSource, SimulatedFeed
-from engine.db import Database, utcnow
-from engine.models import ExecutionAccount, PaperDeal, PaperOrder, PaperPosition
+from engine.store.db import Database, utcnow
+from engine.store.models import ExecutionAccount, PaperDeal, PaperOrder, PaperPosition
 
 CENT = Decimal("0.01")
 LEVERAGE = Decimal(100)

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from loguru import logger
 
 from engine.brokers.base import Broker
-from engine.models import ExecutionAccount
+from engine.store.models import ExecutionAccount
 
 BrokerFactory = Callable[[ExecutionAccount], Awaitable[Broker]]
 

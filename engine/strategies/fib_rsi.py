@@ -19,7 +19,7 @@ from decimal import Decimal
 import numpy as np
 
 from engine.brokers.base import Side
-from engine.orders import round_to_step
+from engine.execution.orders import round_to_step
 from engine.strategies.base import H1_SECONDS, Bars, Setup, decimal_price, utc
 from engine.strategies.rsi import RsiState, rsi_extend
 

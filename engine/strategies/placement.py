@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from engine.brokers.base import Side
-from engine.orders import round_to_step
+from engine.execution.orders import round_to_step
 from engine.strategies.base import Setup
 
 MOVE_POINTS = 10

@@ -30,7 +30,7 @@ from loguru import logger
 from engine.api.client import Answer, SignalClient
 from engine.brokers.base import BrokerError, Side, SymbolSpec, Tick
 from engine.brokers.mt5_link import MT5Config, MT5Link
-from engine.metrics import Metrics
+from engine.observability.metrics import Metrics
 from engine.strategies import build
 from engine.strategies.base import H1_SECONDS, Bars, Setup, Strategy
 from engine.strategies.placement import place_limit

@@ -17,8 +17,8 @@ from loguru import logger
 
 from engine.api.client import SignalClient
 from engine.brokers.mt5_link import MT5Config
-from engine.metrics import Metrics
-from engine.producers import ProducerService
+from engine.ingest.producers import ProducerService
+from engine.observability.metrics import Metrics
 from engine.settings import Settings, SettingsError
 from engine.strategies import parse_strategies
 from engine.strategies.producer import MT5Bars, ProducerConfig, StrategyProducer

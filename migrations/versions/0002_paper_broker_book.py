@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import engine.db
+import engine.store.db
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -30,11 +30,11 @@ def upgrade() -> None:
         sa.Column("symbol", sa.String(length=32), nullable=False),
         sa.Column("side", sa.String(length=4), nullable=False),
         sa.Column("entry", sa.String(length=4), nullable=False),
-        sa.Column("volume", engine.db.Money(precision=38, scale=12), nullable=False),
-        sa.Column("price", engine.db.Money(precision=38, scale=12), nullable=False),
-        sa.Column("profit", engine.db.Money(precision=38, scale=12), nullable=False),
+        sa.Column("volume", engine.store.db.Money(precision=38, scale=12), nullable=False),
+        sa.Column("price", engine.store.db.Money(precision=38, scale=12), nullable=False),
+        sa.Column("profit", engine.store.db.Money(precision=38, scale=12), nullable=False),
         sa.Column("reason", sa.String(length=12), nullable=False),
-        sa.Column("time", engine.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("time", engine.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id"],
             ["execution_accounts.id"],
@@ -56,15 +56,15 @@ def upgrade() -> None:
         sa.Column("symbol", sa.String(length=32), nullable=False),
         sa.Column("side", sa.String(length=4), nullable=False),
         sa.Column("order_type", sa.String(length=8), nullable=False),
-        sa.Column("volume", engine.db.Money(precision=38, scale=12), nullable=False),
-        sa.Column("price", engine.db.Money(precision=38, scale=12), nullable=False),
-        sa.Column("sl", engine.db.Money(precision=38, scale=12), nullable=True),
-        sa.Column("tp", engine.db.Money(precision=38, scale=12), nullable=True),
-        sa.Column("expires_at", engine.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("volume", engine.store.db.Money(precision=38, scale=12), nullable=False),
+        sa.Column("price", engine.store.db.Money(precision=38, scale=12), nullable=False),
+        sa.Column("sl", engine.store.db.Money(precision=38, scale=12), nullable=True),
+        sa.Column("tp", engine.store.db.Money(precision=38, scale=12), nullable=True),
+        sa.Column("expires_at", engine.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("state", sa.String(length=12), nullable=False),
         sa.Column("position_ticket", sa.Integer(), nullable=True),
-        sa.Column("created_at", engine.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("done_at", engine.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", engine.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("done_at", engine.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["account_id"],
             ["execution_accounts.id"],
@@ -84,11 +84,11 @@ def upgrade() -> None:
         sa.Column("client_order_id", sa.String(length=31), nullable=False),
         sa.Column("symbol", sa.String(length=32), nullable=False),
         sa.Column("side", sa.String(length=4), nullable=False),
-        sa.Column("volume", engine.db.Money(precision=38, scale=12), nullable=False),
-        sa.Column("open_price", engine.db.Money(precision=38, scale=12), nullable=False),
-        sa.Column("sl", engine.db.Money(precision=38, scale=12), nullable=True),
-        sa.Column("tp", engine.db.Money(precision=38, scale=12), nullable=True),
-        sa.Column("opened_at", engine.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("volume", engine.store.db.Money(precision=38, scale=12), nullable=False),
+        sa.Column("open_price", engine.store.db.Money(precision=38, scale=12), nullable=False),
+        sa.Column("sl", engine.store.db.Money(precision=38, scale=12), nullable=True),
+        sa.Column("tp", engine.store.db.Money(precision=38, scale=12), nullable=True),
+        sa.Column("opened_at", engine.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("closed", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["account_id"],

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import engine.db
+import engine.store.db
 
 
 revision: str = "0003"
@@ -26,9 +26,9 @@ def upgrade() -> None:
         "auto_trade_settings",
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
-        sa.Column("risk_percent", engine.db.Money(precision=38, scale=12), nullable=False),
-        sa.Column("max_volume", engine.db.Money(precision=38, scale=12), nullable=True),
-        sa.Column("updated_at", engine.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("risk_percent", engine.store.db.Money(precision=38, scale=12), nullable=False),
+        sa.Column("max_volume", engine.store.db.Money(precision=38, scale=12), nullable=True),
+        sa.Column("updated_at", engine.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_auto_trade_settings_user_id_users")),
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_auto_trade_settings")),
     )
@@ -38,18 +38,18 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("plan", sa.String(length=32), nullable=False),
         sa.Column("currency", sa.String(length=8), nullable=False),
-        sa.Column("amount", engine.db.Money(precision=38, scale=12), nullable=False),
+        sa.Column("amount", engine.store.db.Money(precision=38, scale=12), nullable=False),
         sa.Column("invoice_payload", sa.String(length=128), nullable=False),
         sa.Column("telegram_payment_charge_id", sa.String(length=128), nullable=False),
         sa.Column("provider_payment_charge_id", sa.String(length=128), nullable=True),
         sa.Column("is_recurring", sa.Boolean(), nullable=False),
         sa.Column("is_first_recurring", sa.Boolean(), nullable=False),
-        sa.Column("subscription_expires_at", engine.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("period_start", engine.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("period_end", engine.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("subscription_expires_at", engine.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("period_start", engine.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("period_end", engine.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("status", sa.String(length=12), nullable=False),
-        sa.Column("refunded_at", engine.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", engine.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("refunded_at", engine.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", engine.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_star_payments_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_star_payments")),
         sa.UniqueConstraint(
@@ -66,13 +66,13 @@ def upgrade() -> None:
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("plan", sa.String(length=32), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("started_at", engine.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", engine.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", engine.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", engine.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("recurring", sa.Boolean(), nullable=False),
         sa.Column("renewal_state", sa.String(length=16), nullable=True),
         sa.Column("last_charge_id", sa.String(length=128), nullable=True),
-        sa.Column("reminded_at", engine.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("updated_at", engine.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("reminded_at", engine.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", engine.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_subscriptions_user_id_users")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_subscriptions")),
         sa.UniqueConstraint("user_id", name=op.f("uq_subscriptions_user_id")),
@@ -88,10 +88,10 @@ def upgrade() -> None:
         sa.Column("referred_user_id", sa.Integer(), nullable=True),
         sa.Column("payment_id", sa.Integer(), nullable=True),
         sa.Column("kind", sa.String(length=12), nullable=False),
-        sa.Column("amount", engine.db.Money(precision=38, scale=12), nullable=False),
+        sa.Column("amount", engine.store.db.Money(precision=38, scale=12), nullable=False),
         sa.Column("actor", sa.String(length=64), nullable=False),
         sa.Column("note", sa.String(length=200), nullable=True),
-        sa.Column("created_at", engine.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", engine.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["payment_id"], ["star_payments.id"], name=op.f("fk_referral_ledger_payment_id_star_payments")
         ),
@@ -108,8 +108,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_referral_ledger_referrer_id"), ["referrer_id"], unique=False)
 
     with op.batch_alter_table("decisions", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("risk_percent", engine.db.Money(precision=38, scale=12), nullable=True))
-        batch_op.add_column(sa.Column("max_volume", engine.db.Money(precision=38, scale=12), nullable=True))
+        batch_op.add_column(sa.Column("risk_percent", engine.store.db.Money(precision=38, scale=12), nullable=True))
+        batch_op.add_column(sa.Column("max_volume", engine.store.db.Money(precision=38, scale=12), nullable=True))
 
     # ### end Alembic commands ###
 

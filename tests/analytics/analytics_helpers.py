@@ -9,8 +9,8 @@ from decimal import Decimal as D
 from sqlalchemy import insert
 
 from engine.analytics.data import Exposure, ScopeData, Trade
-from engine.db import Database
-from engine.models import EquityPoint, ExecutionAccount, Order, Position, Producer, Signal, User
+from engine.store.db import Database
+from engine.store.models import EquityPoint, ExecutionAccount, Order, Position, Producer, Signal, User
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)  # a Sunday; the books trade 24/7
 _ids = itertools.count(1)

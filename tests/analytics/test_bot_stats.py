@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from bot.daily_summary import RUN_DELAY, next_run, send_daily
 from engine.analytics import parse_trades_csv
-from engine.models import OutboxMessage, User
+from engine.store.models import OutboxMessage, User
 from tests.analytics.analytics_helpers import Seeder
 from tests.bot.harness import ADMIN, OPS_CHAT, World
 

@@ -15,13 +15,13 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from engine.api import ApiContext, build_http_app, start_http_server
-from engine.crypto import SecretBox
-from engine.db import Database
-from engine.events import EventRelay
-from engine.metrics import Metrics
-from engine.producers import NewProducer, ProducerService
+from engine.ingest.producers import NewProducer, ProducerService
+from engine.ingest.signing import signature_header
+from engine.observability.metrics import Metrics
 from engine.settings import Settings
-from engine.signing import signature_header
+from engine.store.crypto import SecretBox
+from engine.store.db import Database
+from engine.store.events import EventRelay
 
 SECRET_KEY = "k" * 40
 

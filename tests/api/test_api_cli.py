@@ -7,7 +7,7 @@ import re
 
 from typer.testing import CliRunner
 
-from engine.models import Signal
+from engine.store.models import Signal
 from tests.api.conftest import SECRET_KEY, LiveServer, count, good_body
 from tradebot.cli import app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from engine.models import DomainEvent, Signal
+from engine.store.models import DomainEvent, Signal
 from tests.api.conftest import count, encode, good_body
 
 

@@ -10,9 +10,9 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.models import Signal
-from engine.signal_schema import BodyNotJSON, SignalInvalid, parse_signal
-from engine.signing import sign
+from engine.ingest.schema import BodyNotJSON, SignalInvalid, parse_signal
+from engine.ingest.signing import sign
+from engine.store.models import Signal
 from tests.api.conftest import LiveServer, count, good_body
 
 FIELDS = [

@@ -92,7 +92,7 @@ async def test_metrics_count_requests_outcomes_and_latency(sqlite_api):
 
 
 async def test_each_app_has_its_own_registry(sqlite_api):
-    from engine.metrics import Metrics
+    from engine.observability.metrics import Metrics
 
     a, b = Metrics(), Metrics()
     a.signals_accepted.inc()
@@ -101,7 +101,7 @@ async def test_each_app_has_its_own_registry(sqlite_api):
 
 
 async def test_request_id_is_honoured_when_sane_and_echoed(sqlite_api):
-    from engine.models import AuditLog
+    from engine.store.models import AuditLog
     from tests.api.conftest import rows
 
     resp = await sqlite_api.client.get("/healthz", headers={"X-Request-Id": "abc-123"})

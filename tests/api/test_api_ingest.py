@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
-from engine.events import SIGNAL_ACCEPTED
-from engine.models import AuditLog, DomainEvent, Signal
-from engine.signing import sign
+from engine.ingest.signing import sign
+from engine.store.events import SIGNAL_ACCEPTED
+from engine.store.models import AuditLog, DomainEvent, Signal
 from tests.api.conftest import count, encode, good_body, rows
 
 
@@ -401,10 +401,10 @@ async def test_signal_accepted_event_is_committed_with_the_signal(api):
 
 
 async def test_signal_and_event_are_one_transaction(api, monkeypatch):
-    import engine.ingest
+    import engine.ingest.service
 
     # make the event row impossible to write: the signal must not be stored either
-    monkeypatch.setattr(engine.ingest, "event_payload", lambda values: {"bad": object()})
+    monkeypatch.setattr(engine.ingest.service, "event_payload", lambda values: {"bad": object()})
     resp = await api.post(good_body())
     assert resp.status == 500
     assert await count(api.db, Signal) == 0
@@ -417,8 +417,8 @@ async def test_relay_is_woken_after_commit(sqlite_db):
     from aiohttp.test_utils import TestClient, TestServer
 
     from engine.api import ApiContext, build_http_app
-    from engine.crypto import SecretBox
-    from engine.events import EventRelay
+    from engine.store.crypto import SecretBox
+    from engine.store.events import EventRelay
     from tests.api.conftest import SECRET_KEY, Harness, make_settings
 
     relay = EventRelay(sqlite_db, poll_seconds=60)  # only notify() can deliver within the test

@@ -8,7 +8,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from engine.api.openapi import DOCUMENT
-from engine.signing import signature_header
+from engine.ingest.signing import signature_header
 from tests.api.conftest import encode, good_body
 
 

@@ -9,9 +9,9 @@ import aiohttp
 
 from engine.api import build_http_app, start_http_server
 from engine.api.server import safe_path
-from engine.logs import setup_logging
-from engine.models import AuditLog
-from engine.signing import signature_header
+from engine.ingest.signing import signature_header
+from engine.observability.logs import setup_logging
+from engine.store.models import AuditLog
 from tests.api.conftest import build_context, encode, good_body, rows
 
 

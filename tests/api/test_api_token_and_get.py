@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from engine.models import AuditLog, Signal
-from engine.signing import signature_header
+from engine.ingest.signing import signature_header
+from engine.store.models import AuditLog, Signal
 from tests.api.conftest import count, encode, good_body, rows
 
 

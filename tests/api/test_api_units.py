@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.ratelimit import RateLimiter
-from engine.signal_schema import BodyNotJSON, SignalInvalid, load_json, parse_signal
-from engine.signing import SignatureError, parse_header, sign, signature_header, verify
+from engine.ingest.ratelimit import RateLimiter
+from engine.ingest.schema import BodyNotJSON, SignalInvalid, load_json, parse_signal
+from engine.ingest.signing import SignatureError, parse_header, sign, signature_header, verify
 
 
 def test_signature_is_hmac_sha256_of_t_dot_body():

@@ -11,13 +11,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from engine.db import utcnow
-from engine.events import HEARTBEAT, SIGNAL_ACCEPTED, EventRelay, emit
-from engine.metrics import Metrics
-from engine.models import OutboundDelivery
-from engine.outbound import OutboundDispatcher, OutboundRecorder, install_outbound
+from engine.api.outbound import OutboundDispatcher, OutboundRecorder, install_outbound
+from engine.ingest.signing import verify
+from engine.observability.metrics import Metrics
 from engine.settings import SettingsError
-from engine.signing import verify
+from engine.store.db import utcnow
+from engine.store.events import HEARTBEAT, SIGNAL_ACCEPTED, EventRelay, emit
+from engine.store.models import OutboundDelivery
 from tests.api.conftest import make_settings, rows
 
 SECRET = "outbound-secret-for-tests"
@@ -163,7 +163,7 @@ async def test_restart_resumes_pending_deliveries(db):
 
 async def test_recorder_is_idempotent_and_filters_types(sqlite_db):
     recorder = OutboundRecorder(sqlite_db, "http://127.0.0.1:9/hook")
-    from engine.events import Event
+    from engine.store.events import Event
 
     event = Event(1, "11111111-1111-4111-8111-111111111111", SIGNAL_ACCEPTED, {"a": 1}, utcnow())
     await recorder(event)

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.billing_texts import BillingCb
-from engine.models import StarPayment, Subscription, User
+from engine.store.models import StarPayment, Subscription, User
 from tests.bot.harness import World, buttons
 
 

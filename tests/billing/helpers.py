@@ -14,12 +14,12 @@ from engine.billing.payments import BillingService, PaymentOutcome
 from engine.billing.plans import PlanCatalog, load_plans
 from engine.brokers.paper import PaperBroker
 from engine.brokers.registry import BrokerRegistry
-from engine.db import Database
-from engine.events import EventRelay
-from engine.execution import ExecutionConfig, ExecutionService
-from engine.market_hours import AlwaysOpen, MarketHours
-from engine.models import DomainEvent, ExecutionAccount, Subscription, User
-from engine.orders import OrderRules
+from engine.execution.orders import OrderRules
+from engine.execution.service import ExecutionConfig, ExecutionService
+from engine.risk.market_hours import AlwaysOpen, MarketHours
+from engine.store.db import Database
+from engine.store.events import EventRelay
+from engine.store.models import DomainEvent, ExecutionAccount, Subscription, User
 from tests.execution.fixtures import FixedPrices
 
 CONSENT = "2026-11"

@@ -8,15 +8,15 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select, update
 
-from engine.auto_execute import AutoExecutor, AutoTradeError
+from engine.approvals.auto_execute import AutoExecutor, AutoTradeError
 from engine.billing.entitlements import entitlement_gate
 from engine.billing.payments import BillingService
-from engine.control import EngineControl
-from engine.db import Database
-from engine.events import DECISION_RECORDED, ENGINE_RESUMED, SIGNAL_ACCEPTED, Event
-from engine.models import AuditLog, Decision, ExecutionAccount, Order, Signal, User
+from engine.risk.control import EngineControl
 from engine.settings import Settings
 from engine.states import DecisionStatus, OrderStatus
+from engine.store.db import Database
+from engine.store.events import DECISION_RECORDED, ENGINE_RESUMED, SIGNAL_ACCEPTED, Event
+from engine.store.models import AuditLog, Decision, ExecutionAccount, Order, Signal, User
 from tests.billing.helpers import CONSENT, account_of, catalog, events, execution_service, make_user, pay
 from tests.execution.fixtures import FixedPrices, make_world
 

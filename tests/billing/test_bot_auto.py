@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from bot.billing_texts import AutoCb
-from engine.models import Decision, Order, Position, User
+from engine.store.models import Decision, Order, Position, User
 from tests.billing.bot_helpers import buy
 from tests.bot.harness import ADMIN, World, buttons, eventually
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from engine.models import AuditLog, Order, ReferralEntry, Subscription, User
+from engine.store.models import AuditLog, Order, ReferralEntry, Subscription, User
 from mt5sim import control
 from tests.billing.bot_helpers import buy, payments, subscription_of, url_buttons, user_row
 from tests.bot.harness import ADMIN, World, buttons, eventually

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from engine.models import AuditLog, ReferralEntry
+from engine.store.models import AuditLog, ReferralEntry
 from tests.billing.bot_helpers import buy, user_row
 from tests.bot.harness import ADMIN, BOT_USERNAME, World, eventually
 

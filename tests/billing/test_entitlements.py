@@ -9,9 +9,9 @@ from sqlalchemy import update
 
 from engine.billing.entitlements import ACTIVE, EXPIRED, GRACE, NONE, REVOKED, entitlement_gate, standing_of
 from engine.billing.payments import BillingService
-from engine.db import Database
-from engine.models import AutoTradeSettings, Decision, Subscription
 from engine.states import OrderStatus
+from engine.store.db import Database
+from engine.store.models import AutoTradeSettings, Decision, Subscription
 from tests.billing.helpers import account_of, catalog, execution_service, make_user, now, pay, shift_expiry
 from tests.execution.fixtures import FixedPrices, make_approval, make_world
 

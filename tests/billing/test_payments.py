@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from engine.billing.entitlements import ACTIVE, NONE, REVOKED
 from engine.billing.invoices import BillingError, CheckoutRefusal, InvoicePayload
 from engine.billing.payments import PAYMENT_RECEIVED, PAYMENT_REFUNDED, BillingService
-from engine.db import Database
-from engine.models import AuditLog, ReferralEntry, StarPayment, Subscription
+from engine.store.db import Database
+from engine.store.models import AuditLog, ReferralEntry, StarPayment, Subscription
 from tests.billing.helpers import catalog, events, make_user, now, pay, shift_expiry, subscription
 
 

@@ -9,9 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from engine.billing.payments import BillingService
-from engine.db import Database
-from engine.models import AppendOnlyViolation, AuditLog, ReferralEntry, User
-from engine.referrals import (
+from engine.billing.referrals import (
     Attribution,
     ReferralError,
     ReferralService,
@@ -19,6 +17,8 @@ from engine.referrals import (
     attribute_start,
     balance_of,
 )
+from engine.store.db import Database
+from engine.store.models import AppendOnlyViolation, AuditLog, ReferralEntry, User
 from tests.billing.helpers import catalog, make_user, pay
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from engine.billing.payments import BillingService
 from engine.billing.reminders import SUBSCRIPTION_EXPIRED, SUBSCRIPTION_EXPIRING, BillingSweeper
-from engine.db import Database
+from engine.store.db import Database
 from tests.billing.helpers import catalog, events, make_user, now, pay, shift_expiry, subscription
 
 

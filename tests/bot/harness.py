@@ -24,13 +24,13 @@ from emulator import BotAPIEmulator, EmulatorClient, EmulatorConfig
 from engine.api import ApiContext, build_http_app, start_http_server
 from engine.brokers.base import Broker, FillingMode, SymbolSpec, Tick
 from engine.brokers.paper import PaperBroker
-from engine.events import SIGNAL_ACCEPTED, emit
-from engine.execution import ExecutionConfig
-from engine.models import ExecutionAccount, Producer, Signal
-from engine.producers import NewProducer
+from engine.execution.service import ExecutionConfig
+from engine.ingest.producers import NewProducer
+from engine.ingest.signing import signature_header
 from engine.services import EngineServices
 from engine.settings import Settings
-from engine.signing import signature_header
+from engine.store.events import SIGNAL_ACCEPTED, emit
+from engine.store.models import ExecutionAccount, Producer, Signal
 from tradebot.app import build_services, default_broker_factory
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1"

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.callbacks import AccountCb
-from engine.models import AuditLog, ExecutionAccount, Order
+from engine.store.models import AuditLog, ExecutionAccount, Order
 from mt5sim import control
 from tests.bot.conftest import WorldFactory
 from tests.bot.harness import World, buttons

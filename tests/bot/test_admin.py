@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from bot.callbacks import AdminCb
-from engine.events import (
+from engine.store.events import (
     BROKER_DISCONNECTED,
     BROKER_RECONNECTED,
     DRAWDOWN_TRIGGERED,
@@ -15,7 +15,7 @@ from engine.events import (
     ORDER_FAILED,
     emit,
 )
-from engine.models import AuditLog, EngineState, Position
+from engine.store.models import AuditLog, EngineState, Position
 from tests.bot.harness import ADMIN, OPS_CHAT, World, buttons, eventually
 
 

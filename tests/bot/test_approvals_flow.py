@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from engine.models import AuditLog, Decision, Order, PaperOrder, Signal
+from engine.store.models import AuditLog, Decision, Order, PaperOrder, Signal
 from tests.bot.conftest import WorldFactory
 from tests.bot.harness import FAST, World, buttons, eventually
 

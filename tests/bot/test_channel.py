@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine.models import Decision, Order, Signal
+from engine.store.models import Decision, Order, Signal
 from tests.bot.conftest import WorldFactory
 from tests.bot.harness import BOT_USERNAME, CHANNEL, World, buttons, eventually
 

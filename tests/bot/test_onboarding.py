@@ -7,7 +7,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from bot.callbacks import ConsentCb, SettingsCb, version_digest
-from engine.models import AuditLog, User
+from engine.store.models import AuditLog, User
 from tests.bot.harness import ADMIN, CONSENT, World, buttons, eventually
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from bot.ratelimit import RateLimits
 from emulator import EmulatorConfig
-from engine.models import OutboxMessage, User
+from engine.store.models import OutboxMessage, User
 from tests.bot.conftest import WorldFactory
 from tests.bot.harness import FAST, World, eventually
 
@@ -124,7 +124,7 @@ async def test_replayed_event_sends_nothing_twice(world: World) -> None:
     uids = await subscribers(world, 350, 2)
     signal_id = await world.accept_signal(note="first")
     await eventually(lambda: all_delivered(world, uids, ["first"]))
-    from engine.events import SIGNAL_ACCEPTED, emit
+    from engine.store.events import SIGNAL_ACCEPTED, emit
 
     async with world.db.session() as session:
         emit(session, SIGNAL_ACCEPTED, signal_id=signal_id)
@@ -136,7 +136,7 @@ async def test_replayed_event_sends_nothing_twice(world: World) -> None:
 
 
 async def _all_events_processed(world: World) -> bool:
-    from engine.models import DomainEvent
+    from engine.store.models import DomainEvent
 
     async with world.db.session() as session:
         return await session.scalar(select(DomainEvent.id).where(DomainEvent.processed_at.is_(None))) is None

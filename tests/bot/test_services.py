@@ -10,16 +10,25 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from engine.accounts import AccountError, AccountService
-from engine.approvals import ApprovalService, Verdict
+from engine.accounts.service import AccountError, AccountService
+from engine.accounts.subscribers import StaleConsent, SubscriberService
+from engine.approvals.service import ApprovalService, Verdict
 from engine.brokers.paper import PaperBroker
 from engine.brokers.registry import BrokerRegistry
-from engine.control import EngineControl
-from engine.db import Database
-from engine.events import SIGNAL_EXPIRED
-from engine.models import AuditLog, Decision, DomainEvent, ExecutionAccount, Position, Producer, Signal, User
+from engine.risk.control import EngineControl
 from engine.settings import Settings
-from engine.subscribers import StaleConsent, SubscriberService
+from engine.store.db import Database
+from engine.store.events import SIGNAL_EXPIRED
+from engine.store.models import (
+    AuditLog,
+    Decision,
+    DomainEvent,
+    ExecutionAccount,
+    Position,
+    Producer,
+    Signal,
+    User,
+)
 from tests.bot.harness import CONSENT, SECRET_KEY, FixedPrices
 
 

@@ -8,8 +8,8 @@ import pytest
 from aiohttp import ClientSession
 from sqlalchemy import select
 
-from engine.models import Decision, Order
 from engine.settings import SettingsError
+from engine.store.models import Decision, Order
 from tests.bot.conftest import WorldFactory
 from tests.bot.harness import TOKEN, World, buttons
 

@@ -28,7 +28,16 @@ def test_h1_bars_are_closed_hours_oldest_first_and_the_same_for_the_same_seed(tm
     first = mt5sim.copy_rates_from_pos("XAUUSD", mt5sim.TIMEFRAME_H1, 1, 48)
     terminal(tmp_path, "b")
     again = mt5sim.copy_rates_from_pos("XAUUSD", mt5sim.TIMEFRAME_H1, 1, 48)
-    assert first.dtype.names == ("time", "open", "high", "low", "close", "tick_volume", "spread", "real_volume")
+    assert first.dtype.names == (
+        "time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "tick_volume",
+        "spread",
+        "real_volume",
+    )
     assert np.array_equal(first, again)
     assert int(first["time"][-1]) == int((AT - timedelta(minutes=30, hours=1)).timestamp())  # 11:00, closed
     assert (np.diff(first["time"]) == 3600).all()

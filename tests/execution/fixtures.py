@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from engine.brokers.base import FillingMode, SymbolSpec, Tick
-from engine.models import Decision, ExecutionAccount, Producer, Signal, User
 from engine.states import DecisionStatus
+from engine.store.models import Decision, ExecutionAccount, Producer, Signal, User
 
 EURUSD = SymbolSpec(
     name="EURUSD",

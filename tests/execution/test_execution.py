@@ -6,14 +6,14 @@ from sqlalchemy import select
 from engine.brokers.base import SubmitResult, SubmitStatus
 from engine.brokers.paper import PaperBroker
 from engine.brokers.registry import BrokerRegistry
-from engine.control import EngineControl
-from engine.events import EventRelay
-from engine.execution import ExecutionConfig, ExecutionService, client_order_id_for
-from engine.market_hours import AlwaysOpen, MarketHours
-from engine.models import AuditLog, DomainEvent, Order, PaperOrder, Position
-from engine.orders import OrderRules
-from engine.positions import PositionCloser
+from engine.execution.orders import OrderRules
+from engine.execution.positions import PositionCloser
+from engine.execution.service import ExecutionConfig, ExecutionService, client_order_id_for
+from engine.risk.control import EngineControl
+from engine.risk.market_hours import AlwaysOpen, MarketHours
 from engine.states import OrderStatus
+from engine.store.events import EventRelay
+from engine.store.models import AuditLog, DomainEvent, Order, PaperOrder, Position
 from tests.execution.fixtures import FixedPrices, make_approval, make_world
 
 OPEN = MarketHours(default=AlwaysOpen())  # the weekend must not decide these tests

@@ -7,12 +7,12 @@ import pytest
 from sqlalchemy import select
 
 from engine.brokers.registry import BrokerRegistry
-from engine.events import EventRelay
-from engine.execution import ExecutionConfig, ExecutionService
-from engine.market_hours import AlwaysOpen, MarketHours
-from engine.models import ExecutionAccount, Position
-from engine.orders import OrderRules
+from engine.execution.orders import OrderRules
+from engine.execution.service import ExecutionConfig, ExecutionService
+from engine.risk.market_hours import AlwaysOpen, MarketHours
 from engine.states import OrderStatus
+from engine.store.events import EventRelay
+from engine.store.models import ExecutionAccount, Position
 from mt5sim import control
 from tests.execution.fixtures import make_approval, make_world
 from tests.execution.test_execution import FAST

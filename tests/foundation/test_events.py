@@ -1,8 +1,8 @@
 import pytest
 from sqlalchemy import select
 
-from engine.events import EventRelay, emit
-from engine.models import DomainEvent
+from engine.store.events import EventRelay, emit
+from engine.store.models import DomainEvent
 
 
 async def test_relay_delivers_committed_events_in_order(db):

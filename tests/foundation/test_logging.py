@@ -4,7 +4,7 @@ import json
 
 from loguru import logger
 
-from engine.logs import correlation, register_secret, setup_logging
+from engine.observability.logs import correlation, register_secret, setup_logging
 
 TOKEN = "123456789:AAHfiqksKZ8WmR2zSjiQ7_v4TMAKdiHm9T0"
 

@@ -6,9 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from engine.db import create_engine
-from engine.migrate import downgrade, upgrade
-from engine.models import Base
+from engine.store.db import create_engine
+from engine.store.migrate import downgrade, upgrade
+from engine.store.models import Base
 
 
 async def _diff_and_tables(url):

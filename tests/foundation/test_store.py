@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
-from engine.audit import audit
-from engine.models import AppendOnlyViolation, AuditLog, EquityPoint, ExecutionAccount, User
+from engine.store.audit import audit
+from engine.store.models import AppendOnlyViolation, AuditLog, EquityPoint, ExecutionAccount, User
 
 VALUES = [
     Decimal("1950.55"),

@@ -12,17 +12,17 @@ from sqlalchemy import func, select
 from engine.brokers.base import Broker, FillingMode, OrderRequest, OrderType, Side, SubmitStatus
 from engine.brokers.paper import PaperBroker
 from engine.brokers.registry import BrokerRegistry
-from engine.db import Database
-from engine.drawdown import DrawdownGuard, GuardConfig
-from engine.events import EventRelay
-from engine.execution import ExecutionConfig, ExecutionService
-from engine.leader import LeaderLease, make_lease
-from engine.market_hours import AlwaysOpen, MarketHours
-from engine.models import DomainEvent, ExecutionAccount, Position
-from engine.orders import OrderRules
-from engine.positions import PositionCloser
-from engine.reconcile import Reconciler
-from engine.trading_loop import LoopConfig, TradingLoop, reconcile_hook
+from engine.execution.orders import OrderRules
+from engine.execution.positions import PositionCloser
+from engine.execution.service import ExecutionConfig, ExecutionService
+from engine.loop.leader import LeaderLease, make_lease
+from engine.loop.trading import LoopConfig, TradingLoop, reconcile_hook
+from engine.reconcile.service import Reconciler
+from engine.risk.drawdown import DrawdownGuard, GuardConfig
+from engine.risk.market_hours import AlwaysOpen, MarketHours
+from engine.store.db import Database
+from engine.store.events import EventRelay
+from engine.store.models import DomainEvent, ExecutionAccount, Position
 from tests.execution.fixtures import FixedPrices
 
 OPEN = MarketHours(default=AlwaysOpen())

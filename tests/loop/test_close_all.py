@@ -5,8 +5,8 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from engine.brokers.base import SubmitResult, SubmitStatus
-from engine.events import POSITION_CLOSED
-from engine.models import AuditLog, PaperPosition, Position
+from engine.store.events import POSITION_CLOSED
+from engine.store.models import AuditLog, PaperPosition, Position
 from tests.execution.fixtures import make_world
 from tests.loop.helpers import build_engine, events, open_recorded
 

@@ -31,11 +31,11 @@ from aiohttp import ClientError, ClientSession, ClientTimeout
 from sqlalchemy import func, select
 
 from emulator import BotAPIEmulator, EmulatorClient
-from engine.db import Database, utcnow
-from engine.models import AuditLog, Decision, DomainEvent, Order, OutboxMessage, Position, Subscription
-from engine.producers import ProducerService
+from engine.ingest.producers import ProducerService
+from engine.ingest.signing import signature_header
 from engine.settings import load_settings
-from engine.signing import signature_header
+from engine.store.db import Database, utcnow
+from engine.store.models import AuditLog, Decision, DomainEvent, Order, OutboxMessage, Position, Subscription
 from mt5sim import control
 from tests.bot.harness import LOOSE_EMULATOR, SECRET_KEY, TOKEN, buttons, free_port
 from tradebot.app import build_services
@@ -208,7 +208,7 @@ async def test_sigkill_at_random_moments_loses_and_repeats_nothing(tmp_path, mon
     env = {**os.environ, **values, "MT5SIM_STATE": str(sim), "PYTHONPATH": str(ROOT)}
     settings = load_settings(_env_file=None, **{k.lower(): v for k, v in values.items()})
 
-    from engine.migrate import upgrade_async
+    from engine.store.migrate import upgrade_async
 
     await upgrade_async(url)
     setup = build_services(settings)

@@ -2,11 +2,11 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from engine.drawdown import GuardConfig, ResumeOutcome, Tier
-from engine.events import DRAWDOWN_TRIGGERED, DRAWDOWN_WARNING, POSITION_CLOSED
-from engine.models import AuditLog, EngineState, EquityPoint, Order, Position, User
+from engine.risk.drawdown import GuardConfig, ResumeOutcome, Tier
 from engine.settings import DrawdownReference
 from engine.states import OrderStatus
+from engine.store.events import DRAWDOWN_TRIGGERED, DRAWDOWN_WARNING, POSITION_CLOSED
+from engine.store.models import AuditLog, EngineState, EquityPoint, Order, Position, User
 from tests.execution.fixtures import make_approval, make_world
 from tests.loop.helpers import (
     account_row,

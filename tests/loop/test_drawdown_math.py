@@ -4,7 +4,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from engine.drawdown import Action, Limits, Step, Tier, drawdown_percent, next_step
+from engine.risk.drawdown import Action, Limits, Step, Tier, drawdown_percent, next_step
 
 money = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("10000000"), places=2)
 percent = st.decimals(min_value=Decimal("1"), max_value=Decimal("99"), places=2)

@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from sqlalchemy import text
 
-from engine.db import Database, utcnow
-from engine.events import HEARTBEAT
-from engine.leader import LEASE_KEY, PostgresLease, SqliteLease, make_lease
-from engine.models import EngineState
+from engine.loop.leader import LEASE_KEY, PostgresLease, SqliteLease, make_lease
+from engine.store.db import Database, utcnow
+from engine.store.events import HEARTBEAT
+from engine.store.models import EngineState
 from tests.execution.fixtures import make_world
 from tests.loop.helpers import build_engine, events
 

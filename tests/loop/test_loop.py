@@ -8,12 +8,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import select
 
 from engine.brokers.paper import PaperBroker
-from engine.db import utcnow
-from engine.events import BROKER_DISCONNECTED, BROKER_RECONNECTED, HEARTBEAT
-from engine.heartbeat import HEARTBEAT_KEY, heartbeat_fresh, heartbeat_probe, read_heartbeat
-from engine.models import DomainEvent, EngineState, EquityPoint, Order
-from engine.readiness import Readiness
+from engine.loop.heartbeat import HEARTBEAT_KEY, heartbeat_fresh, heartbeat_probe, read_heartbeat
+from engine.observability.readiness import Readiness
 from engine.states import OrderStatus
+from engine.store.db import utcnow
+from engine.store.events import BROKER_DISCONNECTED, BROKER_RECONNECTED, HEARTBEAT
+from engine.store.models import DomainEvent, EngineState, EquityPoint, Order
 from tests.execution.fixtures import make_approval, make_world
 from tests.loop.helpers import QUICK, build_engine, count, events, open_recorded
 
@@ -267,8 +267,8 @@ async def test_approval_left_without_an_order_is_adopted(db):
 
 
 async def test_orders_a_dead_process_left_in_flight_are_looked_up_on_sqlite(sqlite_db):
-    from engine.execution import ExecutionConfig
-    from engine.order_sweep import PROCESS_STARTED_AT
+    from engine.execution.service import ExecutionConfig
+    from engine.execution.sweep import PROCESS_STARTED_AT
     from engine.states import ORDER
     from tests.loop.helpers import open_at_broker
 

@@ -9,10 +9,10 @@ from sqlalchemy import select
 
 import mt5sim
 from engine.brokers.mt5 import create_mt5_broker
-from engine.db import utcnow
-from engine.events import BROKER_DISCONNECTED, BROKER_RECONNECTED, DRAWDOWN_TRIGGERED, POSITION_CLOSED
-from engine.models import ExecutionAccount, Order, Position, Producer, User
 from engine.states import ORDER, OrderStatus
+from engine.store.db import utcnow
+from engine.store.events import BROKER_DISCONNECTED, BROKER_RECONNECTED, DRAWDOWN_TRIGGERED, POSITION_CLOSED
+from engine.store.models import ExecutionAccount, Order, Position, Producer, User
 from mt5sim import control
 from tests.execution.fixtures import make_approval
 from tests.loop.helpers import build_engine, events, open_at_broker

@@ -3,10 +3,10 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from engine.db import utcnow
-from engine.events import ORDER_FILLED, POSITION_CLOSED, POSITION_OPENED
-from engine.models import AuditLog, Order, PaperPosition, Position
 from engine.states import ORDER, OrderStatus
+from engine.store.db import utcnow
+from engine.store.events import ORDER_FILLED, POSITION_CLOSED, POSITION_OPENED
+from engine.store.models import AuditLog, Order, PaperPosition, Position
 from tests.execution.fixtures import make_approval, make_world
 from tests.loop.helpers import build_engine, count, events, open_at_broker
 

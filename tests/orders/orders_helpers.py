@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal as D
 
 from engine.brokers.base import AccountSnapshot, FillingMode, OrderType, Side, SymbolSpec, Tick
-from engine.orders import BuiltOrder, OrderRefusal, OrderRules, SignalParams, build_order
+from engine.execution.orders import BuiltOrder, OrderRefusal, OrderRules, SignalParams, build_order
 
 # Wednesday 2024-06-05 12:00 UTC: every default schedule is open.
 WEDNESDAY = datetime(2024, 6, 5, 12, 0, tzinfo=UTC)

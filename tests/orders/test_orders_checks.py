@@ -9,14 +9,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine.brokers.base import FillingMode, OrderType, Side
-from engine.market_hours import parse_market_hours
-from engine.orders import (
+from engine.execution.orders import (
     OrderRules,
     RefusalCode,
     SignalParams,
     build_order,
     choose_filling,
 )
+from engine.risk.market_hours import parse_market_hours
 from tests.orders.orders_helpers import (
     EURUSD,
     SATURDAY,

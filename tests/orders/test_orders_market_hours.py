@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.market_hours import (
+from engine.risk.market_hours import (
     AlwaysOpen,
     MarketHours,
     MarketHoursError,

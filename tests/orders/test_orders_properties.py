@@ -18,8 +18,15 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from engine.brokers.base import AccountSnapshot, FillingMode, OrderType, Side, SymbolSpec, Tick
-from engine.market_hours import MarketHours, parse_market_hours
-from engine.orders import BuiltOrder, OrderRefusal, OrderRules, RefusalCode, SignalParams, build_order
+from engine.execution.orders import (
+    BuiltOrder,
+    OrderRefusal,
+    OrderRules,
+    RefusalCode,
+    SignalParams,
+    build_order,
+)
+from engine.risk.market_hours import MarketHours, parse_market_hours
 from tests.orders.orders_helpers import BTCUSD, EURUSD, TYPICAL_PRICE, US500, USDJPY, WEDNESDAY, XAUUSD
 
 C = RefusalCode

@@ -7,12 +7,12 @@ from decimal import Decimal as D
 import pytest
 
 from engine.brokers.base import FillingMode, OrderType, Side
-from engine.market_hours import parse_market_hours
-from engine.orders import (
+from engine.execution.orders import (
     OrderRules,
     RefusalCode,
     round_to_step,
 )
+from engine.risk.market_hours import parse_market_hours
 from tests.orders.orders_helpers import (
     BTCUSD,
     EURUSD,

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from sqlalchemy import select
 
-from engine.models import ExecutionAccount, User
+from engine.store.models import ExecutionAccount, User
 from sandbox import cast
 from sandbox.config import DataDir, SandboxError, SandboxOptions, sandbox_settings
 from sandbox.runner import Sandbox

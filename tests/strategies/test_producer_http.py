@@ -18,8 +18,8 @@ from aiohttp import web
 from engine.api.client import Backoff, SignalClient
 from engine.backtest.specs import backtest_spec
 from engine.brokers.base import SymbolSpec, Tick
-from engine.metrics import Metrics
-from engine.signing import verify
+from engine.ingest.signing import verify
+from engine.observability.metrics import Metrics
 from engine.strategies.base import Bars, utc
 from engine.strategies.producer import ProducerConfig, StrategyProducer
 from tests.backtest.test_backtest_golden import FLAT, pattern_bars

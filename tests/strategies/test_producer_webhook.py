@@ -18,10 +18,10 @@ import pytest
 from engine.api import build_http_app, start_http_server
 from engine.api.client import Backoff, SignalClient
 from engine.brokers.mt5_link import MT5Config
-from engine.db import Database
-from engine.metrics import Metrics
-from engine.models import Signal
-from engine.producers import NewProducer
+from engine.ingest.producers import NewProducer
+from engine.observability.metrics import Metrics
+from engine.store.db import Database
+from engine.store.models import Signal
 from engine.strategies.producer import MT5Bars, ProducerConfig, StrategyProducer
 from mt5sim import control
 from tests.api.conftest import build_context, rows

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.models import Producer, Signal
 from engine.settings import SettingsError, load_settings
+from engine.store.models import Producer, Signal
 from tests.api.conftest import rows
 from tests.strategies.sim import LOGIN, PASSWORD, SEARCH_FROM, latest_setup
 from tradebot.runtime import Runtime, RuntimeOptions

@@ -1,0 +1,1 @@
+"""Who trades: subscribers, their execution accounts, broker symbol names."""

@@ -1,0 +1,270 @@
+"""Auto-execution: for subscribers who opted in (and whose plan includes it), a signal executes
+without a tap, sized with the subscriber's own risk % and capped at their own max volume.
+
+A relay subscriber on ``signal.accepted`` (and ``engine.resumed``, for signals that arrived
+while paused) approves the signal for each such subscriber: it moves the pending DM decision
+the fan-out opened to APPROVED, or inserts one (channel mode), with ``via="auto"`` and the
+overrides in ``Decision.risk_percent`` / ``Decision.max_volume``; the unique (signal, user) pair
+makes it once. Each approval is audited, emits ``decision.recorded``, and is handed to
+execution after its commit. Nothing is approved while trading is paused or the subscriber's
+account is paused or past its drawdown limit; and the execution gates refuse at the moment of
+execution anyway (pause, drawdown, an expired plan, auto-execution turned off since).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from loguru import logger
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.billing.entitlements import VIA_AUTO, execution_entitlement, standing
+from engine.billing.plans import AUTO_EXECUTE, PlanCatalog
+from engine.risk.control import is_paused
+from engine.settings import Settings
+from engine.states import DecisionStatus, SignalStatus
+from engine.store.audit import audit
+from engine.store.db import Database, utcnow
+from engine.store.events import DECISION_RECORDED, ENGINE_RESUMED, SIGNAL_ACCEPTED, Event, EventRelay, emit
+from engine.store.models import AutoTradeSettings, Decision, ExecutionAccount, Signal, User
+
+MAX_RISK_PERCENT = Decimal(10)
+MAX_VOLUME = Decimal(100)
+_OPEN = (SignalStatus.ACCEPTED.value, SignalStatus.DISPATCHED.value)
+
+
+class AutoTradeError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class AutoTradeView:
+    enabled: bool
+    risk_percent: Decimal
+    max_volume: Decimal | None
+    entitled: bool  # the subscriber's plan includes auto-execution now
+
+
+class AutoExecutor:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        catalog: PlanCatalog,
+        relay: EventRelay | None = None,
+        submit: Callable[[str], Any] | None = None,
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._catalog = catalog
+        self._relay = relay
+        self._submit = submit  # ExecutionService.submit_in_background
+
+    # ------------------------------------------------------------------ the subscriber's settings
+
+    async def view(self, telegram_id: int) -> AutoTradeView | None:
+        async with self._db.session() as session:
+            user = await session.scalar(select(User).where(User.telegram_id == telegram_id))
+            if user is None:
+                return None
+            prefs = await session.get(AutoTradeSettings, user.id)
+            st = await standing(session, user.id, self._catalog)
+        return AutoTradeView(
+            enabled=bool(prefs and prefs.enabled),
+            risk_percent=prefs.risk_percent if prefs else self._settings.default_risk_percent,
+            max_volume=prefs.max_volume if prefs else None,
+            entitled=st.allows(AUTO_EXECUTE),
+        )
+
+    async def configure(
+        self,
+        telegram_id: int,
+        *,
+        enabled: bool | None = None,
+        risk_percent: Decimal | None = None,
+        max_volume: Decimal | None = None,
+        clear_max_volume: bool = False,
+    ) -> AutoTradeView:
+        """Change the opt-in, risk % (0 < x <= 10) or max volume (0 < x <= 100 lots)."""
+        if risk_percent is not None and not (
+            risk_percent.is_finite() and 0 < risk_percent <= MAX_RISK_PERCENT
+        ):
+            raise AutoTradeError("bad_risk", f"the risk must be above 0 and at most {MAX_RISK_PERCENT} %")
+        if max_volume is not None and not (max_volume.is_finite() and 0 < max_volume <= MAX_VOLUME):
+            raise AutoTradeError(
+                "bad_volume", f"the max volume must be above 0 and at most {MAX_VOLUME} lots"
+            )
+        async with self._db.session() as session:
+            user = await session.scalar(select(User).where(User.telegram_id == telegram_id))
+            if user is None:
+                raise AutoTradeError("unknown_user", "send /start first")
+            st = await standing(session, user.id, self._catalog)
+            if enabled and not st.allows(AUTO_EXECUTE):
+                raise AutoTradeError(
+                    "plan_required", f"the {st.plan.key} plan does not include auto-execution"
+                )
+            prefs = await session.get(AutoTradeSettings, user.id, with_for_update=True)
+            if prefs is None:
+                prefs = AutoTradeSettings(
+                    user_id=user.id, enabled=False, risk_percent=self._settings.default_risk_percent
+                )
+                session.add(prefs)
+            changes: dict[str, Any] = {}
+            if enabled is not None:
+                prefs.enabled = changes["enabled"] = enabled
+            if risk_percent is not None:
+                prefs.risk_percent = risk_percent
+                changes["risk_percent"] = str(risk_percent)
+            if max_volume is not None or clear_max_volume:
+                prefs.max_volume = max_volume
+                changes["max_volume"] = None if max_volume is None else str(max_volume)
+            audit(session, f"tg:{telegram_id}", "auto.configured", f"user:{user.id}", **changes)
+            return AutoTradeView(prefs.enabled, prefs.risk_percent, prefs.max_volume, st.allows(AUTO_EXECUTE))
+
+    # ------------------------------------------------------------------ the relay subscriber
+
+    async def handle(self, event: Event) -> None:
+        if event.type == SIGNAL_ACCEPTED:
+            await self.run_for_signal(str(event.payload["signal_id"]))
+        elif event.type == ENGINE_RESUMED:
+            await self.run_backlog()
+
+    async def run_backlog(self) -> list[str]:
+        async with self._db.session() as session:
+            ids = (
+                await session.scalars(
+                    select(Signal.id)
+                    .where(Signal.status.in_(_OPEN), Signal.expires_at > utcnow())
+                    .order_by(Signal.received_at)
+                )
+            ).all()
+        approved: list[str] = []
+        for signal_id in ids:
+            approved += await self.run_for_signal(signal_id)
+        return approved
+
+    async def run_for_signal(self, signal_id: str) -> list[str]:
+        """Approve ``signal_id`` for every opted-in, entitled subscriber; returns the decision ids."""
+        now = utcnow()
+        approved: list[str] = []
+        async with self._db.session() as session:
+            signal = await session.get(Signal, signal_id)
+            if signal is None or signal.status not in _OPEN or signal.expires_at <= now:
+                return []
+            if await is_paused(session):
+                return []
+            for user, prefs, account in await self._candidates(session):
+                st = await standing(session, user.id, self._catalog)
+                if not (st.allows(AUTO_EXECUTE) and st.allows(execution_entitlement(account.kind))):
+                    continue
+                decision_id = await self._approve(session, signal, user, prefs, account)
+                if decision_id is not None:
+                    approved.append(decision_id)
+        if approved and self._relay is not None:
+            self._relay.notify()
+        for decision_id in approved:
+            if self._submit is not None:
+                self._submit(decision_id)
+        if approved:
+            logger.info("signal {}: auto-executing for {} subscriber(s)", signal_id, len(approved))
+        return approved
+
+    async def _candidates(
+        self, session: AsyncSession
+    ) -> list[tuple[User, AutoTradeSettings, ExecutionAccount]]:
+        rows = (
+            await session.execute(
+                select(User, AutoTradeSettings, ExecutionAccount)
+                .join(AutoTradeSettings, AutoTradeSettings.user_id == User.id)
+                .join(ExecutionAccount, ExecutionAccount.owner_id == User.id)
+                .where(
+                    AutoTradeSettings.enabled.is_(True),
+                    User.status == "active",
+                    User.consent_version == self._settings.consent_version,
+                    ExecutionAccount.active.is_(True),
+                )
+                .order_by(User.id, ExecutionAccount.id.desc())
+            )
+        ).all()
+        seen: set[int] = set()
+        out = []
+        for user, prefs, account in rows:
+            if user.id in seen:
+                continue  # the newest active account only, as approvals use
+            seen.add(user.id)
+            if account.paused or account.drawdown_state in ("soft", "hard"):
+                continue
+            out.append((user, prefs, account))
+        return out
+
+    async def _approve(
+        self,
+        session: AsyncSession,
+        signal: Signal,
+        user: User,
+        prefs: AutoTradeSettings,
+        account: ExecutionAccount,
+    ) -> str | None:
+        now = utcnow()
+        values = {
+            "status": DecisionStatus.APPROVED.value,
+            "via": VIA_AUTO,
+            "account_id": account.id,
+            "consent_version": user.consent_version,
+            "decided_at": now,
+            "risk_percent": prefs.risk_percent,
+            "max_volume": prefs.max_volume,
+        }
+        existing = await session.scalar(
+            select(Decision).where(Decision.signal_id == signal.id, Decision.user_id == user.id)
+        )
+        if existing is not None:
+            if existing.status != DecisionStatus.PENDING:
+                return None  # the subscriber decided already
+            changed = await session.execute(
+                update(Decision)
+                .where(Decision.id == existing.id, Decision.status == DecisionStatus.PENDING.value)
+                .values(**values)
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                return None  # a tap got there first
+            decision_id = existing.id
+        else:
+            decision = Decision(signal_id=signal.id, user_id=user.id, chat_id=user.telegram_id, **values)
+            try:
+                async with session.begin_nested():
+                    session.add(decision)
+            except IntegrityError:
+                return None  # a decision appeared meanwhile (a channel tap): it stands
+            decision_id = decision.id
+        audit(
+            session,
+            "auto",
+            "decision.approved",
+            f"decision:{decision_id}",
+            signal_id=signal.id,
+            user_id=user.id,
+            telegram_id=user.telegram_id,
+            account_id=account.id,
+            via=VIA_AUTO,
+            risk_percent=str(prefs.risk_percent),
+            max_volume=None if prefs.max_volume is None else str(prefs.max_volume),
+            consent_version=user.consent_version,
+        )
+        emit(
+            session,
+            DECISION_RECORDED,
+            decision_id=decision_id,
+            signal_id=signal.id,
+            user_id=user.id,
+            status=DecisionStatus.APPROVED.value,
+            via=VIA_AUTO,
+        )
+        return decision_id

@@ -1,0 +1,558 @@
+"""Execution: an approval becomes exactly one broker order.
+
+The order row (client order id derived from the decision) exists before anything is sent; it
+is claimed for submission by a conditional UPDATE (PENDING/RETRY_WAIT -> SUBMITTING) that is
+committed *before* the broker call, so two workers, two taps or two instances can never both
+send it. An answer that is lost (timeout, disconnect, exception, crash) leaves the order
+SUBMITTING/UNKNOWN, and it is resolved by looking the client order id up at the broker before
+anything is sent again. Retries back off exponentially with jitter (tenacity), capped at
+120 s and bounded in number; when they run out the order is FAILED and ``order.failed`` tells ops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import hashlib
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from loguru import logger
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from engine.accounts.symbols import resolve_symbol
+from engine.brokers.base import Broker, FoundOrder, OrderRequest, OrderType, Side, SubmitResult, SubmitStatus
+from engine.brokers.registry import BrokerRegistry
+from engine.execution.orders import BuiltOrder, OrderRefusal, OrderRules, SignalParams, build_order
+from engine.risk.control import is_paused
+from engine.states import ORDER, DecisionStatus, OrderStatus
+from engine.store.audit import audit
+from engine.store.db import Database, utcnow
+from engine.store.events import (
+    ORDER_FAILED,
+    ORDER_FILLED,
+    ORDER_PLACED,
+    ORDER_REJECTED,
+    POSITION_OPENED,
+    EventRelay,
+    emit,
+)
+from engine.store.models import Decision, ExecutionAccount, Order, Position, Signal, User
+
+CLIENT_ID_PREFIX = "tb-"
+
+# A gate may refuse an order at the moment of execution: (session, order, account, user) -> reason.
+Gate = Callable[[AsyncSession, Order, ExecutionAccount, User | None], Awaitable[tuple[str, str] | None]]
+
+
+def client_order_id_for(decision_id: str) -> str:
+    """The broker-side id of the order for one decision: deterministic, 25 chars (MT5 comment <= 31)."""
+    digest = hashlib.sha256(decision_id.encode()).digest()
+    return CLIENT_ID_PREFIX + base64.b32encode(digest).decode().rstrip("=").lower()[:22]
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    max_attempts: int = 8  # with the 120 s cap: about two minutes of broker outage
+    retry_initial_seconds: float = 1.0
+    retry_max_seconds: float = 120.0
+    submit_timeout_seconds: float = 30.0
+    # A SUBMITTING order older than this with no worker on it is treated as UNKNOWN (e.g. after a crash).
+    stale_submitting_seconds: float = 60.0
+
+
+_RETRYABLE = frozenset({OrderStatus.RETRY_WAIT, OrderStatus.UNKNOWN, OrderStatus.SUBMITTING})
+
+
+def _s(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+class ExecutionService:
+    def __init__(
+        self,
+        db: Database,
+        brokers: BrokerRegistry,
+        rules: Callable[[ExecutionAccount], OrderRules],
+        relay: EventRelay | None = None,
+        config: ExecutionConfig | None = None,
+    ) -> None:
+        self._db = db
+        self._brokers = brokers
+        self._rules = rules
+        self._relay = relay
+        self.config = config or ExecutionConfig()
+        self._gates: list[Gate] = []
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._accepting = True
+
+    def add_gate(self, gate: Gate) -> None:
+        self._gates.append(gate)
+
+    # ----------------------------------------------------------------- entry points
+
+    async def order_for_decision(self, decision_id: str) -> Order | None:
+        """The order of an approved decision, created PENDING on first call (database-enforced once)."""
+        async with self._db.session() as session:
+            existing = await session.scalar(select(Order).where(Order.decision_id == decision_id))
+            if existing is not None:
+                return existing
+            decision = await session.get(Decision, decision_id)
+            if decision is None or decision.status != DecisionStatus.APPROVED or decision.account_id is None:
+                return None
+            signal = await session.get(Signal, decision.signal_id)
+            assert signal is not None
+            order = Order(
+                client_order_id=client_order_id_for(decision_id),
+                decision_id=decision_id,
+                signal_id=signal.id,
+                account_id=decision.account_id,
+                symbol=signal.instrument,
+                side=signal.side,
+                order_type=signal.order_type,
+                status=OrderStatus.PENDING.value,
+            )
+            session.add(order)
+            try:
+                await session.flush()
+            except IntegrityError:
+                await session.rollback()
+                return await session.scalar(select(Order).where(Order.decision_id == decision_id))
+        return order
+
+    async def execute_decision(self, decision_id: str) -> Order | None:
+        order = await self.order_for_decision(decision_id)
+        if order is None:
+            return None
+        return await self.process(order.id)
+
+    def submit_in_background(self, decision_id: str) -> asyncio.Task[Order | None] | None:
+        """Start executing an approval without making the caller (a Telegram tap) wait."""
+        if not self._accepting:
+            return None  # shutting down: the trading loop picks the PENDING order up after restart
+        task = asyncio.create_task(self.execute_decision(decision_id), name=f"execute:{decision_id}")
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
+
+    async def drain(self, deadline_seconds: float) -> None:
+        """Graceful shutdown: take no new work, let in-flight broker calls finish within the deadline."""
+        self._accepting = False
+        if self._inflight:
+            await asyncio.wait(list(self._inflight), timeout=deadline_seconds)
+
+    async def process(self, order_id: str) -> Order:
+        """Drive one order until it is settled or waiting for a later retry."""
+        async with self._lock(order_id):
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(self.config.max_attempts),
+                wait=wait_exponential_jitter(
+                    multiplier=self.config.retry_initial_seconds, max=self.config.retry_max_seconds
+                ),
+                retry=retry_if_result(lambda o: OrderStatus(o.status) in _RETRYABLE and self._accepting),
+                before_sleep=self._remember_next_attempt(order_id),
+                retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+            )
+            result: Order = await retrying(self._attempt, order_id)
+            return result
+
+    def _lock(self, order_id: str) -> asyncio.Lock:
+        """One in-process worker per order (the database claim guards across processes)."""
+        if len(self._locks) > 10_000:
+            self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+        return self._locks.setdefault(order_id, asyncio.Lock())
+
+    def _remember_next_attempt(self, order_id: str) -> Callable[[RetryCallState], Awaitable[None]]:
+        async def before_sleep(state: RetryCallState) -> None:
+            sleep = state.upcoming_sleep or 0.0
+            async with self._db.session() as session:
+                await session.execute(
+                    update(Order)
+                    .where(Order.id == order_id, Order.status == OrderStatus.RETRY_WAIT.value)
+                    .values(next_attempt_at=utcnow() + timedelta(seconds=sleep))
+                )
+
+        return before_sleep
+
+    # ----------------------------------------------------------------- one attempt
+
+    async def _attempt(self, order_id: str) -> Order:
+        async with self._db.session() as session:
+            # One round trip for the order and everything the gates and the builder read.
+            loaded = (
+                await session.execute(
+                    select(Order, ExecutionAccount, Signal, Decision, User)
+                    .join(ExecutionAccount, ExecutionAccount.id == Order.account_id)
+                    .outerjoin(Signal, Signal.id == Order.signal_id)
+                    .outerjoin(Decision, Decision.id == Order.decision_id)
+                    .outerjoin(User, User.id == Decision.user_id)
+                    .where(Order.id == order_id)
+                )
+            ).one_or_none()
+            assert loaded is not None, order_id
+            order, account, signal, decision, user = loaded
+            status = OrderStatus(order.status)
+            if status in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN):
+                stale = order.submitted_at is None or (
+                    utcnow() - order.submitted_at > timedelta(seconds=self.config.stale_submitting_seconds)
+                )
+                if status is OrderStatus.UNKNOWN or stale:
+                    return await self._resolve(order_id)
+                return order
+            if status not in (OrderStatus.PENDING, OrderStatus.RETRY_WAIT):
+                return order  # settled, or resting at the broker
+            if order.attempts >= self.config.max_attempts:
+                return await self._fail(session, order, "retries exhausted")
+            assert signal is not None, f"order {order_id} has no signal"
+            refusal = await self._gate(session, order, account, user, signal)
+            if refusal is not None:
+                return await self._refuse(session, order, *refusal)
+            session.expunge_all()
+
+        try:
+            broker = await self._brokers.get(account)
+            symbol = resolve_symbol(account, signal.instrument)
+            spec = await broker.symbol_spec(symbol)
+            if spec is None:
+                async with self._db.session() as session:
+                    order = await self._load(session, order_id)
+                    return await self._refuse(
+                        session, order, "unknown_symbol", f"{symbol} is not a symbol this account can trade"
+                    )
+            tick = await broker.tick(symbol)
+            snapshot = await broker.account()
+        except Exception as exc:
+            # Nothing was sent: safe to try again later.
+            logger.warning("order {}: broker not ready: {!r}", order_id, exc)
+            async with self._db.session() as session:
+                order = await self._load(session, order_id)
+                order.attempts += 1
+                return await self._retry_or_fail(session, order, f"broker unavailable: {exc}")
+
+        params = SignalParams(
+            side=Side(signal.side),
+            order_type=OrderType(signal.order_type),
+            entry=signal.entry,
+            sl=signal.sl,
+            tp=signal.tp,
+            risk_percent=signal.risk_percent,
+        )
+        rules = self._rules(account)
+        if decision is not None:  # per-decision overrides (auto-execution: the subscriber's own risk)
+            if decision.risk_percent is not None:
+                params = dataclasses.replace(params, risk_percent=decision.risk_percent)
+            if decision.max_volume is not None:
+                cap = min(v for v in (rules.max_volume, decision.max_volume) if v is not None)
+                rules = dataclasses.replace(rules, max_volume=cap)
+        built = build_order(
+            client_order_id=order.client_order_id,
+            signal=params,
+            account=snapshot,
+            spec=spec,
+            tick=tick,
+            rules=rules,
+            now=utcnow(),
+        )
+        if isinstance(built, OrderRefusal):
+            async with self._db.session() as session:
+                order = await self._load(session, order_id)
+                return await self._refuse(session, order, built.code.value, built.message)
+
+        if not await self._claim(order_id, built):
+            async with self._db.session() as session:
+                return await self._load(session, order_id)  # someone else is sending it
+        result = await self._send(broker, built.request)
+        return await self._apply(order_id, result, built.request)
+
+    async def _gate(
+        self,
+        session: AsyncSession,
+        order: Order,
+        account: ExecutionAccount,
+        user: User | None,
+        signal: Signal,
+    ) -> tuple[str, str] | None:
+        if await is_paused(session):
+            return "paused", "trading is paused by an admin"
+        if account.paused:
+            return (
+                "account_paused",
+                f"execution on this account is paused ({account.paused_reason or 'paused'})",
+            )
+        if account.drawdown_state in ("soft", "hard"):
+            return "drawdown", f"the account is past its drawdown limit ({account.drawdown_state} tier)"
+        if user is not None and user.status != "active":
+            return "user_inactive", "the subscriber is not active"
+        if order.status == OrderStatus.PENDING and signal.expires_at < utcnow() and order.attempts == 0:
+            return "expired", "the signal expired before it could be executed"
+        for gate in self._gates:
+            refusal = await gate(session, order, account, user)
+            if refusal is not None:
+                return refusal
+        return None
+
+    async def _claim(self, order_id: str, built: BuiltOrder) -> bool:
+        req = built.request
+        async with self._db.session() as session:
+            claimed = await session.execute(
+                update(Order)
+                .where(
+                    Order.id == order_id,
+                    Order.status.in_([OrderStatus.PENDING.value, OrderStatus.RETRY_WAIT.value]),
+                )
+                .values(
+                    status=OrderStatus.SUBMITTING.value,
+                    symbol=req.symbol,
+                    volume=req.volume,
+                    price=req.price,
+                    sl=req.sl,
+                    tp=req.tp,
+                    filling=req.filling.value,
+                    deviation_points=req.deviation_points,
+                    expires_at=req.expires_at,
+                    risk_amount=built.risk_amount,
+                    attempts=Order.attempts + 1,
+                    submitted_at=utcnow(),
+                    updated_at=utcnow(),
+                )
+            )
+            return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def _send(self, broker: Broker, request: OrderRequest) -> SubmitResult:
+        try:
+            return await asyncio.wait_for(broker.submit(request), self.config.submit_timeout_seconds)
+        except Exception as exc:
+            return SubmitResult(SubmitStatus.UNKNOWN, reason=f"no reliable answer: {exc!r}")
+
+    async def _apply(self, order_id: str, result: SubmitResult, request: OrderRequest | None) -> Order:
+        async with self._db.session() as session:
+            order = await self._load(session, order_id)
+            order.retcode = result.retcode
+            if result.status is SubmitStatus.ACCEPTED:
+                return await self._accepted(
+                    session, order, result.ticket, result.position_ticket, result.filled_volume, result.price
+                )
+            if result.status is SubmitStatus.REFUSED:
+                return await self._refuse(
+                    session, order, "broker", result.reason or f"retcode {result.retcode}"
+                )
+            if result.status is SubmitStatus.RETRY:
+                return await self._retry_or_fail(session, order, result.reason or "re-pricing")
+            ORDER.move(order, OrderStatus.UNKNOWN)
+            order.reason = (result.reason or "outcome unknown")[:500]
+            audit(session, "engine", "order.unknown", f"order:{order.id}", reason=order.reason)
+        return await self._resolve(order_id)
+
+    async def _resolve(self, order_id: str) -> Order:
+        """Settle an order whose outcome is unknown by asking the broker about its client id."""
+        async with self._db.session() as session:
+            order = await self._load(session, order_id)
+            account = await session.get(ExecutionAccount, order.account_id)
+            assert account is not None
+            session.expunge_all()
+        try:
+            broker = await self._brokers.get(account)
+            found: FoundOrder | None = await broker.find_by_client_id(order.client_order_id)
+        except Exception as exc:
+            logger.warning("order {}: lookup at the broker failed, still unknown: {!r}", order_id, exc)
+            async with self._db.session() as session:
+                order = await self._load(session, order_id)
+                if order.status == OrderStatus.SUBMITTING:
+                    ORDER.move(order, OrderStatus.UNKNOWN)
+                return order
+        async with self._db.session() as session:
+            order = await self._load(session, order_id)
+            if order.status not in (OrderStatus.SUBMITTING.value, OrderStatus.UNKNOWN.value):
+                return order  # another worker or instance settled it while we looked
+            if order.status == OrderStatus.SUBMITTING:
+                ORDER.move(order, OrderStatus.UNKNOWN)
+            if found is not None and found.state in ("filled", "pending"):
+                audit(
+                    session,
+                    "engine",
+                    "order.resolved",
+                    f"order:{order.id}",
+                    found=found.state,
+                    ticket=found.ticket,
+                )
+                return await self._accepted(
+                    session, order, found.ticket, found.position_ticket, found.filled_volume, found.price
+                )
+            if found is not None and found.state == "rejected":
+                return await self._refuse(session, order, "broker", "the broker rejected the order")
+            # Confirmed absent at the broker: safe to send again (bounded).
+            audit(session, "engine", "order.absent", f"order:{order.id}", attempts=order.attempts)
+            return await self._retry_or_fail(session, order, order.reason or "no answer")
+
+    # ----------------------------------------------------------------- outcomes
+
+    async def _load(self, session: AsyncSession, order_id: str) -> Order:
+        order = await session.get(Order, order_id, with_for_update=True)
+        assert order is not None
+        return order
+
+    def _payload(self, order: Order) -> dict[str, Any]:
+        return {
+            "order_id": order.id,
+            "decision_id": order.decision_id,
+            "signal_id": order.signal_id,
+            "account_id": order.account_id,
+            "client_order_id": order.client_order_id,
+            "symbol": order.symbol,
+            "side": order.side,
+            "order_type": order.order_type,
+            "volume": _s(order.filled_volume or order.volume),
+            "price": _s(order.fill_price or order.price),
+            "sl": _s(order.sl),
+            "tp": _s(order.tp),
+            "status": order.status,
+            "reason_code": order.reason_code,
+            "reason": order.reason,
+        }
+
+    async def _accepted(
+        self,
+        session: AsyncSession,
+        order: Order,
+        ticket: str | None,
+        position_ticket: str | None,
+        filled_volume: Decimal | None,
+        price: Decimal | None,
+    ) -> Order:
+        order.broker_ticket = ticket
+        if order.order_type != OrderType.MARKET.value and not position_ticket:
+            ORDER.move(order, OrderStatus.PLACED)
+            audit(session, "engine", "order.placed", f"order:{order.id}", ticket=ticket)
+            emit(session, ORDER_PLACED, **self._payload(order))
+            self._notify()
+            return order
+        volume = filled_volume if filled_volume is not None else order.volume
+        partial = volume is not None and order.volume is not None and volume < order.volume
+        ORDER.move(order, OrderStatus.PARTIALLY_FILLED if partial else OrderStatus.FILLED)
+        order.filled_volume = volume
+        order.fill_price = price if price is not None else order.price
+        order.position_ticket = position_ticket
+        audit(session, "engine", "order.filled", f"order:{order.id}", ticket=ticket, volume=str(volume))
+        emit(session, ORDER_FILLED, **self._payload(order))
+        if position_ticket and volume is not None and order.fill_price is not None:
+            exists = await session.scalar(
+                select(Position.id).where(
+                    Position.account_id == order.account_id, Position.ticket == position_ticket
+                )
+            )
+            if exists is None:
+                position = Position(
+                    account_id=order.account_id,
+                    order_id=order.id,
+                    ticket=position_ticket,
+                    symbol=order.symbol,
+                    side=order.side,
+                    volume=volume,
+                    open_price=order.fill_price,
+                    sl=order.sl,
+                    tp=order.tp,
+                )
+                session.add(position)
+                await session.flush()
+                emit(session, POSITION_OPENED, position_id=position.id, **self._payload(order))
+        self._notify()
+        return order
+
+    async def _refuse(self, session: AsyncSession, order: Order, code: str, message: str) -> Order:
+        ORDER.move(order, OrderStatus.REFUSED)
+        order.reason_code = code[:32]
+        order.reason = message[:500]
+        audit(session, "engine", "order.refused", f"order:{order.id}", code=code, reason=message)
+        emit(session, ORDER_REJECTED, **self._payload(order))
+        self._notify()
+        return order
+
+    async def _retry_or_fail(self, session: AsyncSession, order: Order, reason: str) -> Order:
+        """Nothing was executed: wait for another attempt, or fail when the attempts are used up."""
+        if order.attempts >= self.config.max_attempts:
+            return await self._fail(session, order, f"retries exhausted: {reason}")
+        if order.status != OrderStatus.RETRY_WAIT:
+            ORDER.move(order, OrderStatus.RETRY_WAIT)
+        order.reason = reason[:500]
+        return order
+
+    async def _fail(self, session: AsyncSession, order: Order, message: str) -> Order:
+        ORDER.move(order, OrderStatus.FAILED)
+        order.reason_code = "retries_exhausted"
+        order.reason = message[:500]
+        audit(session, "engine", "order.failed", f"order:{order.id}", reason=message)
+        emit(session, ORDER_FAILED, **self._payload(order))
+        self._notify()
+        return order
+
+    def _notify(self) -> None:
+        if self._relay is not None:
+            self._relay.notify()
+
+    # ----------------------------------------------------------------- for the trading loop
+
+    async def due_orders(self, limit: int) -> list[str]:
+        """Orders the loop should drive now: approved-but-unsubmitted, due retries, unknown outcomes."""
+        now = utcnow()
+        stale = now - timedelta(seconds=self.config.stale_submitting_seconds)
+        async with self._db.session() as session:
+            ids = (
+                await session.scalars(
+                    select(Order.id)
+                    .where(
+                        or_(
+                            Order.status == OrderStatus.PENDING.value,
+                            Order.status == OrderStatus.UNKNOWN.value,
+                            (Order.status == OrderStatus.RETRY_WAIT.value)
+                            & or_(Order.next_attempt_at.is_(None), Order.next_attempt_at <= now),
+                            (Order.status == OrderStatus.SUBMITTING.value) & (Order.submitted_at < stale),
+                        )
+                    )
+                    .order_by(Order.created_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [i for i in ids if not (self._locks.get(i) and self._locks[i].locked())]
+
+    async def process_due(self, limit: int) -> int:
+        ids = await self.due_orders(limit)
+        for order_id in ids:
+            try:
+                await self._attempt_once(order_id)
+            except Exception as exc:
+                logger.opt(exception=exc).error("order {}: processing failed", order_id)
+        return len(ids)
+
+    async def _attempt_once(self, order_id: str) -> Order:
+        """One attempt without in-line retry waits (the loop comes back once the backoff is due)."""
+        async with self._lock(order_id):
+            order = await self._attempt(order_id)
+            if order.status == OrderStatus.RETRY_WAIT:
+                # Same exponential backoff with jitter as ``process``; without it the loop would
+                # retry on every tick and use up the attempts within seconds of an outage.
+                delay = min(
+                    self.config.retry_max_seconds,
+                    self.config.retry_initial_seconds * 2 ** max(order.attempts - 1, 0),
+                ) + random.uniform(0, self.config.retry_initial_seconds)
+                async with self._db.session() as session:
+                    await session.execute(
+                        update(Order)
+                        .where(Order.id == order_id, Order.status == OrderStatus.RETRY_WAIT.value)
+                        .values(next_attempt_at=utcnow() + timedelta(seconds=delay))
+                    )
+            return order

@@ -1,0 +1,1 @@
+"""Signal intake: producers, signatures, the signal schema, rate limits, storing a signal once."""

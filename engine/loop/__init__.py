@@ -1,0 +1,1 @@
+"""The trading loop: leader lease, ticks, heartbeat."""

@@ -1,0 +1,1 @@
+"""What may trade: the global pause, market hours, the drawdown guard."""
