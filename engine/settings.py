@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     producer_rate_per_second: Decimal = Field(default=Decimal("10"), gt=0)
     producer_burst: int = Field(default=20, ge=1)
 
+    # Built-in strategies run as producers inside `tradebot run` (docs/strategies.md):
+    # "fib-rsi:XAUUSD,EURUSD" (several: separated by ";"); bars come from MT5_MODULE on the
+    # data login MT5_LOGIN / MT5_PASSWORD / MT5_SERVER (MT5_PATH).
+    strategies: str = ""
+    strategy_risk_percent: Decimal = Field(default=Decimal("2"), gt=0, le=10)
+    strategy_history_bars: int = Field(default=1000, ge=200, le=100000)
+    strategy_poll_seconds: Decimal = Field(default=Decimal("60"), ge=Decimal("0.1"), le=3600)
+
     # Loop and ops
     heartbeat_seconds: Decimal = Field(default=Decimal("10"), gt=0, le=3600)
     ops_heartbeat_seconds: int = Field(default=3600, ge=60)
@@ -125,6 +133,17 @@ class Settings(BaseSettings):
         value = _split_csv(value)
         if isinstance(value, list):
             return [str(v).upper() for v in value]
+        return value
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies(cls, value: str) -> str:
+        from engine.strategies import UnknownStrategy, parse_strategies
+
+        try:
+            parse_strategies(value)
+        except UnknownStrategy as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("log_level")

@@ -184,6 +184,24 @@ def ignore_market_hours(flag: bool = True, *, state: StatePath = None) -> None:
         store.set_meta(conn, "ignore_market_hours", "1" if flag else "0")
 
 
+def set_bar_clock(seconds_per_hour: float | None, *, state: StatePath = None) -> None:
+    """Close an H1 bar every ``seconds_per_hour`` real seconds from now on (None: real time).
+
+    Bars keep hourly labels and the feed's prices (see ``mt5sim.bars``); quotes are unchanged.
+    """
+    conn = _conn(state)
+    with store.write(conn):
+        if seconds_per_hour is None:
+            store.set_meta(conn, "bar_clock", None)
+            return
+        if not seconds_per_hour > 0:
+            raise ValueError(f"seconds_per_hour must be > 0, got {seconds_per_hour}")
+        origin = store.now_ms(conn) / 1000
+        store.set_meta(
+            conn, "bar_clock", json.dumps({"origin": origin, "seconds_per_hour": seconds_per_hour})
+        )
+
+
 def set_terminal_trade_allowed(flag: bool, *, state: StatePath = None) -> None:
     conn = _conn(state)
     with store.write(conn):

@@ -131,6 +131,10 @@ from tradebot.cli_accounts import register as _register_account_commands  # noqa
 
 _register_account_commands(app)
 
+from tradebot.cli_strategy import register as _register_strategy_commands  # noqa: E402
+
+_register_strategy_commands(app)
+
 
 def main() -> None:
     try:

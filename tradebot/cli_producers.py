@@ -143,27 +143,14 @@ def signal_send(
 async def _post(
     url: str, producer_id: str, secret: str, raw: bytes, key: str | None, seconds: float
 ) -> tuple[int, str]:
-    import aiohttp
+    from engine.api.client import SignalClient
 
-    from engine.ingest.signing import HEADER, signature_header
-
-    headers = {
-        "Content-Type": "application/json",
-        "X-Producer-Id": producer_id,
-        HEADER: signature_header(secret, raw),
-    }
-    if key:
-        headers["Idempotency-Key"] = key
-    target = url.rstrip("/") + "/api/v1/signals"
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as client,
-            client.post(target, data=raw, headers=headers) as resp,
-        ):
-            return resp.status, await resp.text()
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        _fail(f"cannot reach {target}: {type(exc).__name__}: {exc}", code=1)
-        raise  # unreachable: _fail exits
+    async with SignalClient(url, producer_id, secret, timeout=seconds) as client:
+        target = client.signal_url()
+        answer = await client.send_raw(target, raw, key)
+    if answer.status == 0:
+        _fail(f"cannot reach {target}: {answer.error}", code=1)
+    return answer.status, answer.text
 
 
 def register(app: typer.Typer) -> None:

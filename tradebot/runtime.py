@@ -61,6 +61,7 @@ class Runtime:
         self.bot: Any = None  # bot.app.BotRuntime
         self._runner: web.AppRunner | None = None
         self._dispatcher: OutboundDispatcher | None = None
+        self.strategies: list[Any] = []  # engine.strategies.runner.RunningProducer
 
     @property
     def engine(self) -> EngineServices:
@@ -114,6 +115,12 @@ class Runtime:
         if self._dispatcher is not None:
             self._dispatcher.start()
         self.loop.start()
+        if settings.strategies.strip():
+            from engine.ingest.producers import ProducerService
+            from engine.strategies.runner import start_configured
+
+            producers = ProducerService(services.db, services.secrets)
+            self.strategies = await start_configured(settings, producers, self.metrics)
         async with services.db.session() as session:
             emit(session, ENGINE_STARTED, loop_id=self.loop.loop_id)
         services.relay.notify()
@@ -145,6 +152,9 @@ class Runtime:
         if services is None:
             return
         logger.info("tradebot stopping (deadline {} s)", deadline)
+        for running in self.strategies:
+            await running.stop()
+        self.strategies = []
         try:
             async with services.db.session() as session:
                 emit(session, ENGINE_STOPPING)

@@ -85,6 +85,27 @@ class Metrics:
             registry=r,
         )
 
+        # Built-in strategies (engine.strategies.producer)
+        self.strategy_setups = Counter(
+            "tradebot_strategy_setups_total",
+            "Setups a strategy emitted and posted as signals, by symbol and side.",
+            ["symbol", "side"],
+            registry=r,
+        )
+        self.strategy_refused = Counter(
+            "tradebot_strategy_refused_total",
+            "Setups not posted: the limit moved beyond the market would cross its stop, or the server refused it.",
+            ["symbol", "reason"],
+            registry=r,
+        )
+        self.strategy_evaluation = Histogram(
+            "tradebot_strategy_evaluation_seconds",
+            "Time to read the new closed bars of one symbol and evaluate the strategy on them.",
+            ["strategy"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+
         # Readiness
         self.ready = Gauge(
             "tradebot_ready_check",
