@@ -7,7 +7,9 @@ from pathlib import Path
 
 import typer
 
-gateway_app = typer.Typer(help="The MT5 terminal gateway (run it on the terminals' host).", no_args_is_help=True)
+gateway_app = typer.Typer(
+    help="The MT5 terminal gateway (run it on the terminals' host).", no_args_is_help=True
+)
 
 
 @gateway_app.command("serve")

@@ -82,7 +82,9 @@ class Endpoint:
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise GatewayConfigError(f"gateway {self.name}: URL must be http(s)://host:port, not {self.url!r}")
+            raise GatewayConfigError(
+                f"gateway {self.name}: URL must be http(s)://host:port, not {self.url!r}"
+            )
 
 
 class _Transport(Exception):
@@ -143,14 +145,16 @@ class GatewayClient:
             if parts.scheme == "https":
                 if self._ssl is None:
                     self._ssl = ssl.create_default_context(cafile=ep.ca)
-                conn = http.client.HTTPSConnection(parts.hostname or "", port, timeout=seconds, context=self._ssl)
+                conn = http.client.HTTPSConnection(
+                    parts.hostname or "", port, timeout=seconds, context=self._ssl
+                )
             else:
                 conn = http.client.HTTPConnection(parts.hostname or "", port, timeout=seconds)
             try:
                 conn.connect()
             except (OSError, ssl.SSLError) as exc:
                 conn.close()
-                state.next_attempt = time.monotonic() + state.backoff * random.uniform(0.5, 1.0)  # noqa: S311
+                state.next_attempt = time.monotonic() + state.backoff * random.uniform(0.5, 1.0)
                 state.backoff = min(BACKOFF_MAX, state.backoff * 2)
                 raise _Transport(RES_E_INTERNAL_FAIL_CONNECT,
                                  f"No IPC connection: gateway {ep.name} unreachable ({exc})") from None  # fmt: skip
@@ -194,11 +198,15 @@ class GatewayClient:
             expected = "v1=" + reply_mac(ep.token, headers["X-Gateway-Nonce"], data)
             if response.getheader(SIGNATURE_HEADER, "") != expected:
                 self._drop()
-                raise _Transport(RES_E_INTERNAL_FAIL_RECEIVE, f"gateway {ep.name}: the answer failed verification")
+                raise _Transport(
+                    RES_E_INTERNAL_FAIL_RECEIVE, f"gateway {ep.name}: the answer failed verification"
+                )
             try:
                 doc = json.loads(data)
             except ValueError:
-                raise _Transport(RES_E_INTERNAL_FAIL_RECEIVE, f"gateway {ep.name}: the answer is not JSON") from None
+                raise _Transport(
+                    RES_E_INTERNAL_FAIL_RECEIVE, f"gateway {ep.name}: the answer is not JSON"
+                ) from None
             if not isinstance(doc, dict):
                 raise _Transport(RES_E_INTERNAL_FAIL_RECEIVE, f"gateway {ep.name}: unexpected answer")
             return doc
@@ -241,7 +249,9 @@ class GatewayClient:
         return bool(self._call("initialize", (), kwargs))
 
     def login(self, login: int, password: str = "", server: str = "", timeout: int = 60000) -> bool:
-        return bool(self._call("login", (login,), {"password": password, "server": server, "timeout": timeout}))
+        return bool(
+            self._call("login", (login,), {"password": password, "server": server, "timeout": timeout})
+        )
 
     def shutdown(self) -> None:
         if self._local.session is not None:
@@ -345,8 +355,22 @@ def endpoints_from_settings(settings: Settings) -> dict[str, Endpoint]:
     out = {}
     for name, url in urls.items():
         token = settings.mt5_gateway_tokens.get(name)
-        out[name] = Endpoint(name, url, token.get_secret_value() if token else shared, settings.mt5_gateway_ca)
+        out[name] = Endpoint(
+            name, url, token.get_secret_value() if token else shared, settings.mt5_gateway_ca
+        )
     return out
+
+
+def configure_from_settings(settings: Settings) -> None:
+    """The composition root's call: the gateways of these settings (nothing when none is set)."""
+    endpoints = endpoints_from_settings(settings)
+    if endpoints:
+        configure(endpoints)
+
+
+def module_for(default_module: str, gateway: str | None) -> str:
+    """The ``MT5_MODULE`` string of an account: the setting, or the client of its named gateway."""
+    return default_module if gateway is None else f"{__name__}:gateways.{gateway}"
 
 
 def endpoint_for(name: str) -> Endpoint:

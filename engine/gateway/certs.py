@@ -38,12 +38,18 @@ def self_signed(hosts: list[str], *, days: int = 825) -> tuple[bytes, bytes]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, crl_sign=False, encipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                crl_sign=False,
+                encipher_only=False,
                 decipher_only=False,
             ),
             critical=True,
-        )  # fmt: skip
+        )
         .sign(key, hashes.SHA256())
     )
     key_pem = key.private_bytes(

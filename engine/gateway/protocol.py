@@ -210,7 +210,7 @@ def _record_type(name: str, fields: tuple[str, ...]) -> type:
         if not name.isidentifier():
             raise CodecError(f"bad record name {name!r}")
         try:
-            cls = _RECORDS[key] = namedtuple(name, fields)  # type: ignore[misc]  # noqa: PYI024
+            cls = _RECORDS[key] = namedtuple(name, fields)  # type: ignore[misc]
         except (TypeError, ValueError) as exc:
             raise CodecError(f"bad record fields for {name}: {exc}") from None
     return cls

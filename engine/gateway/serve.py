@@ -20,7 +20,7 @@ KEEPALIVE_SECONDS = 75.0
 
 @dataclass(frozen=True)
 class ServeOptions:
-    host: str = "0.0.0.0"  # noqa: S104 - the gateway is reached from the engine's host
+    host: str = "0.0.0.0"
     port: int = 8765
     isolation: Isolation = "auto"
 
@@ -29,7 +29,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"--listen must be HOST:PORT, not {value!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -54,7 +54,9 @@ async def start_gateway(settings: Settings, options: ServeOptions) -> tuple[web.
     context = tls_context(settings)
     try:
         pool = TerminalPool(
-            PoolConfig(settings.mt5_module, options.isolation, tuple(sorted(settings.gateway_terminals.items())))
+            PoolConfig(
+                settings.mt5_module, options.isolation, tuple(sorted(settings.gateway_terminals.items()))
+            )
         )
     except (ImportError, AttributeError) as exc:
         raise SettingsError(f"MT5_MODULE: cannot load {settings.mt5_module!r} ({exc})") from None

@@ -107,10 +107,14 @@ async def _authenticate(state: GatewayState, request: web.Request) -> tuple[str,
         raise Problem(429, "rate_limited", "too many requests from this client",
                       headers={"Retry-After": decision.retry_after_header})  # fmt: skip
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise Problem(413, "too_large", f"the body is over {MAX_BODY_BYTES} bytes", headers={"Connection": "close"})
+        raise Problem(
+            413, "too_large", f"the body is over {MAX_BODY_BYTES} bytes", headers={"Connection": "close"}
+        )
     body = await request.content.read(MAX_BODY_BYTES + 1)
     if len(body) > MAX_BODY_BYTES:
-        raise Problem(413, "too_large", f"the body is over {MAX_BODY_BYTES} bytes", headers={"Connection": "close"})
+        raise Problem(
+            413, "too_large", f"the body is over {MAX_BODY_BYTES} bytes", headers={"Connection": "close"}
+        )
     try:
         nonce = state.verifier.verify(request.method, request.path, request.headers, body)
     except AuthError as exc:
@@ -158,7 +162,10 @@ async def _open(
     """initialize / login: the account's worker, and a session when the terminal says yes."""
     login = _login_of(call, args, kwargs)
     if login is None:
-        return {"result": False, "error": [RES_E_INVALID_PARAMS, "the gateway needs login= to pick a terminal"]}
+        return {
+            "result": False,
+            "error": [RES_E_INVALID_PARAMS, "the gateway needs login= to pick a terminal"],
+        }
     if call == "initialize":
         if args or kwargs.get("path") is not None:
             return {"result": False, "error": [RES_E_INVALID_PARAMS,

@@ -47,7 +47,9 @@ class ModuleTerminal:
     def _load(self) -> Any:
         if self._module is None:
             self._module = load_module(self._name)
-            self._table = {n: getattr(self._module, n) for n in FUNCTIONS if callable(getattr(self._module, n, None))}
+            self._table = {
+                n: getattr(self._module, n) for n in FUNCTIONS if callable(getattr(self._module, n, None))
+            }
         return self._module
 
     def _error(self) -> list[Any]:
@@ -142,7 +144,10 @@ class TerminalPool:
         try:
             reply: Reply = await runner.call("invoke", (func, args, kwargs), seconds)
         except CallTimeout:
-            return None, [RES_E_INTERNAL_FAIL_TIMEOUT, f"IPC timeout: {func} gave no answer within {seconds:g} s"]
+            return None, [
+                RES_E_INTERNAL_FAIL_TIMEOUT,
+                f"IPC timeout: {func} gave no answer within {seconds:g} s",
+            ]
         except BrokerError as exc:
             return None, [RES_E_INTERNAL_FAIL_CONNECT, f"No IPC connection: {exc}"]
         return reply

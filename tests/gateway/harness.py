@@ -89,7 +89,11 @@ class GatewayThread:
         async def boot() -> None:
             pool = TerminalPool(PoolConfig(self.module, self.isolation))  # type: ignore[arg-type]
             self.app = build_gateway_app(
-                pool, self.token, max_skew=self.max_skew, rate_per_second=self.rate_per_second, burst=self.burst
+                pool,
+                self.token,
+                max_skew=self.max_skew,
+                rate_per_second=self.rate_per_second,
+                burst=self.burst,
             )
             self._runner = web.AppRunner(self.app, keepalive_timeout=KEEPALIVE_SECONDS)
             await self._runner.setup()
@@ -141,11 +145,16 @@ class GatewayProcess:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, seconds: float = 30.0) -> GatewayProcess:
-        env = {**os.environ, **self.env, "GATEWAY_TOKEN": TOKEN, "MT5_MODULE": self.env.get("MT5_MODULE", "mt5sim")}
+        env = {
+            **os.environ,
+            **self.env,
+            "GATEWAY_TOKEN": TOKEN,
+            "MT5_MODULE": self.env.get("MT5_MODULE", "mt5sim"),
+        }
         if self.tls is not None:
             env |= {"GATEWAY_TLS_CERT": str(self.tls.cert), "GATEWAY_TLS_KEY": str(self.tls.key)}
-        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(  # noqa: S603
+        out = open(self.log, "ab") if self.log else subprocess.DEVNULL
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "tradebot.cli", "gateway", "serve", "--listen", f"127.0.0.1:{self.port}",
              "--isolation", self.isolation],
             env=env, stdout=out, stderr=out, start_new_session=True,
@@ -248,7 +257,7 @@ class Proxy:
 
 def live(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url + "/livez", timeout=1):  # noqa: S310
+        with urllib.request.urlopen(url + "/livez", timeout=1):
             return True
     except (urllib.error.URLError, OSError):
         return False
