@@ -242,6 +242,10 @@ class Proxy:
 
     def cut(self) -> None:
         if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread: no new connections
+            except OSError:
+                pass
             self._listener.close()
             self._listener = None
         with self._lock:
