@@ -112,8 +112,8 @@ class Settings(BaseSettings):
     gateway_tls_cert: str | None = None
     gateway_tls_key: str | None = None
     gateway_terminals: Annotated[dict[int, str], NoDecode] = Field(default_factory=dict)
-    gateway_rate_per_second: Decimal = Field(default=Decimal("200"), gt=0)
-    gateway_burst: int = Field(default=400, ge=1)
+    gateway_rate_per_second: Decimal = Field(default=Decimal("1000"), gt=0)
+    gateway_burst: int = Field(default=2000, ge=1)
     gateway_max_skew_seconds: int = Field(default=30, ge=5, le=600)
     instruments: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_INSTRUMENTS))
     market_hours: str = ""  # per-symbol overrides, see engine.market_hours

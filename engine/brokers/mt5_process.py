@@ -104,7 +104,10 @@ class ProcessRunner:
     def _start(self) -> Connection:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
-            target=worker_main, args=(child, self._config, self._factory), name=f"mt5-{self._config.login}", daemon=True
+            target=worker_main,
+            args=(child, self._config, self._factory),
+            name=f"mt5-{self._config.login}",
+            daemon=True,
         )
         process.start()
         child.close()

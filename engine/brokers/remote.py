@@ -24,6 +24,7 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import socket
 import ssl
 import threading
 import time
@@ -158,6 +159,8 @@ class GatewayClient:
                 state.backoff = min(BACKOFF_MAX, state.backoff * 2)
                 raise _Transport(RES_E_INTERNAL_FAIL_CONNECT,
                                  f"No IPC connection: gateway {ep.name} unreachable ({exc})") from None  # fmt: skip
+            if conn.sock is not None:  # one small request, one answer: never wait for Nagle
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             state.conn, state.backoff, state.next_attempt = conn, BACKOFF_INITIAL, 0.0
         assert state.conn is not None
         if state.conn.sock is not None:

@@ -68,8 +68,8 @@ class GatewayState:
     verifier: Verifier
     token: str
     constants: dict[str, int]
-    rate_per_second: Decimal = Decimal(200)
-    burst: int = 400
+    rate_per_second: Decimal = Decimal(1000)
+    burst: int = 2000
     limiter: RateLimiter = field(default_factory=RateLimiter)
     sessions: dict[str, Session] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)  # reason -> count (shown by /healthz)
@@ -241,8 +241,8 @@ def build_gateway_app(
     token: str,
     *,
     max_skew: int = 30,
-    rate_per_second: Decimal = Decimal(200),
-    burst: int = 400,
+    rate_per_second: Decimal = Decimal(1000),
+    burst: int = 2000,
 ) -> web.Application:
     from engine.brokers.mt5_link import load_module
 

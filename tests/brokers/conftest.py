@@ -11,7 +11,6 @@ import pytest
 from engine.brokers.base import FillingMode, OrderRequest, OrderType, Side
 from engine.brokers.mt5 import MT5Broker, create_mt5_broker
 from mt5sim import control
-from tests.gateway.fixtures import gateway, gateway_tls, mt5_module  # noqa: F401  (fixtures)
 
 LOGIN = 5001
 PASSWORD = "pw-5001"

@@ -63,7 +63,9 @@ async def test_accounts_are_isolated(broker: MT5Broker, other_account: int, mt5_
         await other.close()
 
 
-async def test_a_slow_terminal_does_not_block_another_account(broker: MT5Broker, other_account: int, mt5_module: str) -> None:
+async def test_a_slow_terminal_does_not_block_another_account(
+    broker: MT5Broker, other_account: int, mt5_module: str
+) -> None:
     pin("EURUSD", "1.10000", "1.10008")
     other = create_mt5_broker(mt5_module, other_account, OTHER_PASSWORD, SERVER, **FAST)
     await other.connect()
@@ -82,7 +84,9 @@ async def test_a_slow_terminal_does_not_block_another_account(broker: MT5Broker,
         await other.close()
 
 
-async def test_connect_retries_transient_failures_but_not_bad_credentials(account: int, mt5_module: str) -> None:
+async def test_connect_retries_transient_failures_but_not_bad_credentials(
+    account: int, mt5_module: str
+) -> None:
     control.fail_initialize(2, login=account)
     b = create_mt5_broker(mt5_module, account, PASSWORD, SERVER, **FAST)
     await b.connect()

@@ -18,7 +18,6 @@ from engine.store.models import ExecutionAccount, Position
 from mt5sim import control
 from tests.execution.fixtures import make_approval, make_world
 from tests.execution.test_execution import FAST
-from tests.gateway.fixtures import gateway, gateway_tls, mt5_module  # noqa: F401  (fixtures)
 
 LOGIN, PASSWORD, SERVER = 7001, "pw-7001", "MT5Sim-Demo"
 

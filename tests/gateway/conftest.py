@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from mt5sim import control
-from tests.gateway.fixtures import gateway, gateway_tls  # noqa: F401  (fixtures)
 
 LOGIN, PASSWORD, SERVER = 6101, "pw-6101-secret", "MT5Sim-Demo"
 
