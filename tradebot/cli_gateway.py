@@ -21,7 +21,7 @@ def gateway_serve(
 ) -> None:
     """Serve this host's MT5 terminals (MT5_MODULE) to engines holding GATEWAY_TOKEN."""
     from engine.gateway.serve import ServeOptions, parse_listen, serve
-    from engine.logs import register_secret
+    from engine.observability.logs import register_secret
     from engine.settings import SettingsError
     from tradebot.cli import fail, settings_or_exit
 

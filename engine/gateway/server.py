@@ -48,7 +48,7 @@ from engine.gateway.protocol import (
     reply_mac,
 )
 from engine.gateway.terminals import RES_E_INTERNAL_FAIL_CONNECT, RES_E_INVALID_PARAMS, TerminalPool
-from engine.ratelimit import RateLimiter
+from engine.ingest.ratelimit import RateLimiter
 
 MAX_SESSIONS = 10_000
 _BOOL_FUNCTIONS = frozenset({"initialize", "login", "symbol_select"})

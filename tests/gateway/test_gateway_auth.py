@@ -16,7 +16,7 @@ from engine.brokers import remote
 from engine.brokers.base import BrokerError
 from engine.brokers.mt5 import create_mt5_broker
 from engine.gateway.protocol import CALL_PATH, CONSTANTS_PATH, encode, sign_headers
-from engine.logs import setup_logging
+from engine.observability.logs import setup_logging
 from mt5sim import control
 from tests.gateway.conftest import LOGIN, PASSWORD, SERVER
 from tests.gateway.harness import TOKEN, GatewayThread, Tls

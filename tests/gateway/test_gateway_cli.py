@@ -9,9 +9,9 @@ from pathlib import Path
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from engine.db import Database
-from engine.models import ExecutionAccount
 from engine.settings import SettingsError, load_settings
+from engine.store.db import Database
+from engine.store.models import ExecutionAccount
 from tests.gateway.conftest import LOGIN, PASSWORD, SERVER
 from tests.gateway.harness import TOKEN, GatewayThread
 from tradebot.cli import app

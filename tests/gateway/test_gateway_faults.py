@@ -14,14 +14,14 @@ from engine.brokers import remote
 from engine.brokers.base import SubmitStatus
 from engine.brokers.mt5 import create_mt5_broker
 from engine.brokers.registry import BrokerRegistry
-from engine.events import EventRelay
-from engine.execution import ExecutionConfig, ExecutionService
+from engine.execution.orders import OrderRules
+from engine.execution.service import ExecutionConfig, ExecutionService
 from engine.gateway.probe import gateway_probe
 from engine.gateway.server import STATE_KEY
-from engine.market_hours import AlwaysOpen, MarketHours
-from engine.models import ExecutionAccount, Position
-from engine.orders import OrderRules
+from engine.risk.market_hours import AlwaysOpen, MarketHours
 from engine.states import OrderStatus
+from engine.store.events import EventRelay
+from engine.store.models import ExecutionAccount, Position
 from mt5sim import control
 from tests.brokers.conftest import order
 from tests.execution.fixtures import make_approval, make_world
