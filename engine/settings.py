@@ -7,6 +7,7 @@ CLI prints that line and exits with status 2.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -45,6 +46,29 @@ def _split_csv(value: Any) -> Any:
     return value
 
 
+_GATEWAY_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def _split_map(value: Any) -> Any:
+    """``name=value,name=value`` as a dict (a value may itself contain ``=``)."""
+    if not isinstance(value, str):
+        return value
+    out: dict[str, str] = {}
+    for part in _split_csv(value):
+        name, sep, item = part.partition("=")
+        if not sep or not name.strip() or not item.strip():
+            raise ValueError(f"{part!r} is not name=value")
+        out[name.strip()] = item.strip()
+    return out
+
+
+def _check_gateway(name: str, url: str) -> None:
+    if not _GATEWAY_NAME.fullmatch(name):
+        raise ValueError(f"gateway name {name!r} must be 1..32 characters of [A-Za-z0-9_-]")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"gateway {name}: {url!r} is not an http:// or https:// URL")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
@@ -77,6 +101,20 @@ class Settings(BaseSettings):
     mt5_password: SecretStr | None = None
     mt5_server: str | None = None
     mt5_magic: int = Field(default=20260501, ge=1, le=2**31 - 1)
+    # MT5 gateway, engine side (MT5_MODULE=engine.brokers.remote; see docs/mt5.md)
+    mt5_gateway_url: str | None = None
+    mt5_gateway_token: SecretStr | None = None
+    mt5_gateway_ca: str | None = None
+    mt5_gateways: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    mt5_gateway_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    # MT5 gateway, terminal-host side (`tradebot gateway serve`)
+    gateway_token: SecretStr | None = None
+    gateway_tls_cert: str | None = None
+    gateway_tls_key: str | None = None
+    gateway_terminals: Annotated[dict[int, str], NoDecode] = Field(default_factory=dict)
+    gateway_rate_per_second: Decimal = Field(default=Decimal("1000"), gt=0)
+    gateway_burst: int = Field(default=2000, ge=1)
+    gateway_max_skew_seconds: int = Field(default=30, ge=5, le=600)
     instruments: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_INSTRUMENTS))
     market_hours: str = ""  # per-symbol overrides, see engine.market_hours
 
@@ -146,6 +184,34 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from None
         return value
 
+    @field_validator("mt5_gateways", "mt5_gateway_tokens", "gateway_terminals", mode="before")
+    @classmethod
+    def _name_map(cls, value: Any) -> Any:
+        return _split_map(value)
+
+    @field_validator("mt5_gateways")
+    @classmethod
+    def _gateway_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, url in value.items():
+            _check_gateway(name, url)
+        return value
+
+    @field_validator("mt5_gateway_url")
+    @classmethod
+    def _gateway_url(cls, value: str | None) -> str | None:
+        if value:
+            _check_gateway("default", value)
+        return value or None
+
+    @field_validator("gateway_token", "mt5_gateway_token")
+    @classmethod
+    def _gateway_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -181,6 +247,10 @@ class Settings(BaseSettings):
         if not self.instruments:
             raise ValueError("INSTRUMENTS must name at least one instrument")
         return self
+
+    def gateway_names(self) -> list[str]:
+        """The MT5 gateways an account may name: ``default`` (MT5_GATEWAY_URL) and MT5_GATEWAYS."""
+        return (["default"] if self.mt5_gateway_url else []) + sorted(self.mt5_gateways)
 
     @property
     def soft_drawdown_percent(self) -> Decimal:

@@ -6,6 +6,7 @@ the clock or inject faults that a terminal in another process then sees. Each fu
 
 Faults (``login=None`` means every account; ``count=None`` means until cleared):
 - ``timeout_after_execute``: order_send executes, then returns None, last_error (-10005, 'IPC timeout').
+- ``stall_after_execute``: order_send executes (committed), then answers only after ``seconds``.
 - ``disconnect`` / ``reconnect``: every call returns None/False with (-10004, 'No IPC connection').
 - ``none_result``: order_send returns None without executing.
 - ``requote``: market order_send answers TRADE_RETCODE_REQUOTE with fresh bid/ask, not executed.
@@ -241,6 +242,12 @@ def timeout_after_execute(
     count: int | None = 1, *, login: int | None = None, state: StatePath = None
 ) -> None:
     store.add_fault(_conn(state), "timeout_after_execute", login=login, count=count)
+
+
+def stall_after_execute(
+    seconds: float, count: int | None = 1, *, login: int | None = None, state: StatePath = None
+) -> None:
+    store.add_fault(_conn(state), "stall_after_execute", login=login, count=count, seconds=seconds)
 
 
 def disconnect(*, login: int | None = None, state: StatePath = None) -> None:

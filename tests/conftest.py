@@ -13,6 +13,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -104,3 +105,34 @@ async def sqlite_db(sqlite_url: str) -> AsyncIterator[Database]:
     database = Database(sqlite_url)
     yield database
     await database.dispose()
+
+
+# ---- the MT5 gateway: suites that run straight on mt5sim and again through the gateway ----
+@pytest.fixture(scope="session")
+def gateway_tls(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A self-signed certificate for 127.0.0.1, made at test time; clients pin it (tests.gateway.harness.Tls)."""
+    from tests.gateway.harness import Tls
+
+    return Tls.make(tmp_path_factory.mktemp("gateway-tls"))
+
+
+@pytest.fixture
+def gateway(gateway_tls: Any) -> Iterator[Any]:
+    """A TLS gateway serving mt5sim in a thread, the default gateway of ``engine.brokers.remote``."""
+    from engine.brokers import remote
+    from tests.gateway.harness import GatewayThread
+
+    gw = GatewayThread(gateway_tls).start()
+    remote.configure({"default": gw.endpoint()})
+    yield gw
+    remote.configure({})
+    gw.stop()
+
+
+@pytest.fixture(params=["direct", "gateway"])
+def mt5_module(request: pytest.FixtureRequest) -> str:
+    """``MT5_MODULE`` for MT5 suites run twice: ``mt5sim`` direct, and through a TLS gateway."""
+    if request.param == "direct":
+        return "mt5sim"
+    request.getfixturevalue("gateway")
+    return "engine.brokers.remote"

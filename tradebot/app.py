@@ -57,6 +57,11 @@ def order_rules_for(settings: Settings) -> Callable[[ExecutionAccount], OrderRul
 def default_broker_factory(settings: Settings, db: Database, secrets: SecretBox | None) -> BrokerFactory:
     """Paper accounts run inside the engine; MT5 accounts through the module named by ``MT5_MODULE``."""
 
+    if settings.gateway_names():  # MT5 accounts on gateways: tell the client module where they are
+        from engine.brokers.remote import configure_from_settings
+
+        configure_from_settings(settings)
+
     async def factory(account: ExecutionAccount) -> Broker:
         if account.kind == "paper":
             from engine.brokers.paper import PaperBroker
@@ -64,13 +69,14 @@ def default_broker_factory(settings: Settings, db: Database, secrets: SecretBox 
             return PaperBroker(db, account.id, currency=account.currency or "USD")
         if account.kind == "mt5":
             from engine.brokers.mt5 import create_mt5_broker
+            from engine.brokers.remote import module_for
 
             if account.credentials_enc is None or account.login is None or account.server is None:
                 raise SettingsError(f"MT5 account {account.id} has no stored login, server or password")
             if secrets is None:
                 raise SettingsError("SECRET_KEY: required to decrypt stored MT5 credentials")
             return create_mt5_broker(
-                settings.mt5_module,
+                module_for(settings.mt5_module, account.gateway),
                 login=int(account.login),
                 password=secrets.decrypt(account.credentials_enc),
                 server=account.server,

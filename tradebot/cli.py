@@ -43,6 +43,9 @@ def settings_or_exit(**overrides: object) -> Settings:
         settings.outbound_secret,
         settings.secret_key,
         settings.webhook_secret,
+        settings.mt5_gateway_token,
+        settings.gateway_token,
+        *settings.mt5_gateway_tokens.values(),
     ):
         if secret is not None:
             register_secret(secret.get_secret_value())
@@ -134,6 +137,10 @@ _register_account_commands(app)
 from tradebot.cli_strategy import register as _register_strategy_commands  # noqa: E402
 
 _register_strategy_commands(app)
+
+from tradebot.cli_gateway import register as _register_gateway_commands  # noqa: E402
+
+_register_gateway_commands(app)
 
 
 def main() -> None:

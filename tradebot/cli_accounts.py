@@ -61,12 +61,17 @@ def account_add(
     balance: str | None = typer.Option(
         None, "--balance", help="Starting balance (paper; default PAPER_BALANCE)"
     ),
+    gateway: str | None = typer.Option(
+        None, "--gateway", help="MT5 gateway the terminal is on (mt5; a name in MT5_GATEWAYS, or default)"
+    ),
 ) -> None:
     """Give a subscriber an execution account; it becomes their active one."""
     from engine.accounts.service import AccountError
 
     if kind not in ("paper", "mt5"):
         _fail("--kind must be paper or mt5")
+    if gateway is not None and kind != "mt5":
+        _fail("--gateway applies to --kind mt5 only")
     if kind == "paper":
         amount: Decimal | None = None
         if balance is not None:
@@ -92,11 +97,14 @@ def account_add(
 
     register_secret(password)
     try:
-        account, snapshot = _run(lambda svc: svc.link_mt5(telegram_id, login, password, server, actor="cli"))
+        account, snapshot = _run(
+            lambda svc: svc.link_mt5(telegram_id, login, password, server, actor="cli", gateway=gateway)
+        )
     except AccountError as exc:
         _fail(str(exc), code=1)
+    via = f" via gateway {account.gateway}" if account.gateway else ""
     typer.echo(
-        f"account {account.id}: mt5 {account.login}@{account.server}, balance {snapshot.balance} "
+        f"account {account.id}: mt5 {account.login}@{account.server}{via}, balance {snapshot.balance} "
         f"{snapshot.currency}, equity {snapshot.equity}, owner {telegram_id}"
     )
 
@@ -115,6 +123,8 @@ def account_list(
     for account, user in rows:
         owner = str(user.telegram_id) if user is not None else "-"
         where = f"{account.login}@{account.server}" if account.kind == "mt5" else "-"
+        if account.gateway:
+            where += f" ({account.gateway})"
         amount = f"{account.balance} {account.currency}" if account.balance is not None else "-"
         state = "active" if account.active else "inactive"
         if account.paused:

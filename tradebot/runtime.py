@@ -97,6 +97,7 @@ class Runtime:
         self.loop.register_metrics(self.metrics.registry)
         self.readiness.register("heartbeat", heartbeat_probe(services.db, float(settings.heartbeat_seconds)))
         self.readiness.register("brokers", self._brokers_ready)
+        self._register_gateways()
 
         if self.options.with_bot:
             from bot.app import BotRuntime, bot_context, build_bot, build_storage
@@ -130,6 +131,16 @@ class Runtime:
             settings.http_port,
             settings.telegram_mode,
         )
+
+    def _register_gateways(self) -> None:
+        """One readiness check per MT5 gateway (``gateway:<name>``): its own /healthz, verified."""
+        if not self.settings.gateway_names():
+            return
+        from engine.brokers.remote import endpoints_from_settings
+        from engine.gateway.probe import gateway_probe
+
+        for name, endpoint in endpoints_from_settings(self.settings).items():
+            self.readiness.register(f"gateway:{name}", gateway_probe(endpoint))
 
     async def _brokers_ready(self) -> bool | str:
         down = []

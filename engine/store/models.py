@@ -88,6 +88,8 @@ class ExecutionAccount(Base):
     login: Mapped[str | None] = mapped_column(String(32), nullable=True)
     server: Mapped[str | None] = mapped_column(String(128), nullable=True)
     credentials_enc: Mapped[str | None] = mapped_column(Text, nullable=True)  # encrypted password
+    # mt5 accounts: the MT5 gateway (MT5_GATEWAYS name) its terminal is on; None = MT5_MODULE as set
+    gateway: Mapped[str | None] = mapped_column(String(32), nullable=True)
     symbol_suffix: Mapped[str] = mapped_column(String(16), default="")
     symbol_map: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # instrument -> broker symbol
     currency: Mapped[str] = mapped_column(String(8), default="USD")
