@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.i18n import CatalogI18n
+from bot.inbox import InboxConfig
 from bot.ratelimit import RateLimits
 from bot.sender import OutboxConfig
 from engine.accounts.service import AccountService
@@ -23,6 +24,7 @@ from engine.settings import Settings
 class BotConfig:
     limits: RateLimits = field(default_factory=RateLimits)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    inbox: InboxConfig = field(default_factory=InboxConfig)
     expiry_sweep_seconds: float = 5.0
     polling_timeout: int = 10
     webhook_path: str | None = None  # default: the path of WEBHOOK_URL
