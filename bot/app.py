@@ -46,9 +46,10 @@ from bot.inbox import InboxStore, InboxWorker, raw_update
 from bot.middlewares import LocaleMiddleware, UpdateMiddleware
 from bot.notifier import Notifier
 from bot.ratelimit import SendLimiter
-from bot.retry import RetryAfterMiddleware
+from bot.retry import BudgetMiddleware
 from bot.routers import all_routers
 from bot.sender import OutboxSender
+from bot.throttle import Throttle
 from engine.accounts.service import AccountService
 from engine.accounts.subscribers import SubscriberService
 from engine.approvals.executor import ApprovalExecutor
@@ -69,7 +70,6 @@ def build_bot(settings: Settings) -> Bot:
         session = AiohttpSession()
     else:
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")))
-    session.middleware(RetryAfterMiddleware())
     return Bot(
         settings.bot_token.get_secret_value(),
         session=session,
@@ -132,6 +132,7 @@ def build_dispatcher(
     ctx: BotContext, storage: BaseStorage | None = None
 ) -> tuple[Dispatcher, UpdateMiddleware]:
     dispatcher = Dispatcher(storage=storage or MemoryStorage(), engine=ctx.engine, ctx=ctx)
+    Throttle(ctx, ctx.config.throttle).setup(dispatcher)  # a flooder is answered once, then dropped
     updates = UpdateMiddleware(ctx)
     dispatcher.update.outer_middleware(updates)
     LocaleMiddleware(ctx.i18n).setup(dispatcher)
@@ -183,6 +184,8 @@ class BotRuntime:
         self.bot = bot
         self.dispatcher, self._updates = build_dispatcher(ctx, storage)
         self.limiter = SendLimiter(ctx.config.limits)
+        self.budget = BudgetMiddleware(self.limiter)  # handler replies share the outbox's budget
+        bot.session.middleware(self.budget)
         self.sender = OutboxSender(
             ctx.engine.db,
             bot,

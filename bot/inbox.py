@@ -111,6 +111,7 @@ class _Row:
     chat_key: int
     payload: dict[str, Any]
     attempts: int
+    received_at: float  # unix seconds
 
 
 class InboxWorker:
@@ -178,6 +179,7 @@ class InboxWorker:
         for row in rows:
             if row.chat_key in self._inflight or not await self._claim(row):
                 continue
+            row.attempts += 1
             task = asyncio.create_task(self._handle(row), name=f"inbox:{row.update_id}")
             self._inflight[row.chat_key] = task
             task.add_done_callback(self._finished(row.chat_key))
@@ -221,7 +223,16 @@ class InboxWorker:
                 wait = (r.received_at - received_before).total_seconds()
                 hold = wait if hold is None else min(hold, wait)
                 continue
-            rows.append(_Row(r.id, r.update_id, r.chat_key, dict(r.payload or {}), r.attempts))
+            rows.append(
+                _Row(
+                    r.id,
+                    r.update_id,
+                    r.chat_key,
+                    dict(r.payload or {}),
+                    r.attempts,
+                    r.received_at.timestamp(),
+                )
+            )
         return rows, hold
 
     async def _claim(self, row: _Row) -> bool:
@@ -241,25 +252,33 @@ class InboxWorker:
             )
             return bool(getattr(result, "rowcount", 0))
 
-    async def _handle(self, row: _Row) -> None:
-        if row.attempts:
+    async def _handle(self, first: _Row) -> None:
+        """Handle ``first``, then the chat's next rows in order while there are any."""
+        row: _Row | None = first
+        while row is not None:
+            error = await self._feed(row)
+            row = await self._settle(row, error, take_next=not self._stopping)
+
+    async def _feed(self, row: _Row) -> str | None:
+        if row.attempts > 1:
             logger.warning(
                 "update {} was being handled when a handler died: handling it again", row.update_id
             )
-        error: str | None = None
         try:
             parsed = Update.model_validate(row.payload, context={"bot": self._bot})
-            result = await self._dispatcher.feed_update(self._bot, parsed)
+            result = await self._dispatcher.feed_update(self._bot, parsed, received_at=row.received_at)
             if isinstance(result, TelegramMethod):  # a handler's webhook-style reply
                 await self._dispatcher.silent_call_request(bot=self._bot, result=result)
         except asyncio.CancelledError:
             raise  # stopping: the row stays claimed and is handled again after its lease
         except Exception as exc:  # the dispatcher's error handler missed it, or the update is garbage
             logger.opt(exception=exc).error("update {} could not be handled", row.update_id)
-            error = f"{type(exc).__name__}: {exc}"[:500]
-        await self._settle(row, error)
+            return f"{type(exc).__name__}: {exc}"[:500]
+        return None
 
-    async def _settle(self, row: _Row, error: str | None) -> None:
+    async def _settle(self, row: _Row, error: str | None, *, take_next: bool) -> _Row | None:
+        """Mark ``row`` handled and, in the same transaction, claim the chat's next due row."""
+        now = utcnow()
         async with self._db.session() as session:
             await session.execute(
                 update(InboxUpdate)
@@ -268,7 +287,43 @@ class InboxWorker:
                     status=FAILED if error else DONE,
                     last_error=error,
                     lease_until=None,
-                    handled_at=utcnow(),
+                    handled_at=now,
                 )
             )
-        self.handled += 1
+            self.handled += 1
+            if not take_next:
+                return None
+            found = await session.scalar(
+                select(InboxUpdate)
+                .where(
+                    InboxUpdate.bot_id == self._store.bot_id,
+                    InboxUpdate.chat_key == row.chat_key,
+                    InboxUpdate.status == PENDING,
+                )
+                .order_by(InboxUpdate.id)
+                .limit(1)
+            )
+            held = now - timedelta(seconds=self.config.hold_seconds)
+            if found is None or found.received_at > held:
+                return None
+            if found.lease_until is not None and found.lease_until > now:
+                return None  # another instance holds it
+            claimed = await session.execute(
+                update(InboxUpdate)
+                .where(InboxUpdate.id == found.id, InboxUpdate.status == PENDING)
+                .where(or_(InboxUpdate.lease_until.is_(None), InboxUpdate.lease_until <= now))
+                .values(
+                    lease_until=now + timedelta(seconds=self.config.lease_seconds),
+                    attempts=InboxUpdate.attempts + 1,
+                )
+            )
+            if not getattr(claimed, "rowcount", 0):
+                return None
+            return _Row(
+                found.id,
+                found.update_id,
+                found.chat_key,
+                dict(found.payload or {}),
+                found.attempts + 1,
+                found.received_at.timestamp(),
+            )
