@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from bot.outbox import pending_count
 from bot.render import esc, money, price, side_label, utc_time
+from engine.accounts.names import display_name
 from engine.accounts.service import AccountService
 from engine.risk.control import PAUSE_KEY
 from engine.states import PositionStatus
@@ -26,9 +27,7 @@ _OPEN = (PositionStatus.OPEN.value, PositionStatus.CLOSING.value)
 def _owner(user: User | None) -> str:
     if user is None:
         return _("operator")
-    if user.username:
-        return "@" + esc(user.username)
-    return esc(user.first_name or user.telegram_id)
+    return esc(display_name(user))
 
 
 def _heartbeat_at(row: EngineState | None) -> datetime | None:

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     telegram_mode: TelegramMode = TelegramMode.POLLING
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    # Diagnostics and crash tests only: stored updates wait this long before they are handled.
+    telegram_inbox_hold_seconds: Decimal = Field(default=Decimal("0"), ge=0, le=60)
 
     # Storage
     database_url: str = DEFAULT_DATABASE_URL

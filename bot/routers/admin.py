@@ -1,16 +1,15 @@
 """Admin commands (``ADMIN_IDS`` only): /pause, /resume, /closeall, /status, /positions.
 
-Anyone else gets a polite refusal, and the attempt is written to the audit log.
+Anyone else is stopped before these handlers by ``bot.admin_gate`` (a refusal and an audit line).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from aiogram import Router
-from aiogram.filters import Command, CommandObject, Filter
-from aiogram.types import CallbackQuery, Message, TelegramObject
+from aiogram.filters import Command
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import AdminCb
@@ -21,38 +20,6 @@ from bot.replies import edit_or_keep
 from bot.status import positions_text, status_text
 from engine.accounts.subscribers import actor_for
 from engine.store.audit import audit
-
-ADMIN_COMMANDS = ("pause", "resume", "closeall", "status", "positions")
-
-
-class IsAdmin(Filter):
-    async def __call__(self, event: TelegramObject, ctx: BotContext, **kwargs: Any) -> bool:
-        sender = getattr(event, "from_user", None)
-        return ctx.is_admin(sender.id if sender is not None else None)
-
-
-async def _refuse(ctx: BotContext, telegram_id: int | None, chat_id: int | None, what: str) -> str:
-    async with ctx.engine.db.session() as session:
-        audit(
-            session,
-            actor_for(telegram_id) if telegram_id is not None else "tg:?",
-            "admin.refused",
-            what,
-            chat_id=chat_id,
-        )
-    return _("Sorry, this command is for admins only.")
-
-
-async def not_admin(message: Message, command: CommandObject, ctx: BotContext) -> None:
-    sender = message.from_user.id if message.from_user else None
-    await message.answer(await _refuse(ctx, sender, message.chat.id, f"/{command.command}"))
-
-
-async def not_admin_button(query: CallbackQuery, callback_data: AdminCb, ctx: BotContext) -> None:
-    chat = query.message.chat.id if query.message else None
-    await query.answer(
-        await _refuse(ctx, query.from_user.id, chat, f"button:{callback_data.action}"), show_alert=True
-    )
 
 
 async def pause(message: Message, ctx: BotContext) -> None:
@@ -130,8 +97,6 @@ async def closeall_confirmed(query: CallbackQuery, callback_data: AdminCb, ctx: 
 def build_router() -> Router:
     """A fresh router (a router can belong to one dispatcher only)."""
     router = Router(name="admin")
-    router.message.register(not_admin, Command(*ADMIN_COMMANDS), ~IsAdmin())
-    router.callback_query.register(not_admin_button, AdminCb.filter(), ~IsAdmin())
     router.message.register(pause, Command("pause"))
     router.message.register(resume, Command("resume"))
     router.message.register(status, Command("status"))

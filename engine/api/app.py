@@ -35,6 +35,7 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,32}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 UNMATCHED = "<unmatched>"
+SERVER_NAME = "tradebot"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -151,6 +152,11 @@ def build_http_app(
             ctx.ingest.close()
 
     app.on_cleanup.append(_close)
+
+    async def _plain_server_header(_request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Server"] = SERVER_NAME  # not aiohttp's "Python/3.x aiohttp/x.y"
+
+    app.on_response_prepare.append(_plain_server_header)
     app.add_routes(signals.routes)
     app.add_routes(health.routes)
     app.add_routes(openapi.routes)

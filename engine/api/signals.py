@@ -85,8 +85,19 @@ def _check_content_type(request: web.Request) -> None:
         raise Problem(415, "unsupported_media_type", "send the body as Content-Type: application/json")
 
 
+def ascii_header(request: web.Request, name: str) -> str | None:
+    """A header's value when it is printable ASCII; anything else (bytes that are not UTF-8,
+    non-ASCII text, control characters) is a 400 naming the header, never an error further on."""
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    if not (value.isascii() and value.isprintable()):
+        raise Problem(400, "malformed_header", f"the {name} header must be printable ASCII")
+    return value
+
+
 async def _by_header(ctx: ApiContext, request: web.Request, caller: _Caller) -> ProducerAuth:
-    claimed = request.headers.get(PRODUCER_HEADER, "").strip()
+    claimed = (ascii_header(request, PRODUCER_HEADER) or "").strip()
     if not claimed:
         raise Problem(401, "missing_producer", f"the {PRODUCER_HEADER} header is missing")
     caller.claimed = claimed[:_MAX_ID]
@@ -103,7 +114,7 @@ async def _by_token(ctx: ApiContext, request: web.Request) -> ProducerAuth:
     token = request.match_info["token"]
     assert ctx.producers is not None
     producer = None
-    if 16 <= len(token) <= 128:
+    if 16 <= len(token) <= 128 and token.isascii() and token.isprintable():
         producer = await _lookup(ctx.producers.by_token(token))
     if producer is None:
         raise Problem(401, "unknown_token", "no producer has this token")
@@ -190,7 +201,7 @@ async def _post(request: web.Request, ctx: ApiContext, caller: _Caller, token_ro
     else:
         producer = await _by_header(ctx, request, caller)
         raw = await read_capped(request)
-        signature = _verify(producer, raw, request.headers.get(SIGNATURE_HEADER))
+        signature = _verify(producer, raw, ascii_header(request, SIGNATURE_HEADER))
         _allow(ctx, producer, caller)
     assert ctx.ingest is not None
     try:
@@ -252,7 +263,7 @@ async def _get(request: web.Request, token_route: bool) -> web.Response:
             producer = await _by_token(ctx, request)
         else:
             producer = await _by_header(ctx, request, caller)
-            _verify(producer, b"", request.headers.get(SIGNATURE_HEADER))
+            _verify(producer, b"", ascii_header(request, SIGNATURE_HEADER))
         _allow(ctx, producer, caller)
     except Problem as problem:
         await _audit_refusal(ctx, request, problem, caller)

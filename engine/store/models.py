@@ -283,6 +283,34 @@ class OutboxMessage(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
+class InboxUpdate(Base):
+    """A Telegram update, stored before it is confirmed to Telegram and handled from here.
+
+    Written in one transaction per delivery (a polling batch, or one webhook POST) before the
+    next ``getUpdates`` offset or the webhook's 200; unique per bot and update id, so a
+    redelivery inserts nothing. One chat's updates are handled in ``id`` order, one at a time;
+    ``lease_until`` marks a claimed row (a handler that died leaves it to be taken again).
+    """
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        UniqueConstraint("bot_id", "update_id", name="uq_inbox_bot_update"),
+        Index("ix_inbox_status_chat", "status", "chat_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bot_id: Mapped[int] = mapped_column(BigInteger)
+    update_id: Mapped[int] = mapped_column(BigInteger)
+    chat_key: Mapped[int] = mapped_column(BigInteger)  # the chat (or the sender) it belongs to
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    handled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
 class OutboundDelivery(Base):
     """An event to POST to the operator's ``OUTBOUND_URL``; retried until delivered."""
 

@@ -20,6 +20,7 @@ from bot.callbacks import ConsentCb, version_digest
 from bot.context import BotConfig
 from bot.ratelimit import RateLimits
 from bot.sender import OutboxConfig
+from bot.throttle import ThrottleConfig
 from emulator import BotAPIEmulator, EmulatorClient, EmulatorConfig
 from engine.api import ApiContext, build_http_app, start_http_server
 from engine.brokers.base import Broker, FillingMode, SymbolSpec, Tick
@@ -81,6 +82,7 @@ FAST = BotConfig(
         lease_seconds=5.0,
         stop_timeout_seconds=5.0,
     ),
+    throttle=ThrottleConfig(burst=1000),  # tests that flood say so
     expiry_sweep_seconds=0.1,
     polling_timeout=1,
     stop_timeout_seconds=5.0,
