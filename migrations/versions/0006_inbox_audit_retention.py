@@ -1,7 +1,7 @@
 """Telegram inbox; audit_log deletable only past the minimum retention window
 
-Revision ID: 0005_abuse_inbox
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01 09:00:00
 
 The inbox makes Telegram updates durable before they are confirmed. The audit_log guard still
@@ -17,8 +17,8 @@ from alembic import op
 
 import engine.store.db
 
-revision: str = "0005_abuse_inbox"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
