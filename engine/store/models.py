@@ -121,7 +121,11 @@ class Signal(Base):
     order_type: Mapped[str] = mapped_column(String(8), default="market")
     entry: Mapped[Decimal | None] = mapped_column(nullable=True)
     sl: Mapped[Decimal] = mapped_column()
-    tp: Mapped[Decimal] = mapped_column()
+    tp: Mapped[Decimal] = mapped_column()  # the furthest target
+    # [{"price": "<decimal string>", "close_percent": int}, ...] nearest first; None: ``tp`` alone.
+    targets: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    breakeven_after: Mapped[int] = mapped_column(Integer, default=0)
+    trail_points: Mapped[int | None] = mapped_column(Integer, nullable=True)
     risk_percent: Mapped[Decimal] = mapped_column()
     ttl_seconds: Mapped[int] = mapped_column(Integer)
     strategy: Mapped[str | None] = mapped_column(String(32), nullable=True)
