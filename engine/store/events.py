@@ -33,6 +33,8 @@ ORDER_REJECTED = "order.rejected"
 ORDER_FAILED = "order.failed"
 POSITION_OPENED = "position.opened"
 POSITION_CLOSED = "position.closed"
+POSITION_PARTIALLY_CLOSED = "position.partially_closed"
+POSITION_MODIFIED = "position.modified"
 DRAWDOWN_WARNING = "drawdown.warning"
 DRAWDOWN_TRIGGERED = "drawdown.triggered"
 HEARTBEAT = "heartbeat"
@@ -44,7 +46,16 @@ ENGINE_STARTED = "engine.started"
 ENGINE_STOPPING = "engine.stopping"
 
 OUTBOUND_TYPES = frozenset(
-    {SIGNAL_ACCEPTED, ORDER_FILLED, ORDER_REJECTED, POSITION_CLOSED, DRAWDOWN_TRIGGERED, HEARTBEAT}
+    {
+        SIGNAL_ACCEPTED,
+        ORDER_FILLED,
+        ORDER_REJECTED,
+        POSITION_CLOSED,
+        POSITION_PARTIALLY_CLOSED,
+        POSITION_MODIFIED,
+        DRAWDOWN_TRIGGERED,
+        HEARTBEAT,
+    }
 )
 
 
