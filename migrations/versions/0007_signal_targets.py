@@ -1,7 +1,7 @@
 """signal targets, break-even and trailing; one order per target
 
-Revision ID: 0005_signal_targets
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02 10:00:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import engine.store.db
 
-revision: str = "0005_signal_targets"
-down_revision: str | None = "0004"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
