@@ -33,6 +33,13 @@ from mt5sim.book import Book
 from mt5sim.specs import DEFAULT_SELECTED
 
 StatePath = str | os.PathLike[str] | None
+_MARGIN_MODES = frozenset(
+    {
+        c.ACCOUNT_MARGIN_MODE_RETAIL_NETTING,
+        c.ACCOUNT_MARGIN_MODE_EXCHANGE,
+        c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
+    }
+)
 
 
 def _conn(state: StatePath) -> sqlite3.Connection:
@@ -76,9 +83,15 @@ def create_account(
     currency: str = "USD",
     name: str | None = None,
     company: str = "MT5Sim Ltd.",
+    margin_mode: int = c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
     state: StatePath = None,
 ) -> None:
-    """A hedging demo account with an initial deposit (a balance deal), like a broker opens one."""
+    """A demo account with an initial deposit (a balance deal), like a broker opens one.
+
+    ``margin_mode``: 2 hedging (the default: one position per order), 0 netting or 1 exchange
+    (one position per symbol; see ``mt5sim.netting``)."""
+    if margin_mode not in _MARGIN_MODES:
+        raise ValueError(f"margin_mode must be one of {sorted(_MARGIN_MODES)}, got {margin_mode}")
     conn = _conn(state)
     with store.write(conn):
         if conn.execute("SELECT 1 FROM accounts WHERE login = ?", (login,)).fetchone():
@@ -86,7 +99,7 @@ def create_account(
         conn.execute(
             "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, '0', ?, ?, 1, ?)",
             (login, password, server, name or f"Demo {login}", currency.upper(), leverage,
-             c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING, company),
+             margin_mode, company),
         )  # fmt: skip
         conn.executemany("INSERT INTO selected VALUES (?, ?)", [(login, s) for s in DEFAULT_SELECTED])
     deposit(login, Decimal(str(balance)), comment="Initial deposit", state=state)
@@ -113,14 +126,18 @@ def set_account(
     trade_allowed: bool | None = None,
     leverage: int | None = None,
     password: str | None = None,
+    margin_mode: int | None = None,
     state: StatePath = None,
 ) -> None:
+    if margin_mode is not None and margin_mode not in _MARGIN_MODES:
+        raise ValueError(f"margin_mode must be one of {sorted(_MARGIN_MODES)}, got {margin_mode}")
     conn = _conn(state)
     with store.write(conn):
         for column, value in (
             ("trade_allowed", trade_allowed),
             ("leverage", leverage),
             ("password", password),
+            ("margin_mode", margin_mode),
         ):
             if value is not None:
                 conn.execute(f"UPDATE accounts SET {column} = ? WHERE login = ?", (value, login))  # noqa: S608

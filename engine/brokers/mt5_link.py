@@ -217,6 +217,7 @@ class MT5Link:
         return AccountSnapshot(
             login=str(a.login), balance=cv.dec(a.balance, d), equity=cv.dec(a.equity, d),
             margin=cv.dec(a.margin, d), free_margin=cv.dec(a.margin_free, d), currency=str(a.currency),
+            hedging=int(a.margin_mode) == cv.MARGIN_MODE_HEDGING,
         )  # fmt: skip
 
     def symbol_spec(self, symbol: str) -> SymbolSpec | None:
