@@ -56,7 +56,7 @@ def _rules(body: UpdateIn, given: set[str]) -> list[FieldError]:
         for name in sorted(given - FIELDS[body.action] - {"action"})
     ]
     if body.action == "move_sl" and body.sl is None:
-        errors.append(FieldError("sl", "required: a price or \"entry\""))
+        errors.append(FieldError("sl", 'required: a price or "entry"'))
     if body.action == "move_tp" and body.price is None:
         errors.append(FieldError("price", "required"))
     if body.action == "note" and body.text is None:

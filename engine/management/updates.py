@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.ingest.service import IdempotencyConflict, check_idempotency_key, rfc3339
+from engine.management.plan import cancel_signal
 from engine.management.schema import ValidUpdate, parse_update
 from engine.store.db import Database, utcnow
 from engine.store.events import SIGNAL_UPDATED, EventRelay, emit
@@ -115,7 +116,9 @@ class UpdateService:
             action=valid.action,
             params=valid.params,
         )
-        return await self._store(row, select(SignalUpdate).where(_same_producer_key(producer_id, key, signature)))
+        return await self._store(
+            row, select(SignalUpdate).where(_same_producer_key(producer_id, key, signature))
+        )
 
     async def subscriber_update(
         self, user_id: int, signal_id: str, position_id: int, action: str, params: dict[str, Any], key: str
@@ -134,7 +137,9 @@ class UpdateService:
         )
         return await self._store(
             row,
-            select(SignalUpdate).where(SignalUpdate.user_id == user_id, SignalUpdate.idempotency_key == key[:128]),
+            select(SignalUpdate).where(
+                SignalUpdate.user_id == user_id, SignalUpdate.idempotency_key == key[:128]
+            ),
         )
 
     async def _store(self, values: dict[str, Any], existing_query: Any) -> UpdateOutcome:
@@ -144,6 +149,11 @@ class UpdateService:
                     row = SignalUpdate(id=uuid4(), received_at=utcnow(), status="accepted", **values)
                     session.add(row)
                     await session.flush()
+                    if row.action == "cancel":
+                        row.params = {
+                            **row.params,
+                            **await cancel_signal(session, row.signal_id, _actor(row)),
+                        }
                     emit(session, SIGNAL_UPDATED, **update_payload(row))
                 if self._relay is not None:
                     self._relay.notify()
@@ -155,7 +165,9 @@ class UpdateService:
                     continue  # the row we collided with was rolled back: try again
                 if found.body_hash != values["body_hash"]:
                     raise IdempotencyConflict(found.idempotency_key, found.signal_id) from None
-                return UpdateOutcome(found.id, found.signal_id, found.action, found.status, found.received_at, True)
+                return UpdateOutcome(
+                    found.id, found.signal_id, found.action, found.status, found.received_at, True
+                )
         raise RuntimeError("update insert kept colliding with rows that then vanished")
 
     async def progress(self, producer_id: str, signal_ref: str, update_id: str) -> dict[str, Any] | None:
@@ -169,10 +181,16 @@ class UpdateService:
                 return None
             changes = (
                 await session.scalars(
-                    select(PositionChange).where(PositionChange.update_id == update.id).order_by(PositionChange.id)
+                    select(PositionChange)
+                    .where(PositionChange.update_id == update.id)
+                    .order_by(PositionChange.id)
                 )
             ).all()
         return progress_view(update, list(changes))
+
+
+def _actor(row: SignalUpdate) -> str:
+    return f"producer:{row.producer_id}" if row.producer_id else f"user:{row.user_id}"
 
 
 def _same_producer_key(producer_id: str, key: str, signature: str | None) -> Any:

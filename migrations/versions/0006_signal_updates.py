@@ -37,7 +37,9 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=12), nullable=False),
         sa.Column("received_at", _T, nullable=False),
         sa.Column("planned_at", _T, nullable=True),
-        sa.ForeignKeyConstraint(["signal_id"], ["signals.id"], name=op.f("fk_signal_updates_signal_id_signals")),
+        sa.ForeignKeyConstraint(
+            ["signal_id"], ["signals.id"], name=op.f("fk_signal_updates_signal_id_signals")
+        ),
         sa.ForeignKeyConstraint(
             ["producer_id"], ["producers.id"], name=op.f("fk_signal_updates_producer_id_producers")
         ),
@@ -76,7 +78,9 @@ def upgrade() -> None:
             ["execution_accounts.id"],
             name=op.f("fk_position_changes_account_id_execution_accounts"),
         ),
-        sa.ForeignKeyConstraint(["order_id"], ["orders.id"], name=op.f("fk_position_changes_order_id_orders")),
+        sa.ForeignKeyConstraint(
+            ["order_id"], ["orders.id"], name=op.f("fk_position_changes_order_id_orders")
+        ),
         sa.ForeignKeyConstraint(
             ["position_id"], ["positions.id"], name=op.f("fk_position_changes_position_id_positions")
         ),
