@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, ValidationError
 
-from engine.ingest.schema import _CANONICAL, FieldError, Price, SignalInvalid, _errors, load_json
+from engine.ingest.schema import _CANONICAL, FieldError, Price, SignalInvalid, _errors, _price, load_json
 
 Action = Literal["move_sl", "move_tp", "close", "cancel", "note"]
 ACTIONS: tuple[str, ...] = ("move_sl", "move_tp", "close", "cancel", "note")
@@ -32,11 +32,23 @@ FIELDS: dict[str, frozenset[str]] = {
 }
 
 
+def _stop(value: Any) -> Decimal | str:
+    if value == "entry":
+        return "entry"
+    try:
+        return _price(value)
+    except ValueError:
+        raise ValueError('must be a price above 0 or "entry"') from None
+
+
+Stop = Annotated[Decimal | str, PlainValidator(_stop)]
+
+
 class UpdateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     action: Action
-    sl: Price | Literal["entry"] | None = None
+    sl: Stop | None = None
     target: StrictInt | None = Field(default=None, ge=1, le=MAX_TARGETS)
     price: Price | None = None
     percent: StrictInt | None = Field(default=None, ge=1, le=100)
