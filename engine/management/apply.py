@@ -51,6 +51,7 @@ class Planned:
     sl: Decimal | None = None
     tp: Decimal | None = None
     volume: Decimal | None = None
+    remaining: Decimal | None = None  # a partial close: the position's volume after it
 
     def send(self, broker: Broker) -> Awaitable[SubmitResult]:
         calls: dict[str, Callable[[], Awaitable[SubmitResult]]] = {
@@ -68,6 +69,7 @@ class Planned:
             "sl": _s(self.sl),
             "tp": _s(self.tp),
             "volume": _s(self.volume),
+            "remaining": _s(self.remaining),
         }
 
 
@@ -123,7 +125,10 @@ class Outcome:
             if self.full_close or closed >= position.volume:
                 apply_close(session, position, self.deals, f"closed_by_{base['source']}", "engine")
             else:
-                position.volume = position.volume - closed
+                # What the position holds after this close, as planned: reconciliation may already
+                # have read the smaller volume from the terminal, so never subtract twice.
+                planned_rest = _d(((row.result or {}).get("request") or {}).get("remaining"))
+                position.volume = planned_rest if planned_rest is not None else position.volume - closed
                 position.profit = position.profit + profit
                 audit(
                     session,
@@ -231,7 +236,7 @@ async def plan_request(
             f"{percent}% of {position.volume} lots cannot be closed: the minimum is {spec.volume_min} lots "
             f"in steps of {step}",
         )
-    return Planned(CLOSE_PART, position.ticket, client_id, volume=volume)
+    return Planned(CLOSE_PART, position.ticket, client_id, volume=volume, remaining=rest)
 
 
 def _ours(deals: list[Deal], client_id: str) -> list[Deal]:
