@@ -25,7 +25,7 @@ _DECIMAL = {
 _SIGNAL_IN: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["instrument", "side", "sl", "tp"],
+    "required": ["instrument", "side", "sl"],
     "properties": {
         "id": {
             "type": "string",
@@ -44,7 +44,41 @@ _SIGNAL_IN: dict[str, Any] = {
         "order_type": {"enum": ["market", "limit", "stop"], "default": "market"},
         "entry": {**_DECIMAL, "description": "Required for limit and stop; reference price for market."},
         "sl": {**_DECIMAL, "description": "Stop loss: below entry for a buy, above for a sell."},
-        "tp": {**_DECIMAL, "description": "Take profit: above entry for a buy, below for a sell."},
+        "tp": {
+            **_DECIMAL,
+            "description": "Take profit: above entry for a buy, below for a sell. Required unless "
+            "targets is given (not both).",
+        },
+        "targets": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 4,
+            "description": "Take-profit levels nearest first, each beyond the previous; the shares "
+            "close_percent (integers) sum to 100. Instead of tp.",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["price", "close_percent"],
+                "properties": {
+                    "price": _DECIMAL,
+                    "close_percent": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+            },
+        },
+        "breakeven_after": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 4,
+            "description": "After this target fills, the stop of what remains moves to entry (0: never); "
+            "default 1 with two or more targets, else 0.",
+        },
+        "trail_points": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 1000000,
+            "description": "After the first target, the stop trails the best price by this many points "
+            "(only ever tightening).",
+        },
         "risk_percent": {**_DECIMAL, "description": "0 < x <= 10; default DEFAULT_RISK_PERCENT."},
         "ttl_seconds": {
             "type": "integer",
@@ -87,6 +121,9 @@ _SIGNAL = {
         "entry",
         "sl",
         "tp",
+        "targets",
+        "breakeven_after",
+        "trail_points",
         "risk_percent",
         "ttl_seconds",
         "strategy",
@@ -105,7 +142,17 @@ _SIGNAL = {
         "order_type": {"enum": ["market", "limit", "stop"]},
         "entry": _NULLABLE_DECIMAL,
         "sl": {"type": "string"},
-        "tp": {"type": "string"},
+        "tp": {"type": "string", "description": "The furthest target."},
+        "targets": {
+            "type": ["array", "null"],
+            "description": "The targets as sent (null when the signal had tp alone).",
+            "items": {
+                "type": "object",
+                "properties": {"price": {"type": "string"}, "close_percent": {"type": "integer"}},
+            },
+        },
+        "breakeven_after": {"type": "integer"},
+        "trail_points": {"type": ["integer", "null"]},
         "risk_percent": {"type": "string"},
         "ttl_seconds": {"type": "integer"},
         "strategy": {"type": ["string", "null"]},

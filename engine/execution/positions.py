@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from loguru import logger
 from sqlalchemy import select, update
@@ -56,7 +57,12 @@ def closing_deal(deals: list[Deal], ticket: str) -> list[Deal]:
 
 
 def apply_close(
-    session: AsyncSession, position: Position, deals: list[Deal], reason: str, actor: str
+    session: AsyncSession,
+    position: Position,
+    deals: list[Deal],
+    reason: str,
+    actor: str,
+    **extra: Any,
 ) -> Decimal:
     """Mark a position CLOSED from its closing deal(s); emits ``position.closed``. Returns the P&L."""
     volume = sum((d.volume for d in deals), Decimal(0))
@@ -98,6 +104,7 @@ def apply_close(
         profit=str(net),
         reason=position.close_reason,
         external=position.external,
+        **extra,
     )
     return net
 

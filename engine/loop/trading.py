@@ -48,6 +48,7 @@ from engine.execution.service import ExecutionService
 from engine.execution.sweep import OrderSweep
 from engine.loop.heartbeat import LoopCollector, LoopStats, beat
 from engine.loop.leader import LeaderLease
+from engine.loop.management import TradeManager
 from engine.management.changes import ChangeService
 from engine.observability.logs import redact
 from engine.reconcile.service import Reconciler
@@ -145,6 +146,7 @@ class TradingLoop:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._collector: LoopCollector | None = None
+        self.manager = TradeManager(db, relay)
         self.orders = OrderSweep(
             db,
             execution,
@@ -336,6 +338,8 @@ class TradingLoop:
 
     async def _account_work(self, account: ExecutionAccount, reconcile: bool) -> None:
         broker = await self._brokers.get(account)
+        # Targets, stops and hand-made changes first, so reconciliation finds them recorded.
+        await self.manager.manage(account, broker)
         if reconcile:
             await self.reconciler.reconcile_account(account)
         snapshot = await broker.account()

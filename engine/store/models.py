@@ -123,7 +123,11 @@ class Signal(Base):
     order_type: Mapped[str] = mapped_column(String(8), default="market")
     entry: Mapped[Decimal | None] = mapped_column(nullable=True)
     sl: Mapped[Decimal] = mapped_column()
-    tp: Mapped[Decimal] = mapped_column()
+    tp: Mapped[Decimal] = mapped_column()  # the furthest target
+    # [{"price": "<decimal string>", "close_percent": int}, ...] nearest first; None: ``tp`` alone.
+    targets: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    breakeven_after: Mapped[int] = mapped_column(Integer, default=0)
+    trail_points: Mapped[int | None] = mapped_column(Integer, nullable=True)
     risk_percent: Mapped[Decimal] = mapped_column()
     ttl_seconds: Mapped[int] = mapped_column(Integer)
     strategy: Mapped[str | None] = mapped_column(String(32), nullable=True)
@@ -157,10 +161,15 @@ class Decision(Base):
 
 class Order(Base):
     __tablename__ = "orders"
+    __table_args__ = (UniqueConstraint("decision_id", "leg", name="uq_orders_decision_leg"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     client_order_id: Mapped[str] = mapped_column(String(31), unique=True)
-    decision_id: Mapped[str | None] = mapped_column(ForeignKey("decisions.id"), unique=True, nullable=True)
+    decision_id: Mapped[str | None] = mapped_column(ForeignKey("decisions.id"), nullable=True, index=True)
+    # One order per target on hedging accounts: leg 1, 2, ... of the decision (1 otherwise).
+    leg: Mapped[int] = mapped_column(Integer, default=1)
+    # The target plan this order carries (``engine.execution.targets.plan_to_json``), None for one TP.
+    targets: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     signal_id: Mapped[str | None] = mapped_column(ForeignKey("signals.id"), nullable=True, index=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("execution_accounts.id"), index=True)
     symbol: Mapped[str] = mapped_column(String(32))
@@ -212,6 +221,31 @@ class Position(Base):
     external: Mapped[bool] = mapped_column(Boolean, default=False)
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Trade management (engine.loop.management): the stop the engine last set (None: the order's),
+    # False once someone moved the stop by hand (the engine then leaves it alone), and the best
+    # closing price seen since the first target (for trailing).
+    engine_sl: Mapped[Decimal | None] = mapped_column(nullable=True)
+    stop_managed: Mapped[bool] = mapped_column(Boolean, default=True)
+    best_price: Mapped[Decimal | None] = mapped_column(nullable=True)
+
+
+class PositionFill(Base):
+    """One closing deal of a position as the engine recorded it (exactly once per broker deal)."""
+
+    __tablename__ = "position_fills"
+    __table_args__ = (UniqueConstraint("account_id", "deal_ticket", name="uq_position_fills_account_deal"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("execution_accounts.id"))
+    position_id: Mapped[int] = mapped_column(ForeignKey("positions.id"), index=True)
+    deal_ticket: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(12))  # target | stop | manual | engine
+    targets: Mapped[list[Any]] = mapped_column(JSON, default=list)  # target numbers this deal closed
+    volume: Mapped[Decimal] = mapped_column()
+    price: Mapped[Decimal] = mapped_column()
+    profit: Mapped[Decimal] = mapped_column()
+    reason: Mapped[str] = mapped_column(String(12))  # the broker's deal reason
+    at: Mapped[datetime] = mapped_column()
 
 
 class EquityPoint(Base):

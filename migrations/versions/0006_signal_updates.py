@@ -1,7 +1,7 @@
 """trade management: signal updates, their per-position claim rows, subscribers' risk limits
 
 Revision ID: 0006_updates
-Revises: 0005
+Revises: 0005, 0005_signal_targets (merges the two heads the targets branch left; the lead renumbers)
 Create Date: 2026-12-03 09:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import engine.store.db
 
 revision: str = "0006_updates"
-down_revision: str | None = "0005"
+down_revision: str | tuple[str, ...] | None = ("0005", "0005_signal_targets")
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
