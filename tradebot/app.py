@@ -23,6 +23,8 @@ from engine.execution.positions import PositionCloser
 from engine.execution.service import ExecutionConfig, ExecutionService
 from engine.loop.leader import make_lease
 from engine.loop.trading import LoopConfig, TradingLoop, reconcile_hook
+from engine.management.changes import ChangeService
+from engine.management.updates import UpdateService
 from engine.reconcile.service import Reconciler
 from engine.risk.control import EngineControl
 from engine.risk.drawdown import DrawdownGuard, GuardConfig
@@ -107,6 +109,8 @@ def build_services(
     reconciler = Reconciler(db, registry, execution, closer, relay)
     guard.before_close = reconcile_hook(reconciler, db)
     loop_config = LoopConfig.from_settings(settings, **(loop_overrides or {}))
+    changes = ChangeService(db, registry, relay)
+    relay.subscribe("changes", changes.on_event)
     trading_loop = TradingLoop(
         db=db,
         brokers=registry,
@@ -116,6 +120,7 @@ def build_services(
         relay=relay,
         lease=make_lease(db, ttl_seconds=loop_config.lease_ttl_seconds),
         config=loop_config,
+        changes=changes,
     )
     services = EngineServices(
         settings=settings,
@@ -135,6 +140,8 @@ def build_services(
         reconciler=reconciler,
         trading_loop=trading_loop,
         analytics=AnalyticsService(db),
+        updates=UpdateService(db, relay),
+        changes=changes,
     )
     install_billing(services)  # plans, Stars payments, referrals, auto-execution, entitlement gate
     return services

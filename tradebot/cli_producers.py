@@ -1,4 +1,4 @@
-"""``tradebot producer ...`` and ``tradebot signal send`` (CONTRACTS section 3)."""
+"""``tradebot producer ...``, ``tradebot signal send`` and ``tradebot signal update`` (CONTRACTS section 3)."""
 
 from __future__ import annotations
 
@@ -113,16 +113,53 @@ def producer_enable(producer_id: str = typer.Argument(..., metavar="ID")) -> Non
     _set_status(producer_id, enable=True)
 
 
+_URL = typer.Option(None, help="Server base URL (default http://HTTP_HOST:HTTP_PORT)")
+_PRODUCER = typer.Option(None, envvar="TRADEBOT_PRODUCER_ID", help="X-Producer-Id")
+_SECRET = typer.Option(None, envvar="TRADEBOT_PRODUCER_SECRET", help="The producer's secret")
+_KEY = typer.Option(None, help="Idempotency-Key header")
+_TIMEOUT = typer.Option(10.0, help="Seconds to wait for the answer")
+
+
 @signal_app.command("send")
 def signal_send(
     body: str | None = typer.Argument(None, help="The JSON body; read from stdin when omitted or '-'"),
-    url: str | None = typer.Option(None, help="Server base URL (default http://HTTP_HOST:HTTP_PORT)"),
-    producer_id: str | None = typer.Option(None, envvar="TRADEBOT_PRODUCER_ID", help="X-Producer-Id"),
-    secret: str | None = typer.Option(None, envvar="TRADEBOT_PRODUCER_SECRET", help="The producer's secret"),
-    idempotency_key: str | None = typer.Option(None, help="Idempotency-Key header"),
-    timeout: float = typer.Option(10.0, help="Seconds to wait for the answer"),
+    url: str | None = _URL,
+    producer_id: str | None = _PRODUCER,
+    secret: str | None = _SECRET,
+    idempotency_key: str | None = _KEY,
+    timeout: float = _TIMEOUT,
 ) -> None:
     """Sign a signal and POST it; prints the status and the answer; exit 1 unless 2xx."""
+    _sign_and_post(None, body, url, producer_id, secret, idempotency_key, timeout)
+
+
+@signal_app.command("update")
+def signal_update(
+    signal_id: str = typer.Argument(..., metavar="ID", help="The signal's id, or your own id from its body"),
+    body: str | None = typer.Argument(
+        None, help='The update, e.g. \'{"action": "move_sl", "sl": "entry"}\'; stdin when omitted or \'-\''
+    ),
+    url: str | None = _URL,
+    producer_id: str | None = _PRODUCER,
+    secret: str | None = _SECRET,
+    idempotency_key: str | None = _KEY,
+    timeout: float = _TIMEOUT,
+) -> None:
+    """Sign an update to a signal (move_sl, move_tp, close, cancel, note) and POST it; exit 1 unless 2xx."""
+    if not 1 <= len(signal_id) <= 64:
+        _fail("ID must be 1 to 64 characters")
+    _sign_and_post(signal_id, body, url, producer_id, secret, idempotency_key, timeout)
+
+
+def _sign_and_post(
+    signal_id: str | None,
+    body: str | None,
+    url: str | None,
+    producer_id: str | None,
+    secret: str | None,
+    key: str | None,
+    timeout: float,
+) -> None:
     if not producer_id or not secret:
         _fail(
             "--producer-id and --secret (or TRADEBOT_PRODUCER_ID and TRADEBOT_PRODUCER_SECRET) are required"
@@ -133,7 +170,7 @@ def signal_send(
 
         settings = settings_or_exit()
         url = f"http://{settings.http_host}:{settings.http_port}"
-    status, text = asyncio.run(_post(url, producer_id, secret, raw, idempotency_key, timeout))  # type: ignore[arg-type]
+    status, text = asyncio.run(_post(url, producer_id, secret, raw, key, timeout, signal_id))  # type: ignore[arg-type]
     typer.echo(str(status))
     typer.echo(text)
     if not 200 <= status < 300:
@@ -141,12 +178,18 @@ def signal_send(
 
 
 async def _post(
-    url: str, producer_id: str, secret: str, raw: bytes, key: str | None, seconds: float
+    url: str,
+    producer_id: str,
+    secret: str,
+    raw: bytes,
+    key: str | None,
+    seconds: float,
+    signal_id: str | None,
 ) -> tuple[int, str]:
     from engine.api.client import SignalClient
 
     async with SignalClient(url, producer_id, secret, timeout=seconds) as client:
-        target = client.signal_url()
+        target = client.signal_url() if signal_id is None else client.updates_url(signal_id)
         answer = await client.send_raw(target, raw, key)
     if answer.status == 0:
         _fail(f"cannot reach {target}: {answer.error}", code=1)

@@ -86,6 +86,7 @@ class Runtime:
             box=services.secrets,
             metrics=self.metrics,
             readiness=self.readiness,
+            updates=services.updates,
         )
         app = build_http_app(ctx)
         self.http_app = app

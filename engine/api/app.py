@@ -22,6 +22,7 @@ from engine.api.problem import Problem
 from engine.ingest.producers import ProducerService
 from engine.ingest.ratelimit import RateLimiter
 from engine.ingest.service import IngestService
+from engine.management.updates import UpdateService
 from engine.observability.logs import correlation
 from engine.observability.metrics import Metrics
 from engine.observability.readiness import Readiness
@@ -52,6 +53,7 @@ class ApiContext:
     readiness: Readiness | None = None
     producers: ProducerService | None = None
     ingest: IngestService | None = None
+    updates: UpdateService | None = None  # producers' updates to their signals (CONTRACTS 1a)
     limiter: RateLimiter = field(default_factory=RateLimiter)
 
     def __post_init__(self) -> None:
@@ -62,6 +64,8 @@ class ApiContext:
             self.producers = ProducerService(self.db, self.box)
         if self.ingest is None:
             self.ingest = IngestService(self.db, self.settings, self.relay)
+        if self.updates is None:
+            self.updates = UpdateService(self.db, self.relay)
 
 
 CTX: web.AppKey[ApiContext] = web.AppKey("tradebot_api_context", ApiContext)
@@ -142,7 +146,7 @@ def build_http_app(
     middlewares: Iterable[Middleware] = (),
 ) -> web.Application:
     """The HTTP application; add more routes to the returned app before starting it."""
-    from engine.api import health, openapi, signals
+    from engine.api import health, openapi, signal_updates, signals
 
     app = web.Application(middlewares=[_middleware(ctx), *middlewares])
     app[CTX] = ctx
@@ -158,6 +162,7 @@ def build_http_app(
 
     app.on_response_prepare.append(_plain_server_header)
     app.add_routes(signals.routes)
+    app.add_routes(signal_updates.routes)
     app.add_routes(health.routes)
     app.add_routes(openapi.routes)
     app.add_routes(list(extra_routes))

@@ -43,7 +43,7 @@ _MAX_ID = 64
 
 
 @dataclass
-class _Caller:
+class Caller:
     producer_id: str | None = None  # the authenticated producer, once known
     claimed: str | None = None  # what X-Producer-Id said (for the audit line of a refusal)
 
@@ -96,7 +96,7 @@ def ascii_header(request: web.Request, name: str) -> str | None:
     return value
 
 
-async def _by_header(ctx: ApiContext, request: web.Request, caller: _Caller) -> ProducerAuth:
+async def _by_header(ctx: ApiContext, request: web.Request, caller: Caller) -> ProducerAuth:
     claimed = (ascii_header(request, PRODUCER_HEADER) or "").strip()
     if not claimed:
         raise Problem(401, "missing_producer", f"the {PRODUCER_HEADER} header is missing")
@@ -139,7 +139,7 @@ def _verify(producer: ProducerAuth, body: bytes, header: str | None) -> str:
         raise Problem(401, exc.reason, exc.message) from None
 
 
-def _allow(ctx: ApiContext, producer: ProducerAuth, caller: _Caller) -> None:
+def _allow(ctx: ApiContext, producer: ProducerAuth, caller: Caller) -> None:
     caller.producer_id = producer.id
     if not producer.active:
         raise Problem(403, "producer_disabled", "this producer is disabled")
@@ -156,7 +156,7 @@ def _allow(ctx: ApiContext, producer: ProducerAuth, caller: _Caller) -> None:
         )
 
 
-async def _audit_refusal(ctx: ApiContext, request: web.Request, problem: Problem, caller: _Caller) -> None:
+async def audit_refusal(ctx: ApiContext, request: web.Request, problem: Problem, caller: Caller) -> None:
     details: dict[str, object] = {
         "status": problem.status,
         "reason": problem.reason,
@@ -188,7 +188,12 @@ def _accepted(outcome: Outcome) -> web.Response:
     )
 
 
-async def _post(request: web.Request, ctx: ApiContext, caller: _Caller, token_route: bool) -> web.Response:
+async def authenticated_post(
+    request: web.Request, ctx: ApiContext, caller: Caller, token_route: bool
+) -> tuple[ProducerAuth, bytes, str | None]:
+    """The checks every producer POST passes, in order (signals and their updates alike):
+    413, 415, the producer (401), the capped body (413), the signature (401), 403, 429.
+    Returns the producer, the raw body and the signature (None on the token route)."""
     declared = request.content_length
     if declared is not None and declared > MAX_BODY_BYTES:
         raise _too_large()
@@ -196,13 +201,32 @@ async def _post(request: web.Request, ctx: ApiContext, caller: _Caller, token_ro
     if token_route:
         producer = await _by_token(ctx, request)
         _allow(ctx, producer, caller)
-        raw = await read_capped(request)
-        signature = None
-    else:
-        producer = await _by_header(ctx, request, caller)
-        raw = await read_capped(request)
-        signature = _verify(producer, raw, ascii_header(request, SIGNATURE_HEADER))
+        return producer, await read_capped(request), None
+    producer = await _by_header(ctx, request, caller)
+    raw = await read_capped(request)
+    signature = _verify(producer, raw, ascii_header(request, SIGNATURE_HEADER))
+    _allow(ctx, producer, caller)
+    return producer, raw, signature
+
+
+async def authenticated_get(request: web.Request, ctx: ApiContext, token_route: bool) -> ProducerAuth:
+    """The producer behind a GET (signed over an empty body, or the URL token); refusals audited."""
+    caller = Caller()
+    try:
+        if token_route:
+            producer = await _by_token(ctx, request)
+        else:
+            producer = await _by_header(ctx, request, caller)
+            _verify(producer, b"", ascii_header(request, SIGNATURE_HEADER))
         _allow(ctx, producer, caller)
+    except Problem as problem:
+        await audit_refusal(ctx, request, problem, caller)
+        raise
+    return producer
+
+
+async def _post(request: web.Request, ctx: ApiContext, caller: Caller, token_route: bool) -> web.Response:
+    producer, raw, signature = await authenticated_post(request, ctx, caller, token_route)
     assert ctx.ingest is not None
     try:
         outcome = await ctx.ingest.ingest(
@@ -233,13 +257,13 @@ async def _post(request: web.Request, ctx: ApiContext, caller: _Caller, token_ro
 
 async def _handle_post(request: web.Request, token_route: bool) -> web.Response:
     ctx = request.app[CTX]
-    caller = _Caller()
+    caller = Caller()
     started = time.perf_counter()
     try:
         return await _post(request, ctx, caller, token_route)
     except Problem as problem:
         ctx.metrics.signals_refused.labels(problem.reason).inc()
-        await _audit_refusal(ctx, request, problem, caller)
+        await audit_refusal(ctx, request, problem, caller)
         raise
     finally:
         ctx.metrics.ingest_latency.observe(time.perf_counter() - started)
@@ -257,17 +281,7 @@ async def post_signal_by_token(request: web.Request) -> web.Response:
 
 async def _get(request: web.Request, token_route: bool) -> web.Response:
     ctx = request.app[CTX]
-    caller = _Caller()
-    try:
-        if token_route:
-            producer = await _by_token(ctx, request)
-        else:
-            producer = await _by_header(ctx, request, caller)
-            _verify(producer, b"", ascii_header(request, SIGNATURE_HEADER))
-        _allow(ctx, producer, caller)
-    except Problem as problem:
-        await _audit_refusal(ctx, request, problem, caller)
-        raise
+    producer = await authenticated_get(request, ctx, token_route)
     assert ctx.ingest is not None
     signal_id = request.match_info["signal_id"]
     row = await ctx.ingest.get(producer.id, signal_id) if len(signal_id) <= 36 else None

@@ -531,3 +531,82 @@ def _ledger_no_update(*_: Any) -> None:
 @event.listens_for(ReferralEntry, "before_delete")
 def _ledger_no_delete(*_: Any) -> None:
     raise AppendOnlyViolation("referral_ledger is append-only: rows cannot be deleted")
+
+
+# ---------------------------------------------------------------------- trade management
+
+
+class SignalUpdate(Base):
+    """A change to a signal after it was sent: a producer's update (CONTRACTS 1a) or a
+    subscriber's own Close / Stop → entry. Idempotent like signals: unique per producer and key
+    (a subscriber's control uses ``producer_id`` NULL and a key made from the tap)."""
+
+    __tablename__ = "signal_updates"
+    __table_args__ = (
+        UniqueConstraint("producer_id", "idempotency_key", name="uq_signal_updates_producer_key"),
+        UniqueConstraint("producer_id", "signature", name="uq_signal_updates_producer_signature"),
+        UniqueConstraint("user_id", "idempotency_key", name="uq_signal_updates_user_key"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    signal_id: Mapped[str] = mapped_column(ForeignKey("signals.id"), index=True)
+    producer_id: Mapped[str | None] = mapped_column(ForeignKey("producers.id"), nullable=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)  # a subscriber's
+    position_id: Mapped[int | None] = mapped_column(ForeignKey("positions.id"), nullable=True)  # their one
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    body_hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(16))  # move_sl | move_tp | close | cancel | note
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # decimals as strings
+    status: Mapped[str] = mapped_column(String(12), default="accepted")  # accepted | planned
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    planned_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class PositionChange(Base):
+    """One update applied to one position or order: the exactly-once claim row.
+
+    Inserted once per (update, target) (unique), claimed by a conditional UPDATE committed
+    before the broker call, settled with the broker's answer; a claim whose answer was lost is
+    resolved by looking at the terminal (``engine.management.changes``)."""
+
+    __tablename__ = "position_changes"
+    __table_args__ = (
+        UniqueConstraint("update_id", "target", name="uq_position_changes_update_target"),
+        Index("ix_position_changes_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    update_id: Mapped[str] = mapped_column(ForeignKey("signal_updates.id"), index=True)
+    target: Mapped[str] = mapped_column(String(48))  # position:<id> | order:<id>
+    account_id: Mapped[int] = mapped_column(ForeignKey("execution_accounts.id"), index=True)
+    order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), nullable=True)
+    position_id: Mapped[int | None] = mapped_column(ForeignKey("positions.id"), nullable=True)
+    client_id: Mapped[str] = mapped_column(String(31), unique=True)  # the close deal's comment
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    reason_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    done_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RiskLimits(Base):
+    """A subscriber's own limits (/settings → Risk); a column left NULL takes the admin default."""
+
+    __tablename__ = "risk_limits"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    sizing: Mapped[str | None] = mapped_column(String(12), nullable=True)  # risk_percent | fixed | signal
+    risk_percent: Mapped[Decimal | None] = mapped_column(nullable=True)
+    fixed_lots: Mapped[Decimal | None] = mapped_column(nullable=True)
+    max_lots: Mapped[Decimal | None] = mapped_column(nullable=True)
+    max_positions: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_open_risk_percent: Mapped[Decimal | None] = mapped_column(nullable=True)
+    daily_loss_percent: Mapped[Decimal | None] = mapped_column(nullable=True)
+    min_rr: Mapped[Decimal | None] = mapped_column(nullable=True)
+    instruments_off: Mapped[list[str]] = mapped_column(JSON, default=list)
+    paused_until: Mapped[datetime | None] = mapped_column(nullable=True)  # daily loss limit reached
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
