@@ -45,6 +45,15 @@ class PositionStatus(StrEnum):
     CLOSED = "closed"
 
 
+class TradingState(StrEnum):
+    """What an execution account may do (``ExecutionAccount.trading_state``)."""
+
+    ACTIVE = "active"  # opens and closes
+    REDUCING = "reducing"  # closes only: new orders are refused (an admin's /pause of the account)
+    HALTED = "halted"  # nothing from subscribers or producers; only the operator's close-all and the
+    # drawdown guard act on it (the drawdown guard's hard tier halts the account)
+
+
 S = TypeVar("S", bound=StrEnum)
 
 
@@ -136,6 +145,17 @@ POSITION = StateMachine(
         PositionStatus.OPEN: _f(PositionStatus.CLOSING, PositionStatus.CLOSED),
         PositionStatus.CLOSING: _f(PositionStatus.CLOSED, PositionStatus.OPEN),
         PositionStatus.CLOSED: _f(),
+    },
+)
+
+_T = TradingState
+TRADING = StateMachine(
+    "trading",
+    TradingState,
+    {
+        _T.ACTIVE: _f(_T.REDUCING, _T.HALTED),
+        _T.REDUCING: _f(_T.ACTIVE, _T.HALTED),
+        _T.HALTED: _f(_T.ACTIVE, _T.REDUCING),
     },
 )
 

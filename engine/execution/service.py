@@ -16,7 +16,7 @@ import base64
 import dataclasses
 import hashlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -38,7 +38,7 @@ from engine.accounts.symbols import resolve_symbol
 from engine.brokers.base import Broker, FoundOrder, OrderRequest, OrderType, Side, SubmitResult, SubmitStatus
 from engine.brokers.registry import BrokerRegistry
 from engine.execution.orders import BuiltOrder, OrderRefusal, OrderRules, SignalParams, build_order
-from engine.risk.control import is_paused
+from engine.risk.chain import RiskChain, TradeContext, standard_gates
 from engine.states import ORDER, DecisionStatus, OrderStatus
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
@@ -54,9 +54,6 @@ from engine.store.events import (
 from engine.store.models import Decision, ExecutionAccount, Order, Position, Signal, User
 
 CLIENT_ID_PREFIX = "tb-"
-
-# A gate may refuse an order at the moment of execution: (session, order, account, user) -> reason.
-Gate = Callable[[AsyncSession, Order, ExecutionAccount, User | None], Awaitable[tuple[str, str] | None]]
 
 
 def client_order_id_for(decision_id: str) -> str:
@@ -90,19 +87,18 @@ class ExecutionService:
         rules: Callable[[ExecutionAccount], OrderRules],
         relay: EventRelay | None = None,
         config: ExecutionConfig | None = None,
+        chain: RiskChain | None = None,
     ) -> None:
         self._db = db
         self._brokers = brokers
         self._rules = rules
         self._relay = relay
         self.config = config or ExecutionConfig()
-        self._gates: list[Gate] = []
+        # The pre-trade risk chain every order passes before it is sent (engine.risk.chain).
+        self.chain = chain if chain is not None else RiskChain(standard_gates(rules))
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: set[asyncio.Task[Any]] = set()
         self._accepting = True
-
-    def add_gate(self, gate: Gate) -> None:
-        self._gates.append(gate)
 
     # ----------------------------------------------------------------- entry points
 
@@ -219,9 +215,19 @@ class ExecutionService:
             if order.attempts >= self.config.max_attempts:
                 return await self._fail(session, order, "retries exhausted")
             assert signal is not None, f"order {order_id} has no signal"
-            refusal = await self._gate(session, order, account, user, signal)
+            refusal = await self.chain.check(
+                TradeContext(
+                    session,
+                    account,
+                    user,
+                    signal,
+                    utcnow(),
+                    order=order,
+                    via=decision.via if decision is not None else "dm",
+                )
+            )
             if refusal is not None:
-                return await self._refuse(session, order, *refusal)
+                return await self._refuse(session, order, refusal.code, refusal.message, refusal.params)
             session.expunge_all()
 
         try:
@@ -278,33 +284,6 @@ class ExecutionService:
                 return await self._load(session, order_id)  # someone else is sending it
         result = await self._send(broker, built.request)
         return await self._apply(order_id, result, built.request)
-
-    async def _gate(
-        self,
-        session: AsyncSession,
-        order: Order,
-        account: ExecutionAccount,
-        user: User | None,
-        signal: Signal,
-    ) -> tuple[str, str] | None:
-        if await is_paused(session):
-            return "paused", "trading is paused by an admin"
-        if account.paused:
-            return (
-                "account_paused",
-                f"execution on this account is paused ({account.paused_reason or 'paused'})",
-            )
-        if account.drawdown_state in ("soft", "hard"):
-            return "drawdown", f"the account is past its drawdown limit ({account.drawdown_state} tier)"
-        if user is not None and user.status != "active":
-            return "user_inactive", "the subscriber is not active"
-        if order.status == OrderStatus.PENDING and signal.expires_at < utcnow() and order.attempts == 0:
-            return "expired", "the signal expired before it could be executed"
-        for gate in self._gates:
-            refusal = await gate(session, order, account, user)
-            if refusal is not None:
-                return refusal
-        return None
 
     async def _claim(self, order_id: str, built: BuiltOrder) -> bool:
         req = built.request
@@ -473,12 +452,19 @@ class ExecutionService:
         self._notify()
         return order
 
-    async def _refuse(self, session: AsyncSession, order: Order, code: str, message: str) -> Order:
+    async def _refuse(
+        self,
+        session: AsyncSession,
+        order: Order,
+        code: str,
+        message: str,
+        params: Mapping[str, str] | None = None,
+    ) -> Order:
         ORDER.move(order, OrderStatus.REFUSED)
         order.reason_code = code[:32]
         order.reason = message[:500]
         audit(session, "engine", "order.refused", f"order:{order.id}", code=code, reason=message)
-        emit(session, ORDER_REJECTED, **self._payload(order))
+        emit(session, ORDER_REJECTED, **self._payload(order), reason_params=dict(params or {}))
         self._notify()
         return order
 
