@@ -95,7 +95,9 @@ class AccountStateGate:
                 f"this account only closes positions now ({why})",
                 {"reason": why},
             )
-        return Refusal(self.name, "account_halted", f"trading on this account is halted ({why})", {"reason": why})
+        return Refusal(
+            self.name, "account_halted", f"trading on this account is halted ({why})", {"reason": why}
+        )
 
 
 class SubscriberGate:

@@ -393,6 +393,7 @@ class DrawdownGuard:
                 **trigger.facts,
                 "closed": summary.closed,
                 "failed": summary.failed,
+                "orders_cancelled": summary.orders_cancelled,
                 "pnl": str(summary.pnl),
                 "paused": True,
                 "resume_required": True,
@@ -406,6 +407,8 @@ class DrawdownGuard:
                 f"account:{trigger.account_id}",
                 closed=summary.closed,
                 failed=summary.failed,
+                orders_cancelled=summary.orders_cancelled,
+                orders_failed=summary.orders_failed,
                 pnl=str(summary.pnl),
                 errors=summary.errors[:10],
             )
