@@ -131,6 +131,10 @@ from tradebot.cli_accounts import register as _register_account_commands  # noqa
 
 _register_account_commands(app)
 
+from tradebot.cli_ops import register as _register_ops_commands  # noqa: E402
+
+_register_ops_commands(app)
+
 
 def main() -> None:
     try:
