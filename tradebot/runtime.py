@@ -85,6 +85,7 @@ class Runtime:
             box=services.secrets,
             metrics=self.metrics,
             readiness=self.readiness,
+            ops=services.ops,
         )
         app = build_http_app(ctx)
         self.http_app = app

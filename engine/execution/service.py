@@ -227,7 +227,9 @@ class ExecutionService:
                 )
             )
             if refusal is not None:
-                return await self._refuse(session, order, refusal.code, refusal.message, refusal.params)
+                return await self._refuse(
+                    session, order, refusal.code, refusal.message, refusal.params, gate=refusal.gate
+                )
             session.expunge_all()
 
         try:
@@ -459,11 +461,13 @@ class ExecutionService:
         code: str,
         message: str,
         params: Mapping[str, str] | None = None,
+        *,
+        gate: str | None = None,
     ) -> Order:
         ORDER.move(order, OrderStatus.REFUSED)
         order.reason_code = code[:32]
         order.reason = message[:500]
-        audit(session, "engine", "order.refused", f"order:{order.id}", code=code, reason=message)
+        audit(session, "engine", "order.refused", f"order:{order.id}", code=code, reason=message, gate=gate)
         emit(session, ORDER_REJECTED, **self._payload(order), reason_params=dict(params or {}))
         self._notify()
         return order
