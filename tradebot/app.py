@@ -139,6 +139,7 @@ def build_services(
             guard,
             ProducerService(db, secrets),
             relay,
+            refresh=reconcile_hook(reconciler, db),
         ),
     )
     install_billing(services)  # plans, Stars payments, referrals, auto-execution, entitlement gate

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -29,6 +30,8 @@ from engine.store.events import POSITION_CLOSED, EventRelay, emit
 from engine.store.models import ExecutionAccount, Order, Position
 
 _ANSWERED = (SubmitStatus.ACCEPTED, SubmitStatus.REFUSED)
+# Brings an account's positions up to date with its broker (reconciliation), by account id.
+Refresh = Callable[[int], Awaitable[None]]
 
 
 def close_client_id(account_id: int, ticket: str) -> str:
@@ -179,7 +182,9 @@ class PositionCloser:
             self._relay.notify()
         return summary
 
-    async def close_account(self, account_id: int, reason: str, actor: str) -> CloseSummary:
+    async def close_account(
+        self, account_id: int, reason: str, actor: str, *, refresh: Refresh | None = None
+    ) -> CloseSummary:
         """Cancel an account's pending orders, then close its positions (the drawdown guard, close-all).
 
         Pending orders go first (``engine.execution.cancels``), so none fills while the positions
@@ -189,6 +194,13 @@ class PositionCloser:
         the broker refuses and it is still open, or CLOSING for reconciliation when unknown).
         """
         cancels = await self._cancels.cancel_account(account_id, reason, actor)
+        if refresh is not None:  # positions the store does not know yet (a fill just now, a manual trade)
+            try:
+                await refresh(account_id)
+            except Exception as exc:
+                logger.warning(
+                    "account {}: refreshing positions before closing failed: {!r}", account_id, exc
+                )
         summary = await self._close_positions(account_id, reason, actor)
         summary.add_cancels(cancels)
         if cancels.cancelled and self._relay is not None:
@@ -282,7 +294,9 @@ class PositionCloser:
             self._relay.notify()
         return summary
 
-    async def close_everything(self, reason: str, actor: str) -> CloseSummary:
+    async def close_everything(
+        self, reason: str, actor: str, *, refresh: Refresh | None = None
+    ) -> CloseSummary:
         """Every account with an open position or a pending order of ours: cancel, then close."""
         async with self._db.session() as session:
             with_positions = (
@@ -299,6 +313,8 @@ class PositionCloser:
             ).all()
         account_ids = sorted(set(with_positions) | set(with_orders))
         summary = CloseSummary()
-        for result in await asyncio.gather(*(self.close_account(a, reason, actor) for a in account_ids)):
+        for result in await asyncio.gather(
+            *(self.close_account(a, reason, actor, refresh=refresh) for a in account_ids)
+        ):
             summary.add(result)
         return summary

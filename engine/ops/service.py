@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.execution.positions import CloseSummary, PositionCloser
+from engine.execution.positions import CloseSummary, PositionCloser, Refresh
 from engine.ingest.producers import ProducerInfo, ProducerService
 from engine.ops.queries import OpsQueries, scope_accounts
 from engine.ops.views import (
@@ -52,13 +52,17 @@ class OpsService:
         guard: DrawdownGuard,
         producers: ProducerService,
         relay: EventRelay | None = None,
+        refresh: Refresh | None = None,
     ) -> None:
+        """``refresh``: reconciles an account (``engine.loop.trading.reconcile_hook``), so close-all
+        also closes what filled or was traded by hand since the store last looked."""
         self._db = db
         self._queries = queries
         self._closer = closer
         self._guard = guard
         self._producers = producers
         self._relay = relay
+        self._refresh = refresh
 
     # ------------------------------------------------------------------ reads
 
@@ -149,11 +153,15 @@ class OpsService:
         async with self._db.session() as session:
             ids = await scope_accounts(session, scope)
         if ids is None:
-            summary = await self._closer.close_everything(CLOSEALL_REASON, actor)
+            summary = await self._closer.close_everything(CLOSEALL_REASON, actor, refresh=self._refresh)
         else:
             summary = CloseSummary()
             for account_id in ids:
-                summary.add(await self._closer.close_account(account_id, CLOSEALL_REASON, actor))
+                summary.add(
+                    await self._closer.close_account(
+                        account_id, CLOSEALL_REASON, actor, refresh=self._refresh
+                    )
+                )
         result = CloseAllResult(
             scope=scope,
             requested=summary.requested,

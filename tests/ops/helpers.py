@@ -60,18 +60,13 @@ class OpsWorld:
         assert order is not None and order.status == OrderStatus.FILLED, order
         return order
 
-    async def place_limit(self, index: int = 0) -> Order:
+    async def place_limit(
+        self, index: int = 0, entry: str = "1.09500", sl: str = "1.09000", tp: str = "1.10500"
+    ) -> Order:
         """A buy limit below the market, resting at the broker."""
         user, account = self.pairs[index]
         decision = await make_approval(
-            self.db,
-            self.producer,
-            user,
-            account,
-            order_type="limit",
-            entry="1.09500",
-            sl="1.09000",
-            tp="1.10500",
+            self.db, self.producer, user, account, order_type="limit", entry=entry, sl=sl, tp=tp
         )
         order = await self.services.execution.execute_decision(decision)
         assert order is not None and order.status == OrderStatus.PLACED, order
