@@ -125,6 +125,7 @@ def refusal_reason(code: str | None, reason: str | None) -> str:
         "paused": _("trading is paused by an admin"),
         "account_halted": _("trading on your account is halted"),
         "account_reducing": _("your account only closes positions for now"),
+        "cancelled": _("the order was cancelled (an admin's close-all or the drawdown guard)"),
         "drawdown": _("your account is past its drawdown limit"),
         "user_inactive": _("your subscription is not active"),
         "expired": _("the signal expired before it could be executed"),
