@@ -118,7 +118,7 @@ async def test_positions_and_closeall_with_a_trade_token(admin: Admin) -> None:
 
 async def test_bad_scopes_are_problems_that_change_nothing(admin: Admin) -> None:
     token = (await admin.tokens.add("ci", "trade")).token
-    bad = [
+    bad: list[tuple[str, str, dict[str, Any]]] = [
         ("GET", "positions?account=abc", {}),
         ("GET", "positions?account=1&subscriber=2", {}),
         ("POST", "pause", {"json": {"account": -1}}),

@@ -130,7 +130,9 @@ async def events(db: Database, type_: str | None = None) -> list[DomainEvent]:
 
 
 def _rules(account: ExecutionAccount) -> OrderRules:
-    return OrderRules(min_rr=Decimal("1.5"), min_stop_points=5, market_hours=MarketHours(default=AlwaysOpen()))
+    return OrderRules(
+        min_rr=Decimal("1.5"), min_stop_points=5, market_hours=MarketHours(default=AlwaysOpen())
+    )
 
 
 def risk_chain() -> RiskChain:
