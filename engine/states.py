@@ -50,8 +50,8 @@ class TradingState(StrEnum):
 
     ACTIVE = "active"  # opens and closes
     REDUCING = "reducing"  # closes only: new orders are refused (an admin's /pause of the account)
-    HALTED = "halted"  # nothing from subscribers or producers; only the operator's close-all and the
-    # drawdown guard act on it (the drawdown guard's hard tier halts the account)
+    HALTED = "halted"  # no order passes the risk chain, closes included; close-all and the drawdown
+    # guard still act on it (the drawdown guard's hard tier halts the account)
 
 
 S = TypeVar("S", bound=StrEnum)

@@ -14,9 +14,9 @@ The same chain answers two questions:
 - at execution (``ExecutionService``): may this order go to the broker now? (``order`` set);
 - before an automatic approval (``AutoExecutor``): would an order for this signal pass? (no
   order yet: gates that need one let it through).
-An order that only reduces exposure (``reduces=True``) passes the account-state and drawdown
-gates of a ``reducing`` account; nothing but the operator's close-all and the drawdown guard
-acts on a ``halted`` one (they do not pass through this chain: they are the risk controls).
+An order that only reduces exposure (``reduces=True``) passes the gates of a ``reducing`` account
+but not of a ``halted`` one. Close-all and the drawdown guard do not pass through this chain:
+they are the risk controls themselves.
 """
 
 from __future__ import annotations
