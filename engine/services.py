@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from engine.loop.trading import TradingLoop
     from engine.management.changes import ChangeService
     from engine.management.updates import UpdateService
+    from engine.ops.service import OpsService
     from engine.reconcile.service import Reconciler
     from engine.risk.control import EngineControl
     from engine.risk.drawdown import DrawdownGuard
@@ -57,3 +58,4 @@ class EngineServices:
     analytics: AnalyticsService | None = None  # metrics, charts, exports, daily summaries (/stats)
     updates: UpdateService | None = None  # producer updates and subscriber controls, stored once
     changes: ChangeService | None = None  # those updates applied to each position exactly once
+    ops: OpsService | None = None  # the command layer: status, positions, pause/resume, close-all

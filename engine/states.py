@@ -55,6 +55,15 @@ class ChangeStatus(StrEnum):
     REFUSED = "refused"  # refused for this position (stops level, market closed, gone...); final
 
 
+class TradingState(StrEnum):
+    """What an execution account may do (``ExecutionAccount.trading_state``)."""
+
+    ACTIVE = "active"  # opens and closes
+    REDUCING = "reducing"  # closes only: new orders are refused (an admin's /pause of the account)
+    HALTED = "halted"  # no order passes the risk chain, closes included; close-all and the drawdown
+    # guard still act on it (the drawdown guard's hard tier halts the account)
+
+
 S = TypeVar("S", bound=StrEnum)
 
 
@@ -159,6 +168,17 @@ CHANGE = StateMachine(
         _C.UNKNOWN: _f(_C.APPLIED, _C.REFUSED, _C.PENDING),
         _C.APPLIED: _f(),
         _C.REFUSED: _f(),
+    },
+)
+
+_T = TradingState
+TRADING = StateMachine(
+    "trading",
+    TradingState,
+    {
+        _T.ACTIVE: _f(_T.REDUCING, _T.HALTED),
+        _T.REDUCING: _f(_T.ACTIVE, _T.HALTED),
+        _T.HALTED: _f(_T.ACTIVE, _T.REDUCING),
     },
 )
 

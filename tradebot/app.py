@@ -21,10 +21,13 @@ from engine.brokers.registry import BrokerFactory, BrokerRegistry
 from engine.execution.orders import OrderRules
 from engine.execution.positions import PositionCloser
 from engine.execution.service import ExecutionConfig, ExecutionService
+from engine.ingest.producers import ProducerService
 from engine.loop.leader import make_lease
 from engine.loop.trading import LoopConfig, TradingLoop, reconcile_hook
 from engine.management.changes import ChangeService
 from engine.management.updates import UpdateService
+from engine.ops.queries import OpsQueries
+from engine.ops.service import OpsService
 from engine.reconcile.service import Reconciler
 from engine.risk.control import EngineControl
 from engine.risk.drawdown import DrawdownGuard, GuardConfig
@@ -142,6 +145,15 @@ def build_services(
         analytics=AnalyticsService(db),
         updates=UpdateService(db, relay),
         changes=changes,
+        ops=OpsService(
+            db,
+            OpsQueries(db, registry, heartbeat_seconds=float(settings.heartbeat_seconds)),
+            closer,
+            guard,
+            ProducerService(db, secrets),
+            relay,
+            refresh=reconcile_hook(reconciler, db),
+        ),
     )
     install_billing(services)  # plans, Stars payments, referrals, auto-execution, entitlement gate
     return services

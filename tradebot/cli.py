@@ -141,6 +141,9 @@ _register_strategy_commands(app)
 from tradebot.cli_gateway import register as _register_gateway_commands  # noqa: E402
 
 _register_gateway_commands(app)
+from tradebot.cli_ops import register as _register_ops_commands  # noqa: E402
+
+_register_ops_commands(app)
 
 
 def main() -> None:

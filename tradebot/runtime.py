@@ -87,6 +87,7 @@ class Runtime:
             metrics=self.metrics,
             readiness=self.readiness,
             updates=services.updates,
+            ops=services.ops,
         )
         app = build_http_app(ctx)
         self.http_app = app

@@ -1,4 +1,4 @@
-"""The engine's aiohttp application: producer API, health, readiness, metrics.
+"""The engine's aiohttp application: producer API, admin API, health, readiness, metrics.
 
 ``build_http_app(ctx)`` returns a ``web.Application``; the composition root may add routes or
 sub-applications to it (the Telegram webhook, for one) with ``extra_routes``/``subapps`` or with
@@ -18,6 +18,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from loguru import logger
 
+from engine.api.admin import ADMIN_API, AdminApi
+from engine.api.admin import routes as admin_routes
 from engine.api.problem import Problem
 from engine.ingest.producers import ProducerService
 from engine.ingest.ratelimit import RateLimiter
@@ -26,6 +28,8 @@ from engine.management.updates import UpdateService
 from engine.observability.logs import correlation
 from engine.observability.metrics import Metrics
 from engine.observability.readiness import Readiness
+from engine.ops.service import OpsService
+from engine.ops.tokens import AdminTokens
 from engine.settings import Settings
 from engine.store.crypto import SecretBox
 from engine.store.db import Database
@@ -55,6 +59,7 @@ class ApiContext:
     ingest: IngestService | None = None
     updates: UpdateService | None = None  # producers' updates to their signals (CONTRACTS 1a)
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    ops: OpsService | None = None  # the command layer, for the admin API (/api/v1/admin/)
 
     def __post_init__(self) -> None:
         if self.readiness is None:
@@ -150,6 +155,7 @@ def build_http_app(
 
     app = web.Application(middlewares=[_middleware(ctx), *middlewares])
     app[CTX] = ctx
+    app[ADMIN_API] = AdminApi(ctx.ops, AdminTokens(ctx.db))
 
     async def _close(_app: web.Application) -> None:
         if ctx.ingest is not None:
@@ -165,6 +171,7 @@ def build_http_app(
     app.add_routes(signal_updates.routes)
     app.add_routes(health.routes)
     app.add_routes(openapi.routes)
+    app.add_routes(admin_routes)
     app.add_routes(list(extra_routes))
     for prefix, sub in (subapps or {}).items():
         app.add_subapp(prefix, sub)

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the producer API, served at ``GET /api/v1/openapi.json``.
+"""The OpenAPI 3.1 document of the producer API and the admin API (``openapi_admin``), served at ``GET /api/v1/openapi.json``.
 
 Kept true by ``tests/api/test_openapi.py``: every route of the app is documented here, and real
 responses (every status) validate against the schemas below.
@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.api import openapi_admin
 from engine.ingest.service import MAX_BODY_BYTES
 
 routes = web.RouteTableDef()
@@ -423,6 +424,7 @@ DOCUMENT: dict[str, Any] = {
                 "name": "X-Signature",
                 "description": 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>',
             },
+            **openapi_admin.SECURITY_SCHEMES,
         },
         "schemas": {
             "SignalIn": _SIGNAL_IN,
@@ -433,9 +435,11 @@ DOCUMENT: dict[str, Any] = {
             "UpdateProgress": _UPDATE_PROGRESS,
             "Problem": _PROBLEM,
             "Ready": _READY,
+            **openapi_admin.SCHEMAS,
         },
     },
     "paths": {
+        **openapi_admin.PATHS,
         "/api/v1/signals": {
             "post": {
                 "operationId": "postSignal",

@@ -16,7 +16,7 @@ import base64
 import dataclasses
 import hashlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -39,7 +39,7 @@ from engine.brokers.base import Broker, FoundOrder, OrderRequest, OrderType, Sid
 from engine.brokers.registry import BrokerRegistry
 from engine.execution.legs import Leg, plan_legs
 from engine.execution.orders import BuiltOrder, OrderRefusal, OrderRules, SignalParams, build_order
-from engine.risk.control import is_paused
+from engine.risk.chain import RiskChain, TradeContext, standard_gates
 from engine.states import ORDER, DecisionStatus, OrderStatus
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
@@ -55,9 +55,6 @@ from engine.store.events import (
 from engine.store.models import Decision, ExecutionAccount, Order, Position, Signal, User
 
 CLIENT_ID_PREFIX = "tb-"
-
-# A gate may refuse an order at the moment of execution: (session, order, account, user) -> reason.
-Gate = Callable[[AsyncSession, Order, ExecutionAccount, User | None], Awaitable[tuple[str, str] | None]]
 
 
 def client_order_id_for(decision_id: str, leg: int = 1) -> str:
@@ -108,19 +105,18 @@ class ExecutionService:
         rules: Callable[[ExecutionAccount], OrderRules],
         relay: EventRelay | None = None,
         config: ExecutionConfig | None = None,
+        chain: RiskChain | None = None,
     ) -> None:
         self._db = db
         self._brokers = brokers
         self._rules = rules
         self._relay = relay
         self.config = config or ExecutionConfig()
-        self._gates: list[Gate] = []
+        # The pre-trade risk chain every order passes before it is sent (engine.risk.chain).
+        self.chain = chain if chain is not None else RiskChain(standard_gates(rules))
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: set[asyncio.Task[Any]] = set()
         self._accepting = True
-
-    def add_gate(self, gate: Gate) -> None:
-        self._gates.append(gate)
 
     # ----------------------------------------------------------------- entry points
 
@@ -238,9 +234,21 @@ class ExecutionService:
             if order.attempts >= self.config.max_attempts:
                 return await self._fail(session, order, "retries exhausted")
             assert signal is not None, f"order {order_id} has no signal"
-            refusal = await self._gate(session, order, account, user, signal)
+            refusal = await self.chain.check(
+                TradeContext(
+                    session,
+                    account,
+                    user,
+                    signal,
+                    utcnow(),
+                    order=order,
+                    via=decision.via if decision is not None else "dm",
+                )
+            )
             if refusal is not None:
-                return await self._refuse(session, order, *refusal)
+                return await self._refuse(
+                    session, order, refusal.code, refusal.message, refusal.params, gate=refusal.gate
+                )
             session.expunge_all()
 
         try:
@@ -303,33 +311,6 @@ class ExecutionService:
             first = first or applied
         assert first is not None
         return first
-
-    async def _gate(
-        self,
-        session: AsyncSession,
-        order: Order,
-        account: ExecutionAccount,
-        user: User | None,
-        signal: Signal,
-    ) -> tuple[str, str] | None:
-        if await is_paused(session):
-            return "paused", "trading is paused by an admin"
-        if account.paused:
-            return (
-                "account_paused",
-                f"execution on this account is paused ({account.paused_reason or 'paused'})",
-            )
-        if account.drawdown_state in ("soft", "hard"):
-            return "drawdown", f"the account is past its drawdown limit ({account.drawdown_state} tier)"
-        if user is not None and user.status != "active":
-            return "user_inactive", "the subscriber is not active"
-        if order.status == OrderStatus.PENDING and signal.expires_at < utcnow() and order.attempts == 0:
-            return "expired", "the signal expired before it could be executed"
-        for gate in self._gates:
-            refusal = await gate(session, order, account, user)
-            if refusal is not None:
-                return refusal
-        return None
 
     async def _claim(self, order: Order, built: BuiltOrder, legs: list[Leg]) -> bool:
         """Claim the order (PENDING/RETRY_WAIT -> SUBMITTING) and create its other target legs,
@@ -516,12 +497,21 @@ class ExecutionService:
         self._notify()
         return order
 
-    async def _refuse(self, session: AsyncSession, order: Order, code: str, message: str) -> Order:
+    async def _refuse(
+        self,
+        session: AsyncSession,
+        order: Order,
+        code: str,
+        message: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        gate: str | None = None,
+    ) -> Order:
         ORDER.move(order, OrderStatus.REFUSED)
         order.reason_code = code[:32]
         order.reason = message[:500]
-        audit(session, "engine", "order.refused", f"order:{order.id}", code=code, reason=message)
-        emit(session, ORDER_REJECTED, **self._payload(order))
+        audit(session, "engine", "order.refused", f"order:{order.id}", code=code, reason=message, gate=gate)
+        emit(session, ORDER_REJECTED, **self._payload(order), reason_params=dict(params or {}))
         self._notify()
         return order
 

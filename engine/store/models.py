@@ -98,11 +98,17 @@ class ExecutionAccount(Base):
     high_water_equity: Mapped[Decimal | None] = mapped_column(nullable=True)
     equity_floor: Mapped[Decimal | None] = mapped_column(nullable=True)
     max_volume: Mapped[Decimal | None] = mapped_column(nullable=True)
-    paused: Mapped[bool] = mapped_column(Boolean, default=False)
-    paused_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # active | reducing | halted (engine.states.TradingState, changed through TRADING.move)
+    trading_state: Mapped[str] = mapped_column(String(12), default="active", server_default="active")
+    paused_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)  # why not active
     drawdown_state: Mapped[str] = mapped_column(String(8), default="ok")  # ok | soft | hard
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def paused(self) -> bool:
+        """True when the account may not open positions (its trading state is not ``active``)."""
+        return self.trading_state != "active"
 
 
 class Signal(Base):
@@ -371,6 +377,20 @@ class EngineState(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AdminToken(Base):
+    """A bearer token for the admin REST API; only the SHA-256 of the secret is stored."""
+
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(8))  # read | trade
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class AppendOnlyViolation(Exception):

@@ -326,7 +326,9 @@ async def make_world(
 
     services = build_services(settings, broker_factory=factory, execution_config=FAST_EXECUTION)
     holder["db"], holder["secrets"] = services.db, services.secrets
-    api_ctx = ApiContext(db=services.db, settings=settings, relay=services.relay, box=services.secrets)
+    api_ctx = ApiContext(
+        db=services.db, settings=settings, relay=services.relay, box=services.secrets, ops=services.ops
+    )
     client = EmulatorClient(emulator.base_url)
     for chat_id, kind, title in ((OPS_CHAT, "supergroup", "Ops"), (CHANNEL, "channel", "Signals")):
         await client.add_chat(chat_id, kind, title)

@@ -120,7 +120,9 @@ async def test_disconnected_terminal_then_reconnect(db, sim, mt5_module):
         final = await task
     finally:
         await registry.close()
-    assert final.status == OrderStatus.FILLED and final.attempts >= 2
+    # The wait is proven above (nothing sent while down). How many attempts that took depends on
+    # whether the link's own reconnect or the order's retry saw the terminal come back first.
+    assert final.status == OrderStatus.FILLED and final.attempts >= 1
     assert len(await _positions(db)) == 1
 
 
