@@ -143,6 +143,43 @@ def set_account(
                 conn.execute(f"UPDATE accounts SET {column} = ? WHERE login = ?", (value, login))  # noqa: S608
 
 
+# ---- a person at the terminal -----------------------------------------------------------------
+
+
+def close_by_hand(
+    login: int, ticket: int, volume: Decimal | str | None = None, *, state: StatePath = None
+) -> int:
+    """Close a position (all, or ``volume`` of it) at the market as a person would in the terminal:
+    an out-deal with reason CLIENT and no magic. Returns the deal ticket."""
+    conn = _conn(state)
+    with store.write(conn):
+        book = Book.open(conn, login)
+        book.evaluate()
+        pos = next((p for p in book.positions() if p["ticket"] == ticket), None)
+        if pos is None:
+            raise LookupError(f"account {login} has no open position {ticket}")
+        amount = pos["volume"] if volume is None else Decimal(str(volume))
+        if not 0 < amount <= pos["volume"]:
+            raise ValueError(f"volume must be above 0 and at most {pos['volume']}, got {amount}")
+        _order, deal = book.close(
+            pos, amount, book.close_price(pos), reason=c.DEAL_REASON_CLIENT, comment="", magic=0
+        )
+    return deal
+
+
+def move_stop_by_hand(login: int, ticket: int, sl: Decimal | str, *, state: StatePath = None) -> None:
+    """Set a position's stop loss as a person would in the terminal (no trade request, no checks)."""
+    conn = _conn(state)
+    with store.write(conn):
+        book = Book.open(conn, login)
+        if not any(p["ticket"] == ticket for p in book.positions()):
+            raise LookupError(f"account {login} has no open position {ticket}")
+        conn.execute(
+            "UPDATE positions SET sl = ?, time_update_msc = ? WHERE ticket = ?",
+            (str(Decimal(str(sl))), book.now, ticket),
+        )
+
+
 # ---- market ----------------------------------------------------------------------------------
 
 

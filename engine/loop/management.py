@@ -24,50 +24,31 @@ For each open position opened from a signal with several targets (its order carr
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections import defaultdict
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from loguru import logger
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from engine.brokers.base import Broker, BrokerPosition, Deal, Side, SubmitStatus, SymbolSpec, Tick
-from engine.execution.positions import apply_close
-from engine.execution.targets import Share, plan_from_json
+from engine.brokers.base import Broker, BrokerPosition, Side, SubmitStatus, SymbolSpec, Tick
+from engine.execution.targets import plan_from_json
+from engine.loop.fills import (
+    ACTOR,
+    Managed,
+    close_share_id,
+    event_ids,
+    joined_of,
+    read_fills,
+    text_or_none,
+    write_fills,
+)
 from engine.loop.stop_rules import breakeven_stop, desired_stop, tighter
 from engine.states import PositionStatus
 from engine.store.audit import audit
 from engine.store.db import Database
 from engine.store.events import POSITION_MODIFIED, POSITION_PARTIALLY_CLOSED, EventRelay, emit
 from engine.store.models import ExecutionAccount, Order, Position, PositionFill, Signal
-
-ACTOR = "trade-manager"
-_MANUAL = frozenset({"client", "mobile", "web"})
-
-
-def close_share_id(position_id: int, target: int) -> str:
-    digest = hashlib.sha256(f"share:{position_id}:{target}".encode()).digest()
-    return "tt-" + base64.b32encode(digest).decode().rstrip("=").lower()[:22]
-
-
-@dataclass
-class Managed:
-    position: Position
-    order: Order
-    signal: Signal
-    plan: tuple[Share, ...]
-    fills: list[PositionFill] = field(default_factory=list)
-
-    @property
-    def side(self) -> Side:
-        return Side(self.position.side)
-
-    def done_targets(self) -> set[int]:
-        return {n for f in self.fills if f.kind == "target" for n in f.targets}
 
 
 class TradeManager:
@@ -103,6 +84,26 @@ class TradeManager:
                 by_position[fill.position_id].append(fill)
             for m in managed:
                 m.fills = by_position[m.position.id]
+            # Targets filled on the decision's closed positions (a hedging account's earlier legs).
+            decisions = {m.order.decision_id for m in managed if m.order.decision_id is not None}
+            closed: dict[str | None, set[int]] = defaultdict(set)
+            if decisions:
+                filled = (
+                    await session.execute(
+                        select(Order.decision_id, PositionFill.targets)
+                        .join(Position, Position.id == PositionFill.position_id)
+                        .join(Order, Order.id == Position.order_id)
+                        .where(
+                            Order.decision_id.in_(decisions),
+                            Position.status != PositionStatus.OPEN.value,
+                            PositionFill.kind == "target",
+                        )
+                    )
+                ).all()
+                for decision_id, numbers in filled:
+                    closed[decision_id].update(int(n) for n in numbers)
+            for m in managed:
+                m.closed_targets = closed[m.order.decision_id]
             session.expunge_all()
         return managed
 
@@ -124,9 +125,11 @@ class TradeManager:
                 specs[symbol] = spec
         if await self._engine_targets(broker, managed, at_broker, ticks):
             at_broker = {p.ticket: p for p in await broker.positions()}
-        events = await self._record_fills(account, broker, managed, at_broker)
-        moved = await self._stops(broker, managed, at_broker, ticks, specs)
-        await self._emit(account, events, moved)
+        found = await read_fills(broker, managed, at_broker)
+        with_fill = {m.order.decision_id for m, _, added in found if any(f.kind == "target" for f in added)}
+        moved = await self._stops(broker, managed, at_broker, ticks, specs, with_fill)
+        partials = await write_fills(self._db, account, found, at_broker, moved)
+        await self._emit(account, partials, moved, bool(found))
 
     # ---- 1. engine-side targets (netting) ----------------------------------------------------------
 
@@ -175,79 +178,6 @@ class TradeManager:
         return sent
 
     # ---- 2. fills ---------------------------------------------------------------------------------
-
-    def _classify(self, m: Managed, deal: Deal) -> tuple[str, list[int]]:
-        for share in m.plan:
-            if deal.client_order_id == close_share_id(m.position.id, share.number):
-                return "target", list(share.numbers)
-        if deal.reason == "tp":
-            return "target", list(m.plan[-1].numbers) if m.plan else []
-        if deal.reason == "sl":
-            return "stop", []
-        if deal.reason in _MANUAL:
-            return "manual", []
-        return "engine", []
-
-    async def _record_fills(
-        self,
-        account: ExecutionAccount,
-        broker: Broker,
-        managed: list[Managed],
-        at_broker: dict[str, BrokerPosition],
-    ) -> list[tuple[Managed, PositionFill, bool]]:
-        events: list[tuple[Managed, PositionFill, bool]] = []
-        for m in managed:
-            bp = at_broker.get(m.position.ticket)
-            filled = m.order.filled_volume or m.position.volume
-            recorded = sum((f.volume for f in m.fills), Decimal(0))
-            gone = filled - (bp.volume if bp is not None else Decimal(0))
-            if gone <= recorded:
-                continue
-            deals = [d for d in await broker.position_deals(m.position.ticket) if d.entry == "out"]
-            known = {f.deal_ticket for f in m.fills}
-            new = [d for d in deals if d.ticket not in known]
-            if not new:
-                continue
-            async with self._db.session() as session:
-                position = await session.get(Position, m.position.id, with_for_update=True)
-                if position is None or position.status != PositionStatus.OPEN.value:
-                    continue
-                added: list[PositionFill] = []
-                for deal in new:
-                    kind, numbers = self._classify(m, deal)
-                    fill = PositionFill(
-                        account_id=account.id, position_id=position.id, deal_ticket=deal.ticket, kind=kind,
-                        targets=numbers, volume=deal.volume, price=deal.price, profit=deal.profit,
-                        reason=deal.reason or "", at=deal.time,
-                    )  # fmt: skip
-                    session.add(fill)
-                    added.append(fill)
-                try:
-                    await session.flush()
-                except IntegrityError:
-                    await session.rollback()
-                    continue
-                m.fills.extend(added)
-                for fill in added:
-                    events.append((m, fill, bp is None and fill is added[-1]))
-                if bp is None:
-                    last = added[-1]
-                    reason = "manual" if last.kind == "manual" else last.reason or "broker"
-                    apply_close(
-                        session, position, deals, reason, ACTOR,
-                        targets=last.targets, kind=last.kind, decision_id=m.order.decision_id,
-                        currency=account.currency,
-                    )  # fmt: skip
-                    m.position.status = PositionStatus.CLOSED.value
-                else:
-                    position.volume = bp.volume
-                    position.profit = sum((f.profit for f in m.fills), Decimal(0))
-                    m.position.volume = bp.volume
-                if any(f.kind == "manual" for f in added):
-                    audit(session, ACTOR, "position.closed_by_hand", f"position:{position.id}",
-                          volume=str(sum((f.volume for f in added if f.kind == "manual"), Decimal(0))))  # fmt: skip
-        return events
-
     # ---- 3. stops -----------------------------------------------------------------------------------
 
     async def _stops(
@@ -257,10 +187,11 @@ class TradeManager:
         at_broker: dict[str, BrokerPosition],
         ticks: dict[str, Tick],
         specs: dict[str, SymbolSpec],
+        with_fill: set[str | None],
     ) -> dict[str | None, str]:
         hits: dict[str | None, set[int]] = defaultdict(set)
         for m in managed:
-            hits[m.order.decision_id] |= m.done_targets()
+            hits[m.order.decision_id] |= m.done_targets() | m.closed_targets
         moved: dict[str | None, str] = {}  # decision -> "breakeven" | "trailing"
         for m in managed:
             bp = at_broker.get(m.position.ticket)
@@ -305,7 +236,8 @@ class TradeManager:
                 moved[m.order.decision_id] = why
             m.position.engine_sl = stop
             await self._save(m.position.id, engine_sl=stop, sl=stop)
-            await self._modified(m, bp.sl, stop, why)
+            # A break-even move caused by this tick's target fill is told with that fill.
+            await self._modified(m, bp.sl, stop, why, why == "breakeven" and m.order.decision_id in with_fill)
         return moved
 
     async def _save(self, position_id: int, **values: Any) -> None:
@@ -329,14 +261,16 @@ class TradeManager:
             emit(
                 session,
                 POSITION_MODIFIED,
-                **_ids(m),
-                sl_before=_s(before),
-                sl=_s(bp.sl),
-                tp=_s(bp.tp),
+                **event_ids(m),
+                sl_before=text_or_none(before),
+                sl=text_or_none(bp.sl),
+                tp=text_or_none(bp.tp),
                 by="hand",
             )
 
-    async def _modified(self, m: Managed, before: Decimal | None, after: Decimal, why: str) -> None:
+    async def _modified(
+        self, m: Managed, before: Decimal | None, after: Decimal, why: str, with_fill: bool
+    ) -> None:
         async with self._db.session() as session:
             audit(
                 session,
@@ -349,53 +283,29 @@ class TradeManager:
             emit(
                 session,
                 POSITION_MODIFIED,
-                **_ids(m),
-                sl_before=_s(before),
-                sl=_s(after),
-                tp=_s(m.position.tp),
+                **event_ids(m),
+                sl_before=text_or_none(before),
+                sl=text_or_none(after),
+                tp=text_or_none(m.position.tp),
                 by=why,
+                with_fill=with_fill,
             )
 
     async def _emit(
         self,
         account: ExecutionAccount,
-        events: list[tuple[Managed, PositionFill, bool]],
+        partials: list[tuple[Managed, PositionFill]],
         moved: dict[str | None, str],
+        filled: bool,
     ) -> None:
-        partials = [(m, f) for m, f, final in events if not final]
         if partials:
             async with self._db.session() as session:
                 for m, fill in partials:
                     emit(
-                        session, POSITION_PARTIALLY_CLOSED, **_ids(m), kind=fill.kind, targets=fill.targets,
-                        joined=_joined(m, fill.targets), volume=str(fill.volume), price=str(fill.price),
+                        session, POSITION_PARTIALLY_CLOSED, **event_ids(m), kind=fill.kind, targets=fill.targets,
+                        joined=joined_of(m, fill.targets), volume=str(fill.volume), price=str(fill.price),
                         profit=str(fill.profit), currency=account.currency, remaining=str(m.position.volume),
-                        stop_moved=moved.get(m.order.decision_id) == "breakeven",
+                        stop_moved=m.stop_moved_told and fill.kind == "target",
                     )  # fmt: skip
-        if (events or moved) and self._relay is not None:
+        if (filled or moved) and self._relay is not None:
             self._relay.notify()
-
-
-def _s(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
-
-
-def _ids(m: Managed) -> dict[str, Any]:
-    return {
-        "position_id": m.position.id,
-        "account_id": m.position.account_id,
-        "order_id": m.order.id,
-        "decision_id": m.order.decision_id,
-        "signal_id": m.order.signal_id,
-        "ticket": m.position.ticket,
-        "symbol": m.position.symbol,
-        "side": m.position.side,
-    }
-
-
-def _joined(m: Managed, numbers: list[int]) -> list[int]:
-    """Targets whose share was too small and closed with this one."""
-    for share in m.plan:
-        if share.number in numbers:
-            return list(share.joined)
-    return []

@@ -231,8 +231,11 @@ class World:
         ttl: int = 900,
         note: str | None = None,
         instrument: str = "EURUSD",
+        targets: list[tuple[str, int]] | None = None,
+        breakeven_after: int = 0,
     ) -> str:
-        """Store an accepted signal and announce it, as the ingest service does."""
+        """Store an accepted signal and announce it, as the ingest service does (``targets``:
+        (price, close percent) pairs, nearest first; ``tp`` is then the last one's price)."""
         producer_id = await self.producer_row()
         now = datetime.now(UTC)
         async with self.db.session() as session:
@@ -245,7 +248,9 @@ class World:
                 order_type="market",
                 entry=Decimal(entry) if entry else None,
                 sl=Decimal(sl),
-                tp=Decimal(tp),
+                tp=Decimal(targets[-1][0] if targets else tp),
+                targets=[{"price": p, "close_percent": c} for p, c in targets] if targets else None,
+                breakeven_after=breakeven_after,
                 risk_percent=Decimal("1"),
                 ttl_seconds=ttl,
                 note=note,
