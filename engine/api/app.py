@@ -19,6 +19,7 @@ from aiohttp.typedefs import Middleware
 from loguru import logger
 
 from engine.api.problem import Problem
+from engine.api.refusals import RefusalAggregator
 from engine.ingest.producers import ProducerService
 from engine.ingest.ratelimit import RateLimiter
 from engine.ingest.service import IngestService
@@ -53,6 +54,7 @@ class ApiContext:
     producers: ProducerService | None = None
     ingest: IngestService | None = None
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    refusals: RefusalAggregator | None = None  # unauthenticated refusals, audited per source and minute
 
     def __post_init__(self) -> None:
         if self.readiness is None:
@@ -62,6 +64,8 @@ class ApiContext:
             self.producers = ProducerService(self.db, self.box)
         if self.ingest is None:
             self.ingest = IngestService(self.db, self.settings, self.relay)
+        if self.refusals is None:
+            self.refusals = RefusalAggregator(self.db, self.metrics)
 
 
 CTX: web.AppKey[ApiContext] = web.AppKey("tradebot_api_context", ApiContext)
@@ -147,10 +151,17 @@ def build_http_app(
     app = web.Application(middlewares=[_middleware(ctx), *middlewares])
     app[CTX] = ctx
 
+    async def _open(_app: web.Application) -> None:
+        if ctx.refusals is not None:
+            ctx.refusals.start()
+
     async def _close(_app: web.Application) -> None:
+        if ctx.refusals is not None:
+            await ctx.refusals.stop()  # the last minute's counts are written, not lost
         if ctx.ingest is not None:
             ctx.ingest.close()
 
+    app.on_startup.append(_open)
     app.on_cleanup.append(_close)
 
     async def _plain_server_header(_request: web.Request, response: web.StreamResponse) -> None:
