@@ -99,7 +99,11 @@ class RefusalAggregator:
                                 source,
                                 minute=at,
                                 count=bucket.count,
-                                reasons=dict(sorted(bucket.reasons.items())),
+                                # a list, not a dict: reason codes such as unknown_token would
+                                # read as secret keys to the audit's redaction
+                                reasons=[
+                                    {"reason": r, "count": n} for r, n in sorted(bucket.reasons.items())
+                                ],
                                 routes=sorted(bucket.routes),
                             )
             except Exception as exc:

@@ -460,7 +460,9 @@ async def test_refusals_store_only_an_audit_line(api):
     await api.ctx.refusals.flush(everything=True)
     [counted] = await rows(api.db, AuditLog, AuditLog.action == "signal.unauthenticated")
     assert counted.actor == "anonymous" and counted.target == "127.0.0.1"
-    assert counted.details["count"] == 1 and counted.details["reasons"] == {"stale_timestamp": 1}
+    assert counted.details["count"] == 1 and counted.details["reasons"] == [
+        {"reason": "stale_timestamp", "count": 1}
+    ]
     assert await count(api.db, Signal) == 0
     assert await count(api.db, DomainEvent) == 0
 
