@@ -30,7 +30,7 @@ async def _lines(db: Database, action: str) -> list[AuditLog]:
 
 
 async def test_a_flood_from_unknown_producer_ids_is_a_handful_of_audit_lines(db: Database) -> None:
-    settings = Settings(_env_file=None, database_url=db.url, secret_key=KEY)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, database_url=db.url, secret_key=KEY)  # type: ignore[call-arg,arg-type]
     metrics = Metrics()
     ctx = ApiContext(db=db, settings=settings, box=SecretBox(KEY), metrics=metrics)
     body = json.dumps({"instrument": "EURUSD"}).encode()

@@ -51,7 +51,7 @@ def env(url: str, key: str | None, old: str | None = None) -> dict[str, Any]:
 
 
 def settings(url: str, key: str | None, old: str | None = None) -> Settings:
-    return Settings(_env_file=None, database_url=url, secret_key=key, secret_key_old=old, mt5_module="mt5sim")  # type: ignore[call-arg]
+    return Settings(_env_file=None, database_url=url, secret_key=key, secret_key_old=old, mt5_module="mt5sim")  # type: ignore[call-arg,arg-type]
 
 
 async def _stored(url: str) -> tuple[str, str, str | None]:
