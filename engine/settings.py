@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     # HTTP server
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
+    # Slow and idle clients (engine.api.server): a request's headers must arrive within the first,
+    # an idle keep-alive connection is closed after the second; connections per client address.
+    http_header_timeout_seconds: Decimal = Field(default=Decimal("10"), ge=1, le=300)
+    http_idle_timeout_seconds: Decimal = Field(default=Decimal("75"), ge=1, le=3600)
+    http_max_connections_per_client: int = Field(default=50, ge=1, le=100000)
 
     # Brokers
     broker: BrokerKind = BrokerKind.PAPER
@@ -159,6 +164,10 @@ class Settings(BaseSettings):
 
     # Security and logs
     secret_key: SecretStr | None = None
+    secret_key_old: SecretStr | None = None  # during a rotation: the key being retired (docs/security.md)
+    # Retention (`tradebot prune`): audit lines (never below 30 days) and processed domain events
+    audit_retention_days: int = Field(default=365, ge=30, le=36500)
+    events_retention_days: int = Field(default=30, ge=1, le=36500)
     log_level: str = "INFO"
     log_json: bool = False
 
@@ -233,9 +242,11 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
         return value
 
-    @field_validator("secret_key")
+    @field_validator("secret_key", "secret_key_old")
     @classmethod
     def _secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value

@@ -59,6 +59,14 @@ def order_rules_for(settings: Settings) -> Callable[[ExecutionAccount], OrderRul
     return rules
 
 
+def secret_box(settings: Settings) -> SecretBox | None:
+    """The box for stored secrets: ``SECRET_KEY``, plus ``SECRET_KEY_OLD`` during a rotation."""
+    if settings.secret_key is None:
+        return None
+    old = settings.secret_key_old.get_secret_value() if settings.secret_key_old else None
+    return SecretBox(settings.secret_key.get_secret_value(), old)
+
+
 def default_broker_factory(settings: Settings, db: Database, secrets: SecretBox | None) -> BrokerFactory:
     """Paper accounts run inside the engine; MT5 accounts through the module named by ``MT5_MODULE``."""
 
@@ -102,7 +110,7 @@ def build_services(
     loop_overrides: dict[str, Any] | None = None,
 ) -> EngineServices:
     db = Database(settings.database_url)
-    secrets = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
+    secrets = secret_box(settings)
     relay = EventRelay(db)
     registry = BrokerRegistry(broker_factory or default_broker_factory(settings, db, secrets))
     execution = ExecutionService(db, registry, order_rules_for(settings), relay, execution_config)

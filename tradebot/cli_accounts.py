@@ -18,8 +18,11 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _run(work: Callable[[Any], Awaitable[Any]]) -> Any:
-    """Settings, migrations, then ``work(AccountService)`` on a fresh database connection."""
+def _run(work: Callable[[Any], Awaitable[Any]], *, check_key: bool = False) -> Any:
+    """Settings, migrations, then ``work(AccountService)`` on a fresh database connection.
+
+    ``check_key``: first make sure SECRET_KEY is the key of the stored secrets (exit 2 if not).
+    """
     from tradebot.cli import settings_or_exit
 
     settings = settings_or_exit()
@@ -29,16 +32,19 @@ def _run(work: Callable[[Any], Awaitable[Any]]) -> Any:
         upgrade(settings.database_url)
     except Exception as exc:
         _fail(f"migration failed: {exc}", code=1)
+    if check_key:
+        from tradebot.cli_secrets import require_matching_key
+
+        require_matching_key(settings)
 
     from engine.accounts.service import AccountService
     from engine.brokers.registry import BrokerRegistry
-    from engine.store.crypto import SecretBox
     from engine.store.db import Database
-    from tradebot.app import default_broker_factory
+    from tradebot.app import default_broker_factory, secret_box
 
     async def main() -> Any:
         db = Database(settings.database_url)
-        box = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
+        box = secret_box(settings)
         registry = BrokerRegistry(default_broker_factory(settings, db, box))
         try:
             return await work(AccountService(db, settings, registry, box))
@@ -98,7 +104,8 @@ def account_add(
     register_secret(password)
     try:
         account, snapshot = _run(
-            lambda svc: svc.link_mt5(telegram_id, login, password, server, actor="cli", gateway=gateway)
+            lambda svc: svc.link_mt5(telegram_id, login, password, server, actor="cli", gateway=gateway),
+            check_key=True,
         )
     except AccountError as exc:
         _fail(str(exc), code=1)

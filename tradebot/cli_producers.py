@@ -31,17 +31,21 @@ def _service(need_key: bool) -> Any:
         upgrade(settings.database_url)
     except Exception as exc:
         _fail(f"migration failed: {exc}", code=1)
+    if need_key:  # a secret encrypted under a wrong key could never be read back
+        from tradebot.cli_secrets import require_matching_key
+
+        require_matching_key(settings)
     return settings
 
 
 def _run(settings: Any, work: Any) -> Any:
     from engine.ingest.producers import ProducerService
-    from engine.store.crypto import SecretBox
     from engine.store.db import Database
+    from tradebot.app import secret_box
 
     async def main() -> Any:
         db = Database(settings.database_url)
-        box = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
+        box = secret_box(settings)
         try:
             return await work(ProducerService(db, box))
         finally:

@@ -1,6 +1,7 @@
 """The running product: engine, HTTP server, bot and trading loop in one process and one event loop.
 
-``Runtime.start`` applies migrations, builds the services (``tradebot.app``), mounts the producer
+``Runtime.start`` applies migrations, builds the services (``tradebot.app``), checks
+``SECRET_KEY`` against the store's key check value (``engine.store.keycheck``), mounts the producer
 API, health, metrics and (in webhook mode) the Telegram webhook on one aiohttp server, starts
 the event relay, the outbound dispatcher, the bot and the trading loop, and announces
 ``engine.started``. ``Runtime.stop`` undoes it in reverse within a deadline: no new work,
@@ -20,6 +21,7 @@ from aiohttp import web
 from loguru import logger
 
 from engine.api.app import ApiContext, build_http_app
+from engine.api.connections import ConnectionLimits
 from engine.api.outbound import OutboundDispatcher, install_outbound
 from engine.api.server import start_http_server
 from engine.brokers.registry import BrokerFactory
@@ -31,6 +33,7 @@ from engine.observability.readiness import Readiness
 from engine.services import EngineServices
 from engine.settings import Settings
 from engine.store.events import ENGINE_STARTED, ENGINE_STOPPING, emit
+from engine.store.keycheck import verify_key
 from engine.store.migrate import upgrade_async
 from tradebot.app import build_services
 
@@ -77,6 +80,13 @@ class Runtime:
             execution_config=self.options.execution_config,
             loop_overrides=self.options.loop_overrides,
         )
+        try:  # a wrong SECRET_KEY stops here: nothing has started yet
+            await verify_key(services.db, services.secrets)
+        except BaseException:
+            if services.analytics is not None:
+                services.analytics.close()
+            await services.db.dispose()
+            raise
         self.services = services
 
         ctx = ApiContext(
@@ -111,7 +121,13 @@ class Runtime:
 
         if self.options.on_http_app is not None:
             self.options.on_http_app(app)
-        self._runner = await start_http_server(app, settings.http_host, settings.http_port)
+        self._runner = await start_http_server(
+            app,
+            settings.http_host,
+            settings.http_port,
+            limits=ConnectionLimits.from_settings(settings),
+            metrics=self.metrics,
+        )
         if self.bot is not None:
             await self.bot.start()  # subscribes fan-out and notifier before any event is relayed
         services.relay.start()

@@ -21,6 +21,7 @@ from loguru import logger
 from engine.api.admin import ADMIN_API, AdminApi
 from engine.api.admin import routes as admin_routes
 from engine.api.problem import Problem
+from engine.api.refusals import RefusalAggregator
 from engine.ingest.producers import ProducerService
 from engine.ingest.ratelimit import RateLimiter
 from engine.ingest.service import IngestService
@@ -60,6 +61,7 @@ class ApiContext:
     updates: UpdateService | None = None  # producers' updates to their signals (CONTRACTS 1a)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     ops: OpsService | None = None  # the command layer, for the admin API (/api/v1/admin/)
+    refusals: RefusalAggregator | None = None  # unauthenticated refusals, audited per source and minute
 
     def __post_init__(self) -> None:
         if self.readiness is None:
@@ -71,6 +73,8 @@ class ApiContext:
             self.ingest = IngestService(self.db, self.settings, self.relay)
         if self.updates is None:
             self.updates = UpdateService(self.db, self.relay)
+        if self.refusals is None:
+            self.refusals = RefusalAggregator(self.db, self.metrics)
 
 
 CTX: web.AppKey[ApiContext] = web.AppKey("tradebot_api_context", ApiContext)
@@ -157,10 +161,17 @@ def build_http_app(
     app[CTX] = ctx
     app[ADMIN_API] = AdminApi(ctx.ops, AdminTokens(ctx.db))
 
+    async def _open(_app: web.Application) -> None:
+        if ctx.refusals is not None:
+            ctx.refusals.start()
+
     async def _close(_app: web.Application) -> None:
+        if ctx.refusals is not None:
+            await ctx.refusals.stop()  # the last minute's counts are written, not lost
         if ctx.ingest is not None:
             ctx.ingest.close()
 
+    app.on_startup.append(_open)
     app.on_cleanup.append(_close)
 
     async def _plain_server_header(_request: web.Request, response: web.StreamResponse) -> None:

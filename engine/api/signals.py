@@ -10,7 +10,8 @@ signature (401), whether the producer is enabled (403), its rate (429), JSON (40
 rules (422), idempotency (200 replay or 409); then the signal is committed and 201 answered.
 Token route: 413, 415, the token (401), 403, 429, the capped body (413), then the same.
 A refused request leaves only an audit line (the reason, the status, the route template and the
-caller's address; never a secret, token or signature).
+caller's address; never a secret, token or signature). Requests refused before the caller is
+authenticated are counted instead (``engine.api.refusals``): one audit line per source and minute.
 """
 
 from __future__ import annotations
@@ -157,6 +158,10 @@ def _allow(ctx: ApiContext, producer: ProducerAuth, caller: Caller) -> None:
 
 
 async def audit_refusal(ctx: ApiContext, request: web.Request, problem: Problem, caller: Caller) -> None:
+    if caller.producer_id is None and ctx.refusals is not None:
+        # Not authenticated: counted and audited per source and minute, never a row per request.
+        ctx.refusals.record(request.remote, problem.reason, route_label(request))
+        return
     details: dict[str, object] = {
         "status": problem.status,
         "reason": problem.reason,

@@ -49,6 +49,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.http_connections_closed = Counter(
+            "tradebot_http_connections_closed_total",
+            "Connections the server closed on its own: header_timeout, too_many_connections.",
+            ["reason"],
+            registry=r,
+        )
 
         # Producer webhook
         self.ingest_latency = Histogram(
@@ -68,6 +74,14 @@ class Metrics:
         self.signals_refused = Counter(
             "tradebot_signals_refused_total",
             "Signal deliveries refused, by reason code.",
+            ["reason"],
+            registry=r,
+        )
+
+        self.unauthenticated_refused = Counter(
+            "tradebot_unauthenticated_refused_total",
+            "Requests to the producer API refused before the caller was authenticated, by reason "
+            "(audited in aggregate: one line per source and minute).",
             ["reason"],
             registry=r,
         )
