@@ -20,7 +20,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _service(need_key: bool) -> Any:
     """Settings, migrated database and the producer service (async parts run by the caller)."""
-    from tradebot.cli import settings_or_exit
+    from tradebot.cli_common import settings_or_exit
 
     settings = settings_or_exit()
     if need_key and settings.secret_key is None:
@@ -129,7 +129,7 @@ def signal_send(
         )
     raw = (sys.stdin.read() if body in (None, "-") else body or "").encode()
     if url is None:
-        from tradebot.cli import settings_or_exit
+        from tradebot.cli_common import settings_or_exit
 
         settings = settings_or_exit()
         url = f"http://{settings.http_host}:{settings.http_port}"
