@@ -37,7 +37,7 @@ class _Market:
     """Paper-broker prices the benchmark moves (mt5sim's symbol specs, a held quote)."""
 
     def __init__(self) -> None:
-        from engine.brokers.pricefeed import SimulatedFeed
+        from mt5sim.pricefeed import SimulatedFeed
 
         self._feed = SimulatedFeed()
         self.quote = (Decimal("1.10000"), Decimal("1.10010"))

@@ -133,7 +133,7 @@ async def build(base_url: str, database_url: str, n: int, channel: bool) -> tupl
 
 
 async def accept_signal(services: Any) -> str:
-    from engine.brokers.pricefeed import SimulatedFeed
+    from mt5sim.pricefeed import SimulatedFeed
     from engine.store.events import SIGNAL_ACCEPTED, emit
     from engine.store.models import Producer, Signal
 

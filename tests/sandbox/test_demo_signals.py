@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from emulator.state import TOKEN_RE
 from engine.brokers.base import AccountSnapshot, OrderType, Side, Tick
-from engine.brokers.pricefeed import SimulatedFeed
+from mt5sim.pricefeed import SimulatedFeed
 from engine.execution.orders import BuiltOrder, OrderRules, SignalParams, build_order
 from engine.ingest.schema import parse_signal
 from engine.risk.market_hours import parse_market_hours
