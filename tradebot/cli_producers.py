@@ -35,17 +35,15 @@ def _service(need_key: bool) -> Any:
 
 
 def _run(settings: Any, work: Any) -> Any:
-    from engine.ingest.producers import ProducerService
-    from engine.store.crypto import SecretBox
-    from engine.store.db import Database
+    from tradebot.app import build_services
 
     async def main() -> Any:
-        db = Database(settings.database_url)
-        box = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
+        services = build_services(settings)
         try:
-            return await work(ProducerService(db, box))
+            return await work(services.producers)
         finally:
-            await db.dispose()
+            await services.close()
+            await services.db.dispose()
 
     return asyncio.run(main())
 
