@@ -97,11 +97,6 @@ class ExecutionService:
         self.config = config or ExecutionConfig()
         self._gates: list[Gate] = []
         self._locks: dict[str, asyncio.Lock] = {}
-        self._backoff = wait_exponential_jitter(
-            multiplier=self.config.retry_initial_seconds,
-            max=self.config.retry_max_seconds,
-            jitter=self.config.retry_initial_seconds,
-        )
         self._inflight: set[asyncio.Task[Any]] = set()
         self._accepting = True
 
@@ -166,6 +161,16 @@ class ExecutionService:
         if order.submitted_at is None:
             return True
         return utcnow() - order.submitted_at > timedelta(seconds=self.config.stale_submitting_seconds)
+
+    @property
+    def _backoff(self) -> wait_exponential_jitter:
+        """The one backoff rule, from the current config: exponential from ``retry_initial_seconds``
+        with up to that much jitter, capped at ``retry_max_seconds``."""
+        return wait_exponential_jitter(
+            multiplier=self.config.retry_initial_seconds,
+            max=self.config.retry_max_seconds,
+            jitter=self.config.retry_initial_seconds,
+        )
 
     def backoff_seconds(self, attempts: int) -> float:
         """The wait before attempt ``attempts + 1``: the one backoff rule (tenacity's exponential
