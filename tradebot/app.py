@@ -117,7 +117,7 @@ def paper_market_for(settings: Settings) -> PaperMarket:
     return PaperMarket(
         SimulatedFeed(),
         simulated=True,
-        description="simulated market (mt5sim random walk)",
+        description="mt5sim random walk",
         per_currency=SimulatedFeed,
     )
 
