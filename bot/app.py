@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import weakref
+from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,6 +50,7 @@ from bot.sender import OutboxSender
 from engine.accounts.service import AccountService
 from engine.accounts.subscribers import SubscriberService
 from engine.approvals.executor import ApprovalExecutor
+from engine.approvals.fanout import FanoutPlanner
 from engine.approvals.service import ApprovalService
 from engine.services import EngineServices
 from engine.settings import DEFAULT_TELEGRAM_API_URL, Settings, SettingsError, TelegramMode
@@ -138,16 +140,22 @@ def build_dispatcher(
 
 
 class _RelayHook:
-    """One relay subscription per relay, pointing at the newest runtime's fan-out and notifier
-    (they only write outbox rows, so events keep flowing while the bot is stopped)."""
+    """One relay subscription per relay, pointing at the engine's fan-out planner and the newest
+    runtime's fan-out and notifier (they only write outbox rows, so events keep flowing while the
+    bot is stopped). Signals are planned only once a bot can deliver them."""
 
     def __init__(self) -> None:
+        self.planner: FanoutPlanner | None = None
         self.fanout: Fanout | None = None
         self.notifier: Notifier | None = None
 
-    async def on_fanout(self, event: Event) -> None:
+    async def on_plan(self, events: Sequence[Event]) -> None:
+        if self.planner is not None:
+            await self.planner.handle_batch(events)
+
+    async def on_fanout(self, events: Sequence[Event]) -> None:
         if self.fanout is not None:
-            await self.fanout.handle(event)
+            await self.fanout.handle_batch(events)
 
     async def on_notify(self, event: Event) -> None:
         if self.notifier is not None:
@@ -161,7 +169,8 @@ def _hook_for(relay: EventRelay) -> _RelayHook:
     hook = _hooks.get(relay)
     if hook is None:
         hook = _hooks[relay] = _RelayHook()
-        relay.subscribe("bot.fanout", hook.on_fanout)
+        relay.subscribe_batch("engine.fanout", hook.on_plan)
+        relay.subscribe_batch("bot.fanout", hook.on_fanout)
         relay.subscribe("bot.notifier", hook.on_notify)
     return hook
 
@@ -219,6 +228,9 @@ class BotRuntime:
         me = await self.bot.me()  # the token works and Telegram answers, before anything starts
         self.ctx.bot_username = me.username
         hook = _hook_for(self.ctx.engine.relay)
+        hook.planner = self.ctx.engine.fanout or FanoutPlanner(
+            self.ctx.engine.db, self.settings, self.ctx.engine.relay
+        )
         hook.fanout, hook.notifier = Fanout(self.ctx), Notifier(self.ctx)
         attach_billing(self.ctx, self._tasks)  # billing: notices, auto-execution, sweep
         self.sender.start()
