@@ -36,7 +36,7 @@ def new_referral_code() -> str:
     return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(CODE_LENGTH))
 
 
-def recipients_query(consent_version: str) -> Select[tuple[int, int, str | None, int]]:
+def recipients_query(consent_version: str) -> Select[int, int, str | None, int]:
     """Who a new signal goes to: (user id, Telegram id, consent version, account id) of every
     active user consented to ``consent_version`` with an active execution account (the newest)."""
     newest = (
