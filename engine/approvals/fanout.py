@@ -115,7 +115,7 @@ def _plan(
         return Plan(mode, [])
     counts = dict.fromkeys(claimed, 0)
     if mode == MODE_DM:
-        recipients = conn.execute(recipients_query(consent)).tuples().all()
+        recipients = conn.execute(recipients_query(consent)).all()
         if recipients:
             rows = [
                 {
