@@ -203,6 +203,7 @@ class BotRuntime:
         self._tasks: list[asyncio.Task[Any]] = []
         self._polling: asyncio.Task[None] | None = None
         self.running = False
+        self.intake = False  # updates are taken (False while starting and once stopping)
 
     @property
     def settings(self) -> Settings:
@@ -234,6 +235,7 @@ class BotRuntime:
         hook.fanout, hook.notifier = Fanout(self.ctx), Notifier(self.ctx)
         attach_billing(self.ctx, self._tasks)  # billing: notices, auto-execution, sweep
         self.sender.start()
+        self.intake = True
         self._tasks.append(asyncio.create_task(self._sweep(), name="bot-expiry-sweep"))
         self._tasks.append(asyncio.create_task(run_daily(self.ctx), name="bot-daily-summary"))
         self.running = True
@@ -261,11 +263,13 @@ class BotRuntime:
             raise
         logger.info("bot @{} started ({} mode)", me.username, self.mode.value)
 
-    async def stop(self) -> None:
-        if not self.running:
-            return
-        self.running = False
+    async def stop_intake(self, deadline_seconds: float | None = None) -> None:
+        """Take no new updates (polling stops, the webhook answers 503) and let those being handled
+        finish (within ``deadline_seconds``); the outbox keeps sending until ``stop``."""
+        self.intake = False
         timeout = self.ctx.config.stop_timeout_seconds
+        if deadline_seconds is not None:
+            timeout = min(timeout, deadline_seconds)
         if self._polling is not None:
             with suppress(RuntimeError):  # polling had not started yet
                 await self.dispatcher.stop_polling()
@@ -274,13 +278,24 @@ class BotRuntime:
             self._polling = None
         await self._updates.wait_idle(timeout)
         await self._confirm_updates()
+
+    async def stop(self, deadline_seconds: float | None = None) -> None:
+        """Stop everything; with ``deadline_seconds``, the last sends get at most that long (what
+        is not sent stays in the outbox for the next start)."""
+        if not self.running:
+            return
+        await self.stop_intake(deadline_seconds)
+        self.running = False
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self.sender.stop(drain_seconds=self.ctx.config.drain_seconds)
+        drain = self.ctx.config.drain_seconds
+        await self.sender.stop(
+            drain_seconds=drain if deadline_seconds is None else min(drain, deadline_seconds)
+        )
         await self.dispatcher.storage.close()  # FSM storage (a Redis connection pool)
         await self.bot.session.close()
         logger.info("bot stopped")
@@ -310,7 +325,7 @@ class BotRuntime:
         return path
 
     async def _handle_webhook(self, request: web.Request) -> web.StreamResponse:
-        if not self.running or self.mode is not TelegramMode.WEBHOOK:
+        if not (self.running and self.intake) or self.mode is not TelegramMode.WEBHOOK:
             return web.Response(status=503, text="bot not running")  # Telegram retries later
         return await self._webhook.handle(request)
 
