@@ -4,26 +4,32 @@ The engine (``engine.approvals.fanout.FanoutPlanner``) moves accepted signals to
 opens their pending decisions, then emits ``signal.dispatched``. This relay subscriber turns that
 event into outbox rows: one channel post per signal (``SIGNAL_CHANNEL_ID``), or one DM with
 Approve/Reject per decision. The text is rendered once per signal and language; the rows for all
-recipients go in with one bulk insert (on a SQLite file, on the store's writer thread, so a large
-fan-out does not hold the event loop). Each row is keyed ``signal:<id>:<chat>``, so a replayed
+the recipients reading that language are built by the database in one INSERT ... SELECT (on a
+SQLite file, on the store's writer thread, so a large fan-out does not hold the event loop). Each row is keyed ``signal:<id>:<chat>``, so a replayed
 event queues nothing twice. A signal that expired before its turn is skipped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, String, case, func, literal, not_, select
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from bot.callbacks import APPROVE, REJECT, DecisionCb
 from bot.context import BotContext
-from bot.keyboards import channel_keyboard, decision_labels, decision_markups
-from bot.outbox import Outgoing, enqueue_on
+from bot.keyboards import channel_keyboard, decision_labels
+from bot.outbox import PENDING, Outgoing, enqueue_on
 from bot.render import in_locale, signal_text
 from engine.approvals.fanout import MODE_CHANNEL, MODE_DM
 from engine.states import SignalStatus
+from engine.store.db import UTCDateTime, utcnow
 from engine.store.events import SIGNAL_DISPATCHED, Event
-from engine.store.models import Decision, Signal, User
+from engine.store.models import Decision, OutboxMessage, Signal, User
 
 CHANNEL_START_PAYLOAD = "channel"
 
@@ -43,12 +49,14 @@ class Fanout:
                 await self.render(event.payload)
 
     async def render(self, planned: dict[str, Any]) -> int:
-        """Queue the messages of one ``signal.dispatched`` payload; returns how many rows it built."""
+        """Queue the messages of one ``signal.dispatched`` payload; returns how many rows it added
+        (0 when they were queued before)."""
         ids = [str(s["signal_id"]) for s in planned.get("signals") or []]
         if not ids:
             return 0
         ctx = self._ctx
         channel = ctx.settings.signal_channel_id
+        mode = planned.get("mode")
         async with ctx.engine.db.sessions() as session:
             signals = {
                 s.id: s
@@ -60,38 +68,37 @@ class Fanout:
                     )
                 ).all()
             }
-            recipients: list[Any] = []
-            if planned.get("mode") == MODE_DM and signals:
-                recipients = list(
-                    (
+            groups: list[tuple[str, str]] = []
+            if mode == MODE_DM and signals:
+                groups = [
+                    (signal_id, language)
+                    for signal_id, language in (
                         await session.execute(
-                            select(
-                                Decision.id,
-                                Decision.signal_id,
-                                Decision.chat_id,
-                                User.language,
-                                User.notifications,
-                            )
+                            select(Decision.signal_id, User.language)
                             .join(User, User.id == Decision.user_id)
                             .where(Decision.signal_id.in_(list(signals)), Decision.chat_id.is_not(None))
-                            .order_by(Decision.signal_id, User.id)
+                            .distinct()
                         )
                     ).all()
-                )
-        if planned.get("mode") == MODE_CHANNEL and channel is not None:
-            messages = [self._channel_post(signals[i], channel) for i in ids if i in signals]
-        elif planned.get("mode") == MODE_DM:
-            messages = self._dms(signals, recipients)
+                ]
+        if mode == MODE_CHANNEL and channel is not None:
+            posts = [self._channel_post(signals[i], channel) for i in ids if i in signals]
+
+            def write(conn: Connection) -> int:
+                enqueue_on(conn, posts)
+                return len(posts)
+
+        elif mode == MODE_DM and groups:
+            texts = [self._dm_text(signals[signal_id], language) for signal_id, language in groups]
+
+            def write(conn: Connection) -> int:
+                return sum(queue_dms(conn, text) for text in texts)
+
         else:
-            messages = []
-        if messages:
-
-            def write(conn: Connection) -> None:
-                enqueue_on(conn, messages)
-
-            await ctx.engine.db.writer.call(write)
-            ctx.wake_outbox()
-        return len(messages)
+            return 0
+        queued = await ctx.engine.db.writer.call(write)
+        ctx.wake_outbox()
+        return queued
 
     def _channel_post(self, signal: Signal, channel: int) -> Outgoing:
         ctx = self._ctx
@@ -106,22 +113,103 @@ class Fanout:
             }
         return Outgoing(signal_message_key(signal.id, channel), channel, "sendMessage", payload)
 
-    def _dms(self, signals: dict[str, Signal], recipients: list[Any]) -> list[Outgoing]:
-        rendered: dict[tuple[str, str], tuple[str, Any]] = {}  # (signal, language) -> text, markups
-        messages: list[Outgoing] = []
-        for decision_id, signal_id, chat_id, language, notifications in recipients:
-            key = (signal_id, language)
-            if key not in rendered:
-                with in_locale(self._ctx.i18n, language):
-                    rendered[key] = (signal_text(signals[signal_id]), decision_markups(decision_labels()))
-            text, markup = rendered[key]
-            payload = {
-                "chat_id": chat_id,
-                "text": text,
-                "parse_mode": "HTML",
-                "reply_markup": markup(decision_id),
-                "disable_notification": not notifications,
-                "_meta": {"decision_id": decision_id},
-            }
-            messages.append(Outgoing(signal_message_key(signal_id, chat_id), chat_id, "sendMessage", payload))
-        return messages
+    def _dm_text(self, signal: Signal, language: str) -> DmText:
+        with in_locale(self._ctx.i18n, language):
+            approve, reject = decision_labels()
+            return DmText(
+                signal.id,
+                language,
+                signal_text(signal),
+                approve,
+                DecisionCb(action=APPROVE, decision_id=_ID).pack().split(_ID),
+                reject,
+                DecisionCb(action=REJECT, decision_id=_ID).pack().split(_ID),
+            )
+
+
+_ID = "\x00"  # where the decision id goes in packed callback data
+
+
+@dataclass(frozen=True, slots=True)
+class DmText:
+    """A signal's DM in one language: the text and the Approve/Reject buttons around a decision id."""
+
+    signal_id: str
+    language: str
+    text: str
+    approve: str
+    approve_data: list[str]  # [before the id, after it]
+    reject: str
+    reject_data: list[str]
+
+
+def queue_dms(conn: Connection, dm: DmText) -> int:
+    """One outbox row per decision of ``dm.signal_id`` whose subscriber reads ``dm.language``, built
+    by the database in one INSERT ... SELECT (``signal:<id>:<chat>`` keys: existing rows are kept).
+    Returns how many rows were added."""
+    pg = conn.dialect.name == "postgresql"
+    obj = func.json_build_object if pg else func.json_object
+    arr = func.json_build_array if pg else func.json_array
+    silent: Any = (
+        not_(User.notifications) if pg else func.json(case((User.notifications, "false"), else_="true"))
+    )
+    decision_id = Decision.id
+
+    def button(label: str, data: list[str]) -> Any:
+        return obj("text", label, "callback_data", literal(data[0]) + decision_id + literal(data[1]))
+
+    payload = obj(
+        "chat_id",
+        Decision.chat_id,
+        "text",
+        literal(dm.text),
+        "parse_mode",
+        "HTML",
+        "reply_markup",
+        obj(
+            "inline_keyboard",
+            arr(arr(button(dm.approve, dm.approve_data), button(dm.reject, dm.reject_data))),
+        ),
+        "disable_notification",
+        silent,
+        "_meta",
+        obj("decision_id", decision_id),
+    )
+    now = utcnow()
+    key = literal("signal:") + Decision.signal_id + literal(":") + sql_cast(Decision.chat_id, String())
+    rows = (
+        select(
+            key,
+            Decision.chat_id,
+            literal("sendMessage"),
+            payload,
+            literal(PENDING),
+            literal(0),
+            literal(now, UTCDateTime()),
+            literal(now, UTCDateTime()),
+        )
+        .join(User, User.id == Decision.user_id)
+        .where(
+            Decision.signal_id == dm.signal_id,
+            Decision.chat_id.is_not(None),
+            User.language == dm.language,
+        )
+        .order_by(Decision.user_id)
+    )
+    columns = [
+        "dedupe_key",
+        "chat_id",
+        "method",
+        "payload",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+    ]
+    dialect_insert = pg_insert if pg else sqlite_insert
+    statement = (
+        dialect_insert(OutboxMessage)
+        .from_select(columns, rows)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+    )
+    return int(conn.execute(statement).rowcount)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
@@ -43,26 +42,6 @@ def decision_markup(decision_id: str, labels: tuple[str, str] | None = None) -> 
             ]
         ]
     }
-
-
-def decision_markups(labels: tuple[str, str]) -> Callable[[str], dict[str, Any]]:
-    """``decision_markup`` for many decisions with the same labels: the callback data is packed
-    once, with a placeholder for the decision id (a fan-out renders thousands)."""
-    placeholder = "\x00"
-    approve = DecisionCb(action=APPROVE, decision_id=placeholder).pack()
-    reject = DecisionCb(action=REJECT, decision_id=placeholder).pack()
-
-    def markup(decision_id: str) -> dict[str, Any]:
-        return {
-            "inline_keyboard": [
-                [
-                    {"text": labels[0], "callback_data": approve.replace(placeholder, decision_id)},
-                    {"text": labels[1], "callback_data": reject.replace(placeholder, decision_id)},
-                ]
-            ]
-        }
-
-    return markup
 
 
 def decision_labels() -> tuple[str, str]:

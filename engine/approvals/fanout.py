@@ -7,10 +7,11 @@ statements, however many subscribers there are:
 1. ``UPDATE signals SET status = 'dispatched' WHERE id IN (...) AND status = 'accepted' AND not
    expired RETURNING id``: the planner that changes the row owns the signal, so a second planner
    (another instance, a replayed event) plans nothing twice;
-2. DM mode: the recipients are read once (active, consented to the current disclaimer, with an
-   active execution account: the newest one) and one pending decision per signal and recipient
-   is inserted in one ``executemany`` (the unique ``(signal_id, user_id)`` pair skips any that
-   exist); channel mode opens no decisions (a tap in the channel records one);
+2. DM mode: one ``INSERT INTO decisions ... SELECT`` per signal opens a pending decision for
+   every recipient (active, consented to the current disclaimer, with an active execution
+   account: the newest one), ids made by the database, the unique ``(signal_id, user_id)`` pair
+   skipping any that exist; no row passes through Python. Channel mode opens no decisions (a tap
+   in the channel records one);
 3. one audit line per signal and one ``signal.dispatched`` event for the whole batch, which the
    bot turns into messages (one channel post per signal, or one DM per decision).
 
@@ -26,16 +27,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Connection, String, Table, func, insert, literal, select, true, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.elements import ColumnElement
 
 from engine.accounts.subscribers import recipients_query
 from engine.observability.logs import correlation_id
 from engine.risk.control import PAUSE_KEY
 from engine.settings import Settings
 from engine.states import SIGNAL, DecisionStatus, SignalStatus
-from engine.store.db import Database, utcnow
+from engine.store.db import Database, UTCDateTime, utcnow
 from engine.store.events import ENGINE_RESUMED, SIGNAL_ACCEPTED, SIGNAL_DISPATCHED, Event, EventRelay
 from engine.store.ids import uuid4
 from engine.store.models import AuditLog, Decision, DomainEvent, EngineState, Signal
@@ -115,26 +118,12 @@ def _plan(
         return Plan(mode, [])
     counts = dict.fromkeys(claimed, 0)
     if mode == MODE_DM:
-        recipients = conn.execute(recipients_query(consent)).all()
+        recipients = int(
+            conn.scalar(select(func.count()).select_from(recipients_query(consent).subquery())) or 0
+        )
         if recipients:
-            rows = [
-                {
-                    "id": uuid4(),
-                    "signal_id": signal_id,
-                    "user_id": user_id,
-                    "account_id": account_id,
-                    "status": DecisionStatus.PENDING.value,
-                    "via": VIA_DM,
-                    "chat_id": telegram_id,
-                    "consent_version": consent_version,
-                    "created_at": now,
-                }
-                for signal_id in claimed
-                for user_id, telegram_id, consent_version, account_id in recipients
-            ]
-            conn.execute(_insert_ignoring_existing(conn), rows)
-            for signal_id in claimed:
-                counts[signal_id] = len(recipients)
+            _open_decisions(conn, claimed, consent, now)
+            counts = dict.fromkeys(claimed, recipients)
     conn.execute(
         insert(_AUDIT),
         [
@@ -189,6 +178,65 @@ def _claim(conn: Connection, signal_ids: list[str], backlog: bool, now: datetime
     return [signal_id for signal_id, _ in moved]
 
 
-def _insert_ignoring_existing(conn: Connection) -> Any:
+def _open_decisions(conn: Connection, signal_ids: list[str], consent: str, now: datetime) -> int:
+    """One pending DM decision per signal and recipient, in one INSERT ... SELECT (ids made by the
+    database); a (signal, user) pair that has a decision already is skipped. Returns how many
+    were opened."""
+    r = recipients_query(consent).subquery()
+    rows = (
+        select(
+            new_uuid_sql(conn.dialect.name),
+            Signal.id,
+            r.c.id,
+            r.c.account_id,
+            literal(DecisionStatus.PENDING.value, String()),
+            literal(VIA_DM, String()),
+            r.c.telegram_id,
+            r.c.consent_version,
+            literal(now, UTCDateTime()),
+        )
+        .select_from(Signal)
+        .join(r, true())
+    )  # every signal of the batch with every recipient
+    rows = rows.where(Signal.id.in_(signal_ids))
+    columns = [
+        "id",
+        "signal_id",
+        "user_id",
+        "account_id",
+        "status",
+        "via",
+        "chat_id",
+        "consent_version",
+        "created_at",
+    ]
     dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    return dialect_insert(_DECISIONS).on_conflict_do_nothing(index_elements=["signal_id", "user_id"])
+    statement = (
+        dialect_insert(_DECISIONS)
+        .from_select(columns, rows)
+        .on_conflict_do_nothing(index_elements=["signal_id", "user_id"])
+    )
+    return int(conn.execute(statement).rowcount)
+
+
+def new_uuid_sql(dialect: str) -> ColumnElement[str]:
+    """A random (version 4) UUID as text, made by the database for each row."""
+    if dialect == "postgresql":
+        return sql_cast(func.gen_random_uuid(), String())
+
+    def hexes(n: int) -> ColumnElement[str]:
+        return func.lower(func.hex(func.randomblob(n)))
+
+    variant = func.substr("89ab", 1 + func.abs(func.random()) % 4, 1)
+    return (
+        hexes(4)
+        + "-"
+        + hexes(2)
+        + "-4"
+        + func.substr(hexes(2), 2)
+        + "-"
+        + variant
+        + func.substr(hexes(2), 2)
+        + "-"
+        + hexes(6)
+    )
