@@ -1,4 +1,4 @@
-"""Configuration: every name in CONTRACTS section 4, typed, ranged and defaulted.
+"""Configuration: every setting in docs/configuration.md, typed, ranged and defaulted.
 
 Values come from the environment or a ``.env`` file. ``load_settings`` turns a validation
 failure into ``SettingsError`` whose message is one line naming the setting and the rule; the

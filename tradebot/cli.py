@@ -1,4 +1,4 @@
-"""The ``tradebot`` command line (CONTRACTS section 3)."""
+"""The ``tradebot`` command line (docs/cli.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``tradebot account add|list|remove`` (CONTRACTS section 3): the operator's way to manage execution
+"""``tradebot account add|list|remove`` (docs/cli.md): the operator's way to manage execution
 accounts, through the same ``AccountService`` the bot's /account uses."""
 
 from __future__ import annotations

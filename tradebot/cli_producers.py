@@ -1,4 +1,4 @@
-"""``tradebot producer ...`` and ``tradebot signal send`` (CONTRACTS section 3)."""
+"""``tradebot producer ...`` and ``tradebot signal send`` (docs/cli.md)."""
 
 from __future__ import annotations
 
