@@ -3,24 +3,26 @@
 PostgreSQL: a fresh database per test run on 127.0.0.1:5432 (``TEST_PG_URL`` to override),
 migrated once, emptied between tests. Unreachable PostgreSQL is a failure, not a skip.
 SQLite: migrated once into a template file that each test copies.
+The bot's world (emulator + engine + real aiogram bot) for the bot, billing and analytics tests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from engine.store.db import Database
 from engine.store.migrate import upgrade
 from engine.store.models import Base
+from tests.support.bot_world import World, WorldFactory, make_world
+from tests.support.databases import PG_ADMIN_URL, pg_admin
 
 # End-to-end suites run real processes, sockets and timers; on a loaded 2-core machine a tick can be
 # late. Their tests get up to two reruns (reported as "rerun" in the summary, never hidden); unit,
@@ -36,29 +38,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.flaky(reruns=2, reruns_delay=1))
 
 
-PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-
-
-async def _pg_admin(statement: str) -> None:
-    engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(statement))
-    finally:
-        await engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     name = f"tradebot_test_{uuid.uuid4().hex[:10]}"
     try:
-        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+        asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # a failure, never a skip: CI must run both databases
         pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc!r}", pytrace=False)
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     upgrade(url)
     yield url
-    asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")
@@ -104,3 +94,23 @@ async def sqlite_db(sqlite_url: str) -> AsyncIterator[Database]:
     database = Database(sqlite_url)
     yield database
     await database.dispose()
+
+
+@pytest.fixture
+async def world_factory(sqlite_url: str) -> AsyncIterator[WorldFactory]:
+    """Builds bot worlds on SQLite (settings overridable); all are closed after the test."""
+    made: list[World] = []
+
+    async def make(**overrides: Any) -> World:
+        world = await make_world(sqlite_url, **overrides)
+        made.append(world)
+        return world
+
+    yield make
+    for world in reversed(made):
+        await world.close()
+
+
+@pytest.fixture
+async def world(world_factory: WorldFactory) -> World:
+    return await world_factory()

@@ -12,7 +12,6 @@ from decimal import Decimal as D
 
 import numpy as np
 import pytest
-from analytics_helpers import Seeder, at, data, trade
 from PIL import Image
 
 from engine.analytics.charts import HEIGHT_PX, WIDTH_PX, ChartLabels, downsample, render_chart, render_empty
@@ -21,6 +20,7 @@ from engine.analytics.metrics import build_curve
 from engine.analytics.period import parse_period
 from engine.analytics.series import equity_curve, pnl_curve
 from engine.analytics.service import AnalyticsService, chart_png
+from tests.support.analytics import Seeder, at, data, trade
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EN = ChartLabels(

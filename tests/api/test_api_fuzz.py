@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from engine.ingest.schema import BodyNotJSON, SignalInvalid, parse_signal
 from engine.ingest.signing import sign
 from engine.store.models import Signal
-from tests.api.conftest import LiveServer, count, good_body
+from tests.support.api_world import LiveServer, good_body
+from tests.support.queries import count
 
 FIELDS = [
     "id",

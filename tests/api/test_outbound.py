@@ -18,7 +18,8 @@ from engine.settings import SettingsError
 from engine.store.db import utcnow
 from engine.store.events import HEARTBEAT, SIGNAL_ACCEPTED, EventRelay, emit
 from engine.store.models import OutboundDelivery
-from tests.api.conftest import make_settings, rows
+from tests.support.api_world import make_settings
+from tests.support.queries import rows
 
 SECRET = "outbound-secret-for-tests"
 

@@ -9,8 +9,10 @@ from sqlalchemy import func, select
 
 from bot.billing_texts import AutoCb
 from engine.store.models import Decision, Order, Position, User
-from tests.billing.bot_helpers import buy
-from tests.bot.harness import ADMIN, World, buttons, eventually
+from tests.support.billing_bot import buy
+from tests.support.bot_world import ADMIN, World
+from tests.support.telegram import buttons
+from tests.support.waiting import eventually
 
 SIGNAL = {"instrument": "EURUSD", "side": "buy", "sl": "1.09800", "tp": "1.10400"}
 

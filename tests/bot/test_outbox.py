@@ -11,8 +11,8 @@ from sqlalchemy import select
 from bot.ratelimit import RateLimits
 from emulator import EmulatorConfig
 from engine.store.models import OutboxMessage, User
-from tests.bot.conftest import WorldFactory
-from tests.bot.harness import FAST, World, eventually
+from tests.support.bot_world import FAST, World, WorldFactory
+from tests.support.waiting import eventually
 
 NOTES = ("first", "second", "third")
 

@@ -17,7 +17,7 @@ from engine.brokers.base import BrokerError, SubmitStatus
 from engine.brokers.mt5 import MT5Broker, create_mt5_broker, load_module
 from engine.brokers.mt5_process import ProcessRunner
 from mt5sim import control
-from tests.brokers.conftest import LOGIN, OTHER_LOGIN, OTHER_PASSWORD, PASSWORD, SERVER, order, pin
+from tests.support.mt5 import LOGIN, OTHER_LOGIN, OTHER_PASSWORD, PASSWORD, SERVER, order, pin
 
 FAST: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.05}
 

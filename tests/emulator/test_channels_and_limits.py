@@ -11,7 +11,8 @@ from aiogram.exceptions import TelegramRetryAfter
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from emulator.control import EmulatorClient
-from tests.emulator.conftest import TOKEN, CheckedClient, EmulatorFactory, make_bot
+from tests.support.emulator_world import CheckedClient, EmulatorFactory, make_bot
+from tests.support.telegram import TOKEN
 
 CHANNEL = -1001234567890
 

@@ -11,7 +11,9 @@ from aiogram.exceptions import TelegramBadRequest, TelegramConflictError
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from emulator import BotAPIEmulator
-from tests.emulator.conftest import BOT_ID, CheckedClient, EmulatorFactory, eventually, make_bot
+from tests.support.emulator_world import CheckedClient, EmulatorFactory, make_bot
+from tests.support.telegram import BOT_ID
+from tests.support.waiting import until
 
 
 async def test_long_poll_blocks_until_an_update_arrives(bot: Bot, ctl: CheckedClient, alice: int) -> None:
@@ -74,7 +76,7 @@ async def test_a_second_poller_terminates_the_first(bot: Bot, emulator: BotAPIEm
     other = make_bot(emulator.base_url)
     try:
         first = asyncio.create_task(bot.get_updates(timeout=5))
-        await eventually(
+        await until(
             lambda: BOT_ID in emulator.core.world.bots and emulator.core.world.bots[BOT_ID].updates.polling
         )
         second = asyncio.create_task(other.get_updates(timeout=0))
@@ -125,7 +127,7 @@ async def test_taps_must_match_a_button(bot: Bot, ctl: CheckedClient, alice: int
 
 
 async def test_callback_queries_expire(make_emulator: EmulatorFactory, spec: object) -> None:
-    from tests.emulator.conftest import CheckedClient as Client
+    from tests.support.emulator_world import CheckedClient as Client
 
     emulator = await make_emulator(callback_query_expiry=0.3)
     bot = make_bot(emulator.base_url)

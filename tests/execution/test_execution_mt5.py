@@ -14,8 +14,8 @@ from engine.states import OrderStatus
 from engine.store.events import EventRelay
 from engine.store.models import ExecutionAccount, Position
 from mt5sim import control
-from tests.execution.fixtures import make_approval, make_world
-from tests.execution.test_execution import FAST
+from tests.support.execution import FAST
+from tests.support.factories import make_approval, paper_subscribers
 
 LOGIN, PASSWORD, SERVER = 7001, "pw-7001", "MT5Sim-Demo"
 
@@ -32,7 +32,7 @@ def sim(tmp_path, monkeypatch):
 
 
 async def mt5_world(db):
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     async with db.session() as s:
         row = await s.get(ExecutionAccount, acct.id)
         row.kind, row.login, row.server = "mt5", str(LOGIN), SERVER

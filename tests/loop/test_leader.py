@@ -10,8 +10,9 @@ from engine.loop.leader import LEASE_KEY, PostgresLease, SqliteLease, make_lease
 from engine.store.db import Database, utcnow
 from engine.store.events import HEARTBEAT
 from engine.store.models import EngineState
-from tests.execution.fixtures import make_world
-from tests.loop.helpers import build_engine, events
+from tests.support.factories import paper_subscribers
+from tests.support.loop_world import build_engine
+from tests.support.queries import events
 
 
 async def test_only_one_lease_holder_on_either_database(db):
@@ -32,7 +33,7 @@ async def test_only_one_lease_holder_on_either_database(db):
 
 
 async def test_two_loops_one_leader_and_takeover_on_stop(db):
-    await make_world(db)
+    await paper_subscribers(db)
     a, b = build_engine(db).loop, build_engine(db).loop
     a.start()
     await asyncio.sleep(0.3)

@@ -14,8 +14,9 @@ from engine.store.db import utcnow
 from engine.store.events import BROKER_DISCONNECTED, BROKER_RECONNECTED, DRAWDOWN_TRIGGERED, POSITION_CLOSED
 from engine.store.models import ExecutionAccount, Order, Position, Producer, User
 from mt5sim import control
-from tests.execution.fixtures import make_approval
-from tests.loop.helpers import build_engine, events, open_at_broker
+from tests.support.factories import make_approval
+from tests.support.loop_world import build_engine, open_at_broker
+from tests.support.queries import events
 
 LOGIN, PASSWORD, SERVER = 7001, "pw-7001", "MT5Sim-Demo"
 

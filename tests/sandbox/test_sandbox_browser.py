@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox.helpers import Running, sandbox_process
+from tests.support.sandbox_process import Running, sandbox_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
