@@ -150,7 +150,9 @@ async def test_rendering_does_not_block_the_event_loop(sqlite_db):
     decode(png)
     assert len(lags) > 10
     assert took > 0.15, "the render should take longer than the lag we tolerate"
-    assert max(lags) < 0.1, f"loop lag {max(lags):.3f}s while rendering for {took:.3f}s"
+    # on the loop, one lag would be about the whole render; off it, lags stay small (relative to the
+    # render, since a loaded machine stretches both)
+    assert max(lags) < max(0.1, took / 2), f"loop lag {max(lags):.3f}s while rendering for {took:.3f}s"
 
 
 async def test_render_runs_on_a_worker_thread(sqlite_db):

@@ -140,12 +140,9 @@ def _fuzz(server: LiveServer) -> None:
         if resp.getheader("Connection", "").lower() == "close":
             conn.close()
 
-    started = time.monotonic()
     run()
-    elapsed = time.monotonic() - started
     conn.close()
     assert sum(statuses.values()) >= 1500
     assert {400, 401, 415, 422} <= set(statuses), statuses
     assert statuses[422] + statuses[400] > 500, statuses  # many reach the parser and the validator
     assert server.call(count(server.ctx.db, Signal)) == 0
-    assert elapsed < 60, elapsed

@@ -75,7 +75,7 @@ async def test_auto_execution_announces_with_a_close_button_and_stops_when_pause
     await world.say(ADMIN, "/pause")
     await world.wait_text(ADMIN, "Paused")
     await world.post_signal({**SIGNAL, "id": "auto-2"})
-    await asyncio.sleep(1.0)  # the relay has long delivered signal.accepted by now
+    await eventually(world.events_processed)  # signal.accepted has reached every subscriber
     assert len(await orders(world)) == 1
     async with world.db.session() as s:
         assert await s.scalar(select(func.count(Decision.id))) == 1
@@ -84,7 +84,8 @@ async def test_auto_execution_announces_with_a_close_button_and_stops_when_pause
     await world.wait_text(1001, "Auto-execution: off")
     await world.say(ADMIN, "/resume")
     dm = await world.wait_message(1001, lambda m: bool(buttons(m)) and "EURUSD" in (m.get("text") or ""))
-    await asyncio.sleep(0.5)
+    await eventually(world.events_processed)
+    await asyncio.sleep(0.5)  # a window for a wrong auto-execution to show (none may)
     assert len(await orders(world)) == 1  # turned off: the signal waits for a tap like any other
     assert await eventually(lambda: _pending(world))
 

@@ -30,7 +30,7 @@ from engine.ingest.signing import signature_header
 from engine.services import EngineServices
 from engine.settings import Settings
 from engine.store.events import SIGNAL_ACCEPTED, emit
-from engine.store.models import ExecutionAccount, Producer, Signal
+from engine.store.models import DomainEvent, ExecutionAccount, Producer, Signal
 from tests.support.factories import CONSENT
 from tests.support.ports import bound_socket
 from tests.support.prices import FixedPrices
@@ -217,6 +217,12 @@ class World:
             signal = await session.get(Signal, signal_id)
             assert signal is not None
             signal.expires_at = datetime.now(UTC) - timedelta(seconds=1)
+
+    async def events_processed(self) -> bool:
+        """Whether the relay has handed every domain event to its subscribers."""
+        async with self.db.session() as session:
+            pending = select(DomainEvent.id).where(DomainEvent.processed_at.is_(None)).limit(1)
+            return await session.scalar(pending) is None
 
     async def account_of(self, uid: int) -> ExecutionAccount | None:
         assert self.services.accounts is not None
