@@ -7,12 +7,17 @@ from decimal import Decimal as D
 
 from engine.brokers.base import AccountSnapshot, OrderType, Side, SymbolSpec, Tick
 from engine.execution.orders import BuiltOrder, OrderRefusal, OrderRules, SignalParams, build_order
-from tests.support.symbols import EURUSD
+from tests.support.symbols import EURUSD, with_spec
 
 # Wednesday 2024-06-05 12:00 UTC: every default schedule is open.
 WEDNESDAY = datetime(2024, 6, 5, 12, 0, tzinfo=UTC)
 # Saturday 2024-06-08 12:00 UTC: the FX/metals week is closed.
 SATURDAY = datetime(2024, 6, 8, 12, 0, tzinfo=UTC)
+
+
+# EURUSD from a broker that sets no stops level, so only the rules' own minimums apply (the order
+# tests measure MIN_STOP_POINTS and friends; the stops level has tests of its own).
+EURUSD_NO_STOPS_LEVEL = with_spec(EURUSD, stops_level=0)
 
 
 def account(equity: str = "10000", free_margin: str | None = None) -> AccountSnapshot:
@@ -51,7 +56,7 @@ def signal(
 def build(
     sig: SignalParams,
     *,
-    spec: SymbolSpec = EURUSD,
+    spec: SymbolSpec = EURUSD_NO_STOPS_LEVEL,
     bid: str = "1.10000",
     ask: str = "1.10012",
     acct: AccountSnapshot | None = None,
