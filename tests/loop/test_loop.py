@@ -207,15 +207,18 @@ async def test_graceful_stop_drains_beats_once_more_flushes_and_releases(db):
     broker = await engine.broker(acct.id)
     original = broker.submit
 
+    in_flight = asyncio.Event()
+
     async def slow_submit(request):
-        await asyncio.sleep(0.3)
+        in_flight.set()
+        await asyncio.sleep(0.3)  # a slow broker: the stop must wait for it
         return await original(request)
 
     broker.submit = slow_submit
     engine.loop.start()
     await eventually(lambda: _beats(db, 1))
     task = engine.execution.submit_in_background(await make_approval(db, producer, user, acct))
-    await asyncio.sleep(0.05)  # the broker call is in flight
+    await asyncio.wait_for(in_flight.wait(), 10)  # the broker call is in flight
     await engine.loop.stop(3.0)
     assert task.done() and task.result().status == OrderStatus.FILLED  # let it finish, not cut off
     stored = await read_heartbeat(db)
