@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import text
 
 from engine.store.db import Database
@@ -29,6 +30,12 @@ from tests.support.databases import PG_ADMIN_URL, pg_admin
 # property and store tests get none.
 E2E_DIRS = ("bot", "loop", "billing", "sandbox")
 E2E_FILES = ("test_bot_stats.py",)
+
+
+# Hypothesis fails an example that takes over 200 ms by default; on a shared machine a pause of the
+# process can do that to any example. Properties are about values, never about wall-clock time.
+hypothesis_settings.register_profile("tradebot", deadline=None)
+hypothesis_settings.load_profile("tradebot")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
