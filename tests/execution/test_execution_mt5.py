@@ -118,7 +118,10 @@ async def test_disconnected_terminal_then_reconnect(db, sim):
         final = await task
     finally:
         await registry.close()
-    assert final.status == OrderStatus.FILLED and final.attempts >= 2
+    # sent once, after the reconnect (how many attempts the wait took depends on the machine's speed:
+    # the link's own reconnect may succeed inside the first attempt)
+    assert final.status == OrderStatus.FILLED and final.attempts >= 1
+    assert control.stats(LOGIN, state=sim)["order_send_calls"] == 1
     assert len(await _positions(db)) == 1
 
 
