@@ -66,7 +66,11 @@ async def _serve(database_url: str, port: int, relay_on: bool) -> None:
     producer = await ctx.producers.add(
         f"bench-{uuid.uuid4().hex[:8]}", rate_per_second=Decimal(1_000_000), burst=1_000_000
     )
-    runner = await start_http_server(build_http_app(ctx), "127.0.0.1", port)
+    from engine.api.connections import ConnectionLimits
+
+    # every load-generating connection comes from one address: lift the per-client cap (50)
+    limits = ConnectionLimits(max_connections_per_client=100_000)
+    runner = await start_http_server(build_http_app(ctx), "127.0.0.1", port, limits=limits)
     if os.environ.get("BENCH_GC_FREEZE"):
         import gc
 

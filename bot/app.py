@@ -11,9 +11,11 @@ closes the bot's HTTP session; pending outbox rows wait in the database for the 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import re
 import weakref
 from contextlib import suppress
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,30 +24,32 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramAPIError, TelegramConflictError
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.methods import GetUpdates
 from aiogram.types import ErrorEvent
 from aiogram.utils.i18n import gettext as _
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 from loguru import logger
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.admin_gate import AdminGate
 from bot.billing_notifier import attach_billing
 from bot.commands import set_commands
 from bot.context import BotConfig, BotContext
 from bot.daily_summary import run_daily
 from bot.fanout import Fanout
 from bot.i18n import CatalogI18n, build_i18n
+from bot.inbox import InboxStore, InboxWorker, raw_update
 from bot.middlewares import LocaleMiddleware, UpdateMiddleware
 from bot.notifier import Notifier
 from bot.ratelimit import SendLimiter
-from bot.retry import RetryAfterMiddleware
+from bot.retry import BudgetMiddleware
 from bot.routers import all_routers
 from bot.sender import OutboxSender
+from bot.throttle import Throttle
 from engine.accounts.service import AccountService
 from engine.accounts.subscribers import SubscriberService
 from engine.approvals.executor import ApprovalExecutor
@@ -66,7 +70,6 @@ def build_bot(settings: Settings) -> Bot:
         session = AiohttpSession()
     else:
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/")))
-    session.middleware(RetryAfterMiddleware())
     return Bot(
         settings.bot_token.get_secret_value(),
         session=session,
@@ -129,9 +132,11 @@ def build_dispatcher(
     ctx: BotContext, storage: BaseStorage | None = None
 ) -> tuple[Dispatcher, UpdateMiddleware]:
     dispatcher = Dispatcher(storage=storage or MemoryStorage(), engine=ctx.engine, ctx=ctx)
+    Throttle(ctx, ctx.config.throttle).setup(dispatcher)  # a flooder is answered once, then dropped
     updates = UpdateMiddleware(ctx)
     dispatcher.update.outer_middleware(updates)
     LocaleMiddleware(ctx.i18n).setup(dispatcher)
+    AdminGate(ctx).setup(dispatcher)  # every admin command and button, refused and audited alike
     dispatcher.include_routers(*all_routers())
     dispatcher.errors.register(_on_error)
     return dispatcher, updates
@@ -179,6 +184,8 @@ class BotRuntime:
         self.bot = bot
         self.dispatcher, self._updates = build_dispatcher(ctx, storage)
         self.limiter = SendLimiter(ctx.config.limits)
+        self.budget = BudgetMiddleware(self.limiter)  # handler replies share the outbox's budget
+        bot.session.middleware(self.budget)
         self.sender = OutboxSender(
             ctx.engine.db,
             bot,
@@ -188,11 +195,15 @@ class BotRuntime:
             on_blocked=self._on_blocked,
         )
         ctx.wake_outbox = self.sender.wake
-        self._webhook = SimpleRequestHandler(
-            dispatcher=self.dispatcher, bot=bot, secret_token=self._webhook_secret()
-        )
+        inbox_config = ctx.config.inbox
+        hold = float(ctx.settings.telegram_inbox_hold_seconds)
+        if hold > inbox_config.hold_seconds:
+            inbox_config = replace(inbox_config, hold_seconds=hold)
+        self.inbox = InboxStore(ctx.engine.db, bot.id)
+        self.inbox_worker = InboxWorker(self.inbox, ctx.engine.db, self.dispatcher, bot, inbox_config)
         self._tasks: list[asyncio.Task[Any]] = []
         self._polling: asyncio.Task[None] | None = None
+        self._offset: int | None = None  # polling: the next update id to ask for (all below are stored)
         self.running = False
 
     @property
@@ -222,6 +233,7 @@ class BotRuntime:
         hook.fanout, hook.notifier = Fanout(self.ctx), Notifier(self.ctx)
         attach_billing(self.ctx, self._tasks)  # billing: notices, auto-execution, sweep
         self.sender.start()
+        self.inbox_worker.start()  # updates stored before a restart are handled first
         self._tasks.append(asyncio.create_task(self._sweep(), name="bot-expiry-sweep"))
         self._tasks.append(asyncio.create_task(run_daily(self.ctx), name="bot-daily-summary"))
         self.running = True
@@ -235,15 +247,7 @@ class BotRuntime:
                 )
             else:
                 await self.bot.delete_webhook(drop_pending_updates=False)
-                self._polling = asyncio.create_task(
-                    self.dispatcher.start_polling(
-                        self.bot,
-                        polling_timeout=self.ctx.config.polling_timeout,
-                        handle_signals=False,
-                        close_bot_session=False,
-                    ),
-                    name="bot-polling",
-                )
+                self._polling = asyncio.create_task(self._poll(), name="bot-polling")
         except BaseException:
             await self.stop()  # nothing half-started stays behind
             raise
@@ -254,13 +258,8 @@ class BotRuntime:
             return
         self.running = False
         timeout = self.ctx.config.stop_timeout_seconds
-        if self._polling is not None:
-            with suppress(RuntimeError):  # polling had not started yet
-                await self.dispatcher.stop_polling()
-            with suppress(asyncio.CancelledError):
-                await self._polling
-            self._polling = None
-        await self._updates.wait_idle(timeout)
+        await self.stop_polling()
+        await self.inbox_worker.stop(timeout)
         await self._confirm_updates()
         for task in self._tasks:
             task.cancel()
@@ -273,13 +272,47 @@ class BotRuntime:
         await self.bot.session.close()
         logger.info("bot stopped")
 
+    async def stop_polling(self) -> None:
+        """Stop asking Telegram for updates (a batch not yet stored is not confirmed: it comes again)."""
+        if self._polling is not None:
+            self._polling.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._polling
+            self._polling = None
+
     async def _confirm_updates(self) -> None:
-        """Polling: tell the server which updates were handled, so the next start skips them."""
-        last = self._updates.last_update_id
-        if self.mode is not TelegramMode.POLLING or last is None:
+        """Polling: confirm what the inbox holds, so the next start is not sent it again."""
+        if self.mode is not TelegramMode.POLLING or self._offset is None:
             return
         with suppress(TelegramAPIError, TimeoutError):
-            await self.bot(GetUpdates(offset=last + 1, limit=1, timeout=0))
+            await self.bot(GetUpdates(offset=self._offset, limit=1, timeout=0))
+
+    async def _poll(self) -> None:
+        """Long polling into the inbox: a batch is stored (one transaction) before the next
+        ``getUpdates`` confirms it with its offset."""
+        allowed = self.dispatcher.resolve_used_update_types()
+        timeout = self.ctx.config.polling_timeout
+        backoff = 1.0
+        while True:
+            try:
+                updates = await self.bot(
+                    GetUpdates(offset=self._offset, timeout=timeout, allowed_updates=allowed),
+                    request_timeout=int(self.bot.session.timeout + timeout),
+                )
+                if updates:
+                    await self.inbox.store([raw_update(u) for u in updates])
+                    self._offset = updates[-1].update_id + 1
+                    self.inbox_worker.wake()
+                backoff = 1.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                level = "WARNING" if isinstance(exc, TelegramAPIError | TimeoutError | OSError) else "ERROR"
+                if isinstance(exc, TelegramConflictError):
+                    level = "ERROR"  # a webhook is set, or another process polls with this token
+                logger.log(level, "getUpdates failed ({}); retrying in {:.0f} s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(30.0, backoff * 2)
 
     async def _sweep(self) -> None:
         while True:
@@ -298,9 +331,24 @@ class BotRuntime:
         return path
 
     async def _handle_webhook(self, request: web.Request) -> web.StreamResponse:
+        """Store the update in the inbox, then answer 200: a crash before the commit gets no
+        answer, so Telegram delivers the update again."""
         if not self.running or self.mode is not TelegramMode.WEBHOOK:
             return web.Response(status=503, text="bot not running")  # Telegram retries later
-        return await self._webhook.handle(request)
+        secret = self._webhook_secret() or ""
+        given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), secret.encode()):
+            return web.Response(status=401, text="Unauthorized")
+        try:
+            raw = await request.json()
+            update_id = raw.get("update_id") if isinstance(raw, dict) else None
+        except ValueError:
+            update_id = None
+        if not isinstance(update_id, int) or isinstance(update_id, bool):
+            return web.Response(status=400, text="not a Telegram update")
+        await self.inbox.store([raw])
+        self.inbox_worker.wake()
+        return web.json_response({})
 
     # ------------------------------------------------------------------ outbox hooks
 

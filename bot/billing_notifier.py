@@ -38,11 +38,12 @@ from bot.fanout import signal_message_key
 from bot.keyboards import NO_KEYBOARD
 from bot.outbox import Outgoing, enqueue
 from bot.render import esc, in_locale, price, result_line, side_label, signal_text
+from engine.accounts.names import display_name
 from engine.approvals.auto_execute import AutoExecutor
 from engine.billing import install_billing
 from engine.billing.entitlements import VIA_AUTO
 from engine.billing.payments import PAYMENT_RECEIVED, PAYMENT_REFUNDED, SUBSCRIPTION_RENEWAL, BillingService
-from engine.billing.referrals import REFERRAL_ATTRIBUTED, ReferralService, display_name
+from engine.billing.referrals import REFERRAL_ATTRIBUTED, ReferralService
 from engine.billing.reminders import SUBSCRIPTION_EXPIRED, SUBSCRIPTION_EXPIRING, BillingSweeper
 from engine.store import events as ev
 from engine.store.events import Event, EventRelay

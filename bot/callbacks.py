@@ -6,6 +6,8 @@ import hashlib
 
 from aiogram.filters.callback_data import CallbackData
 
+from engine.ops.views import Scope, ScopeKind
+
 APPROVE = "a"
 REJECT = "r"
 
@@ -42,6 +44,19 @@ class AccountCb(CallbackData, prefix="acct"):
 class AdminCb(CallbackData, prefix="adm"):
     action: str  # "closeall" | "cancel"
     issued: int  # unix seconds when the confirmation was offered
+    scope: str = "e"  # scope_token(): e (everything) | a<account id> | s<subscriber's Telegram id>
+
+
+def scope_token(scope: Scope) -> str:
+    """A command-layer scope in a button (":" separates callback fields, so no ``describe()`` here)."""
+    return "e" if scope.id is None else scope.kind.value[0] + str(scope.id)
+
+
+def scope_from_token(token: str) -> Scope:
+    kinds = {"a": ScopeKind.ACCOUNT, "s": ScopeKind.SUBSCRIBER}
+    if token[:1] in kinds and token[1:].isdigit():
+        return Scope(kinds[token[0]], int(token[1:]))
+    return Scope.everything()
 
 
 def version_digest(version: str) -> str:

@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bot.i18n import CatalogI18n
+from bot.inbox import InboxConfig
 from bot.ratelimit import RateLimits
 from bot.sender import OutboxConfig
+from bot.throttle import ThrottleConfig
 from engine.accounts.service import AccountService
 from engine.accounts.subscribers import SubscriberService
 from engine.approvals.service import ApprovalService
@@ -23,6 +25,8 @@ from engine.settings import Settings
 class BotConfig:
     limits: RateLimits = field(default_factory=RateLimits)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    inbox: InboxConfig = field(default_factory=InboxConfig)
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
     expiry_sweep_seconds: float = 5.0
     polling_timeout: int = 10
     webhook_path: str | None = None  # default: the path of WEBHOOK_URL

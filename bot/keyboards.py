@@ -92,13 +92,15 @@ def cancel_keyboard() -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[[_button(_("Cancel"), AccountCb(action="cancel").pack())]])
 
 
-def closeall_keyboard(now: float | None = None) -> InlineKeyboardMarkup:
+def closeall_keyboard(now: float | None = None, *, scope: str = "e") -> InlineKeyboardMarkup:
     issued = int(now if now is not None else time.time())
     return InlineKeyboardMarkup(
         inline_keyboard=[
             [
-                _button(_("Yes, close everything"), AdminCb(action="closeall", issued=issued).pack()),
-                _button(_("Cancel"), AdminCb(action="cancel", issued=issued).pack()),
+                _button(
+                    _("Yes, close everything"), AdminCb(action="closeall", issued=issued, scope=scope).pack()
+                ),
+                _button(_("Cancel"), AdminCb(action="cancel", issued=issued, scope=scope).pack()),
             ]
         ]
     )

@@ -5,6 +5,9 @@
   (channel-mode approvals get the result by DM); ``order.failed`` also alerts ops.
 - ``signal.expired``: the signal's DMs and channel post lose their buttons.
 - ``position.closed`` and ``drawdown.triggered``: the account's owner is told.
+- a managed position's fills and stop moves (``position.partially_closed|closed|modified`` from
+  ``engine.loop.management``): the subscriber, as a reply to the signal message in their DM
+  (``bot.render_trades``); a break-even move caused by a target fill is told with that fill.
 - engine start/stop, pause/resume, drawdown, broker connection: an ops alert; ``heartbeat``: an
   ops summary at most once per ``OPS_HEARTBEAT_SECONDS``.
 
@@ -36,13 +39,14 @@ from bot.render import (
     signal_text,
     signed_money,
 )
+from bot.render_trades import fill_text, joined_note, stop_moved_text
 from bot.status import heartbeat_text
 from engine.accounts.subscribers import STATUS_ACTIVE
 from engine.approvals.service import VIA_CHANNEL, VIA_DM
 from engine.risk.control import is_paused
 from engine.states import DecisionStatus
 from engine.store import events as ev
-from engine.store.models import Decision, ExecutionAccount, OutboxMessage, Signal, User
+from engine.store.models import Decision, ExecutionAccount, Order, OutboxMessage, Signal, User
 
 ORDER_RESULTS = (ev.ORDER_FILLED, ev.ORDER_PLACED, ev.ORDER_REJECTED, ev.ORDER_FAILED)
 OPS_ONLY = (
@@ -88,8 +92,12 @@ class Notifier:
                 out += self._ops(event, self._ops_text(event))
         elif t == ev.SIGNAL_EXPIRED:
             out += await self._expired(session, event)
-        elif t == ev.POSITION_CLOSED:
+        elif t == ev.POSITION_CLOSED and "kind" not in event.payload:
             out += await self._owner(session, event, self._position_closed)
+        elif t in (ev.POSITION_CLOSED, ev.POSITION_PARTIALLY_CLOSED):
+            out += await self._trade(session, event, fill_text)
+        elif t == ev.POSITION_MODIFIED:
+            out += await self._trade(session, event, lambda p, _c: stop_moved_text(p))
         elif t == ev.DRAWDOWN_TRIGGERED:
             out += await self._owner(session, event, lambda p, _c: drawdown_owner_text(p))
             out += self._ops(event, self._ops_text(event))
@@ -131,8 +139,12 @@ class Notifier:
         if signal is None or user is None:
             return []
         key = f"ev:{event.event_id}"
+        plans = (await session.scalars(select(Order.targets).where(Order.decision_id == decision.id))).all()
         with in_locale(self._ctx.i18n, user.language):
             result = result_line(event.type, event.payload)
+            note = joined_note(list(plans)) if event.type == ev.ORDER_FILLED else None
+            if note:
+                result += "\n" + note
             if decision.via == VIA_DM and decision.chat_id is not None:
                 text = "\n\n".join(
                     [signal_text(signal), decision_line(decision.status, decision.decided_at), result]
@@ -205,6 +217,32 @@ class Notifier:
             "disable_notification": not user.notifications,
         }
         return [Outgoing(f"ev:{event.event_id}:{user.telegram_id}", user.telegram_id, "sendMessage", payload)]
+
+    async def _trade(self, session: AsyncSession, event: ev.Event, render: Any) -> list[Outgoing]:
+        """A managed position's fill or stop move, to the subscriber whose decision opened it: a
+        reply to the signal message in their DM (channel mode: a plain DM)."""
+        decision = await session.get(Decision, event.payload.get("decision_id") or "")
+        if decision is None:
+            return []
+        user = await session.get(User, decision.user_id)
+        if user is None or user.status != STATUS_ACTIVE:
+            return []
+        currency = str(event.payload.get("currency") or "")
+        with in_locale(self._ctx.i18n, user.language):
+            text = render(event.payload, currency)
+        if not text:
+            return []
+        payload: dict[str, Any] = {
+            "chat_id": user.telegram_id,
+            "text": text,
+            "parse_mode": "HTML",
+            "disable_notification": not user.notifications,
+        }
+        if decision.via == VIA_DM and decision.chat_id is not None:
+            payload["chat_id"] = decision.chat_id
+            payload["_meta"] = {"reply_to": signal_message_key(decision.signal_id, decision.chat_id)}
+        chat = int(payload["chat_id"])
+        return [Outgoing(f"ev:{event.event_id}:{chat}", chat, "sendMessage", payload)]
 
     @staticmethod
     def _position_closed(payload: dict[str, Any], currency: str) -> str:

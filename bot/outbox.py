@@ -4,7 +4,8 @@ Writers add ``OutboxMessage`` rows with ``enqueue`` inside the transaction that 
 keyed by a ``dedupe_key`` (a replayed event or a second fan-out inserts nothing); the sender
 (``bot.sender``) makes the calls. Payload keys are aiogram's method fields; ``_meta`` holds
 instructions for the sender: ``ref`` (the dedupe key of the message an edit applies to: its
-message id is filled in at send time), ``decision_id`` / ``channel_signal_id`` (record the
+message id is filled in at send time), ``reply_to`` (the same, for a message sent as a reply to
+it), ``decision_id`` / ``channel_signal_id`` (record the
 delivered message id there).
 """
 

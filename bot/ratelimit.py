@@ -75,8 +75,10 @@ class SendLimiter:
                     wait = max(wait, window[len(window) - lim.group_per_minute] + 60.0 - now)
         return wait
 
-    async def acquire(self, chat_id: int) -> None:
-        """Wait for a global slot, then count one send to ``chat_id`` (call only when ``chat_wait`` is 0)."""
+    async def acquire(self, chat_id: int | None) -> None:
+        """Wait for a global slot, then count one send to ``chat_id`` (call only when ``chat_wait`` is 0;
+        ``None``: a call to no chat in particular, such as a callback answer). Waiters are served
+        in arrival order (``asyncio.Lock`` is fair)."""
         async with self._lock:
             while True:
                 now = self._clock()
@@ -94,7 +96,8 @@ class SendLimiter:
             late = now - self._next_slot
             self._next_slot = (self._next_slot if late < self._interval else now) + self._interval
             window.append(now)
-            self._take(chat_id, now)
+            if chat_id is not None:
+                self._take(chat_id, now)
 
     def _take(self, chat_id: int, now: float) -> None:
         lim = self.limits

@@ -123,7 +123,9 @@ def refusal_reason(code: str | None, reason: str | None) -> str:
     """A localized reason for a refused order, falling back to the engine's own words."""
     known = {
         "paused": _("trading is paused by an admin"),
-        "account_paused": _("execution on your account is paused"),
+        "account_halted": _("trading on your account is halted"),
+        "account_reducing": _("your account only closes positions for now"),
+        "cancelled": _("the order was cancelled (an admin's close-all or the drawdown guard)"),
         "drawdown": _("your account is past its drawdown limit"),
         "user_inactive": _("your subscription is not active"),
         "expired": _("the signal expired before it could be executed"),

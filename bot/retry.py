@@ -1,19 +1,39 @@
-"""Direct replies survive a 429: a request middleware waits out Telegram's ``retry_after``.
+"""Every Bot API call takes its turn in the send budget, and a 429 is waited out, not lost.
 
-Handler replies (``message.answer``, ``callback.answer``...) are made in the update's own
-context, not through the outbox, so a flood-control answer would otherwise lose them. The outbox
-sender paces and retries by itself (a 429 pauses all its sends), so its calls are marked with
-``outbox_call`` and passed straight through.
+``BudgetMiddleware`` is an aiogram request middleware on the bot's session: before each call
+that sends to a chat or answers a user (messages, edits, callback answers, documents, photos,
+invoices...), it waits for the budget (``SendBudget``: the global rate, the chat's rate, the
+group's per-minute rate), so handler replies and the outbox share one budget and a burst of
+new users is served in arrival order at the budget's pace. A ``TelegramRetryAfter`` pauses the
+whole budget for ``retry_after`` and the call is made again (up to ``max_wait_seconds`` in all).
+
+The outbox sender acquires the budget itself and settles a 429 by rescheduling its row, so its
+calls are marked with ``outbox_call`` and passed straight through. Calls that send nothing to
+anyone (``getUpdates``, ``getMe``, webhook and menu setup, file downloads) are not counted.
 """
 
 from __future__ import annotations
 
 import asyncio
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import TelegramRetryAfter
+from aiogram.methods import (
+    Close,
+    DeleteMyCommands,
+    DeleteWebhook,
+    GetChat,
+    GetFile,
+    GetMe,
+    GetMyCommands,
+    GetUpdates,
+    GetWebhookInfo,
+    LogOut,
+    SetMyCommands,
+    SetWebhook,
+)
 from aiogram.methods.base import TelegramType
 from loguru import logger
 
@@ -23,11 +43,44 @@ if TYPE_CHECKING:
 
 outbox_call: ContextVar[bool] = ContextVar("outbox_call", default=False)
 
+UNCOUNTED: tuple[type[Any], ...] = (
+    GetUpdates,
+    GetMe,
+    GetWebhookInfo,
+    SetWebhook,
+    DeleteWebhook,
+    SetMyCommands,
+    GetMyCommands,
+    DeleteMyCommands,
+    GetFile,
+    GetChat,
+    LogOut,
+    Close,
+)
 
-class RetryAfterMiddleware(BaseRequestMiddleware):
-    def __init__(self, *, max_tries: int = 4, max_wait_seconds: float = 30.0) -> None:
-        self.max_tries = max_tries
+
+class SendBudget(Protocol):
+    """Telegram's send limits as one budget. ``bot.ratelimit.SendLimiter`` is the in-process
+    implementation; one shared by several instances (Redis) implements the same calls."""
+
+    def chat_wait(self, chat_id: int) -> float: ...
+    async def acquire(self, chat_id: int | None) -> None: ...
+    def pause(self, seconds: float) -> None: ...
+    @property
+    def paused_for(self) -> float: ...
+
+
+def target_chat(method: object) -> int | None:
+    """The chat a call sends to, when it names one by number (the per-chat and group limits)."""
+    chat_id = getattr(method, "chat_id", None)
+    return chat_id if isinstance(chat_id, int) and not isinstance(chat_id, bool) else None
+
+
+class BudgetMiddleware(BaseRequestMiddleware):
+    def __init__(self, budget: SendBudget, *, max_wait_seconds: float = 120.0) -> None:
+        self.budget = budget
         self.max_wait_seconds = max_wait_seconds
+        self.retried = 0  # 429s waited out
 
     async def __call__(
         self,
@@ -35,15 +88,27 @@ class RetryAfterMiddleware(BaseRequestMiddleware):
         bot: Bot,
         method: TelegramMethod[TelegramType],
     ) -> Response[TelegramType]:
+        if outbox_call.get() or isinstance(method, UNCOUNTED):
+            return await make_request(bot, method)
+        chat = target_chat(method)
         waited = 0.0
-        for attempt in range(1, self.max_tries + 1):
+        while True:
+            await self._turn(chat)
             try:
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:
                 wait = float(exc.retry_after)
-                if outbox_call.get() or attempt == self.max_tries or waited + wait > self.max_wait_seconds:
+                if waited + wait > self.max_wait_seconds:
                     raise
-                logger.info("{}: Telegram asked to wait {} s (try {})", type(method).__name__, wait, attempt)
+                self.budget.pause(wait)  # every other call waits too: the bot is over its limit
+                self.retried += 1
                 waited += wait
-                await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
+                logger.info("{}: Telegram asked to wait {} s; waiting", type(method).__name__, wait)
+
+    async def _turn(self, chat: int | None) -> None:
+        for _ in range(1000):  # the chat's own pace (about one a second), then a global slot
+            wait = self.budget.chat_wait(chat) if chat is not None else 0.0
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        await self.budget.acquire(chat)

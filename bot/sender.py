@@ -301,6 +301,14 @@ class OutboxSender:
                 await self._retry_later(row, f"waiting for {ref}", 1.0, count=False)
                 return
             payload["message_id"] = message_id
+        reply_to = meta.get("reply_to")
+        if reply_to:
+            state, message_id = await self._resolve_ref(str(reply_to))
+            if state == PENDING:
+                await self._retry_later(row, f"waiting for {reply_to}", 1.0, count=False)
+                return
+            if message_id is not None:  # the signal message was never sent: a plain message
+                payload["reply_parameters"] = {"message_id": message_id, "allow_sending_without_reply": True}
         if row.in_doubt:
             await self._record_in_doubt(row)
         try:

@@ -1,113 +1,87 @@
-"""Admin and ops summaries: engine status, open positions, accounts' equity, outbox depth."""
+"""Admin and ops summaries: the command layer's plain data (``engine.ops``) rendered for Telegram."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Any
 
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy import func, select
 
-from bot.outbox import pending_count
-from bot.render import esc, money, price, side_label, utc_time
-from engine.accounts.service import AccountService
-from engine.risk.control import PAUSE_KEY
-from engine.states import PositionStatus
-from engine.store.db import Database, utcnow
-from engine.store.models import EngineState, ExecutionAccount, Position, User
+from bot.render import esc, money, price, side_label, signed_money, utc_time
+from engine.accounts.names import display_name
+from engine.ops.views import CloseAllResult, EngineStatus, Owner, PositionsReport
+from engine.store.db import utcnow
 
-HEARTBEAT_KEY = "heartbeat"
 MAX_ACCOUNTS = 20
 MAX_POSITIONS = 30
-_OPEN = (PositionStatus.OPEN.value, PositionStatus.CLOSING.value)
 
 
-def _owner(user: User | None) -> str:
-    if user is None:
+def owner_label(owner: Owner | None) -> str:
+    if owner is None:
         return _("operator")
-    if user.username:
-        return "@" + esc(user.username)
-    return esc(user.first_name or user.telegram_id)
+    return esc(display_name(owner))
 
 
-def _heartbeat_at(row: EngineState | None) -> datetime | None:
-    if row is None:
-        return None
-    raw = (row.value or {}).get("at")
-    if isinstance(raw, str):
-        try:
-            return datetime.fromisoformat(raw)
-        except ValueError:
-            pass
-    return row.updated_at
+def trading_state_label(state: str) -> str:
+    return {
+        "active": _("active"),
+        "reducing": _("closes only"),
+        "halted": _("halted"),
+    }.get(state, esc(state))
 
 
-async def status_text(db: Database, accounts: AccountService, *, live_timeout: float = 3.0) -> str:
-    async with db.session() as session:
-        pause = await session.get(EngineState, PAUSE_KEY)
-        heartbeat = await session.get(EngineState, HEARTBEAT_KEY)
-        depth = await pending_count(session)
-        open_positions = int(
-            await session.scalar(select(func.count(Position.id)).where(Position.status.in_(_OPEN))) or 0
-        )
-        rows = (
-            await session.execute(
-                select(ExecutionAccount, User)
-                .outerjoin(User, User.id == ExecutionAccount.owner_id)
-                .where(ExecutionAccount.active.is_(True))
-                .order_by(ExecutionAccount.id)
-            )
-        ).all()
+def status_text(status: EngineStatus) -> str:
     lines = [_("<b>Engine status</b>")]
-    pause_value: dict[str, Any] = (pause.value or {}) if pause is not None else {}
-    if pause_value.get("paused"):
-        lines.append(_("⏸ Paused by {actor}").format(actor=esc(pause_value.get("by", "?"))))
+    if status.paused:
+        lines.append(_("⏸ Paused by {actor}").format(actor=esc(status.paused_by or "?")))
     else:
         lines.append(_("▶️ Running"))
-    beat = _heartbeat_at(heartbeat)
-    if beat is None:
+    if status.heartbeat_at is None:
         lines.append(_("💓 Last heartbeat: none yet"))
     else:
-        ago = int((utcnow() - beat).total_seconds())
+        ago = int((utcnow() - status.heartbeat_at).total_seconds())
         lines.append(
-            _("💓 Last heartbeat: {time} ({seconds} s ago)").format(time=utc_time(beat), seconds=ago)
-        )
-    lines.append(_("📂 Open positions: {count}").format(count=open_positions))
-    lines.append(_("📬 Outbox: {count} pending").format(count=depth))
-    lines.append(_("Accounts ({count}):").format(count=len(rows)))
-    shown = rows[:MAX_ACCOUNTS]
-    views = await asyncio.gather(*(accounts.view(account, seconds=live_timeout) for account, _u in shown))
-    for (account, user), view in zip(shown, views, strict=True):
-        if view.snapshot is not None:
-            equity = money(view.snapshot.equity, view.snapshot.currency)
-        else:
-            equity = _("unavailable")
-        lines.append(
-            _("• #{id} {kind} · {owner}: equity {equity}").format(
-                id=account.id, kind=esc(account.kind), owner=_owner(user), equity=equity
+            _("💓 Last heartbeat: {time} ({seconds} s ago)").format(
+                time=utc_time(status.heartbeat_at), seconds=ago
             )
         )
-    if len(rows) > MAX_ACCOUNTS:
-        lines.append(_("… and {count} more").format(count=len(rows) - MAX_ACCOUNTS))
+    if status.leader is not None and status.leader.alive:
+        lines.append(_("🔁 Trading loop: {instance}").format(instance=esc(status.leader.instance)))
+    else:
+        lines.append(_("🔁 Trading loop: not running"))
+    lines.append(_("📂 Open positions: {count}").format(count=status.open_positions))
+    lines.append(_("🕒 Pending orders: {count}").format(count=status.pending_orders))
+    lines.append(_("📬 Outbox: {count} pending").format(count=status.outbox_pending))
+    lines.append(_("Accounts ({count}):").format(count=status.accounts_total))
+    for account in status.accounts[:MAX_ACCOUNTS]:
+        if account.equity is None:
+            equity = _("unavailable")
+        elif account.equity_live or account.equity_at is None:
+            equity = money(account.equity, account.currency)
+        else:
+            equity = _("{equity} at {time}").format(
+                equity=money(account.equity, account.currency), time=utc_time(account.equity_at)
+            )
+        line = _("• #{id} {kind} · {owner}: equity {equity}").format(
+            id=account.id, kind=esc(account.kind), owner=owner_label(account.owner), equity=equity
+        )
+        line += " · " + _("{positions} open, {orders} pending").format(
+            positions=account.open_positions, orders=account.pending_orders
+        )
+        if account.trading_state != "active":
+            line += " · " + trading_state_label(account.trading_state)
+        lines.append(line)
+    if status.accounts_total > min(len(status.accounts), MAX_ACCOUNTS):
+        shown = min(len(status.accounts), MAX_ACCOUNTS)
+        lines.append(_("… and {count} more").format(count=status.accounts_total - shown))
     return "\n".join(lines)
 
 
-async def positions_text(db: Database) -> str:
-    async with db.session() as session:
-        rows = (
-            await session.execute(
-                select(Position, ExecutionAccount, User)
-                .join(ExecutionAccount, ExecutionAccount.id == Position.account_id)
-                .outerjoin(User, User.id == ExecutionAccount.owner_id)
-                .where(Position.status.in_(_OPEN))
-                .order_by(Position.opened_at)
-            )
-        ).all()
-    if not rows:
-        return _("No open positions.")
-    lines = [_("<b>Open positions ({count})</b>").format(count=len(rows))]
-    for position, account, user in rows[:MAX_POSITIONS]:
+def positions_text(report: PositionsReport) -> str:
+    if not report.positions_total and not report.orders_total:
+        return _("No open positions and no pending orders.")
+    lines = [_("<b>Open positions ({count})</b>").format(count=report.positions_total)]
+    for position in report.positions[:MAX_POSITIONS]:
         lines.append(
             _(
                 "• {side} {volume} {symbol} at {price} · SL {sl} · TP {tp} · account #{account} ({owner})"
@@ -118,13 +92,62 @@ async def positions_text(db: Database) -> str:
                 price=price(position.open_price),
                 sl=price(position.sl),
                 tp=price(position.tp),
-                account=account.id,
-                owner=_owner(user),
+                account=position.account_id,
+                owner=owner_label(position.owner),
             )
         )
-    if len(rows) > MAX_POSITIONS:
-        lines.append(_("… and {count} more").format(count=len(rows) - MAX_POSITIONS))
+    if report.positions_total > len(report.positions[:MAX_POSITIONS]):
+        shown = len(report.positions[:MAX_POSITIONS])
+        lines.append(_("… and {count} more").format(count=report.positions_total - shown))
+    if report.orders_total:
+        lines.append("")
+        lines.append(_("<b>Pending orders ({count})</b>").format(count=report.orders_total))
+        lines.extend(pending_order_lines(report, with_owner=True))
     return "\n".join(lines)
+
+
+def pending_order_lines(report: PositionsReport, *, with_owner: bool) -> list[str]:
+    lines = []
+    for order in report.orders[:MAX_POSITIONS]:
+        text = _("• {side} {type} {volume} {symbol} at {price} · SL {sl} · TP {tp}").format(
+            side=side_label(order.side),
+            type=order_type_label(order.order_type),
+            volume=price(order.volume),
+            symbol=esc(order.symbol),
+            price=price(order.price),
+            sl=price(order.sl),
+            tp=price(order.tp),
+        )
+        if with_owner:
+            text += " · " + _("account #{account} ({owner})").format(
+                account=order.account_id, owner=owner_label(order.owner)
+            )
+        lines.append(text)
+    if report.orders_total > len(report.orders[:MAX_POSITIONS]):
+        shown = len(report.orders[:MAX_POSITIONS])
+        lines.append(_("… and {count} more").format(count=report.orders_total - shown))
+    return lines
+
+
+def order_type_label(order_type: str) -> str:
+    return {"limit": _("limit"), "stop": _("stop"), "market": _("market")}.get(order_type, esc(order_type))
+
+
+def closeall_text(result: CloseAllResult) -> str:
+    report = _("Closed {closed} of {requested} positions. P&L: {pnl}.").format(
+        closed=result.closed, requested=result.requested, pnl=signed_money(result.pnl)
+    )
+    if result.orders_requested:
+        report += "\n" + _("Cancelled {cancelled} of {requested} pending orders.").format(
+            cancelled=result.orders_cancelled, requested=result.orders_requested
+        )
+    if result.failed:
+        report += "\n" + _("{failed} could not be closed; see /positions.").format(failed=result.failed)
+    if result.orders_failed:
+        report += "\n" + _("{failed} pending orders could not be cancelled; see /positions.").format(
+            failed=result.orders_failed
+        )
+    return report
 
 
 def heartbeat_text(payload: dict[str, Any], depth: int, paused: bool) -> str:

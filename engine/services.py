@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from engine.execution.positions import PositionCloser
     from engine.execution.service import ExecutionService
     from engine.loop.trading import TradingLoop
+    from engine.management.changes import ChangeService
+    from engine.management.updates import UpdateService
+    from engine.ops.service import OpsService
     from engine.reconcile.service import Reconciler
     from engine.risk.control import EngineControl
     from engine.risk.drawdown import DrawdownGuard
@@ -53,3 +56,6 @@ class EngineServices:
     referrals: ReferralService | None = None  # referral ledger, summaries, payouts
     auto_execute: AutoExecutor | None = None  # opt-in auto-execution (relay subscriber)
     analytics: AnalyticsService | None = None  # metrics, charts, exports, daily summaries (/stats)
+    updates: UpdateService | None = None  # producer updates and subscriber controls, stored once
+    changes: ChangeService | None = None  # those updates applied to each position exactly once
+    ops: OpsService | None = None  # the command layer: status, positions, pause/resume, close-all

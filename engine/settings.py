@@ -7,6 +7,7 @@ CLI prints that line and exits with status 2.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -45,6 +46,29 @@ def _split_csv(value: Any) -> Any:
     return value
 
 
+_GATEWAY_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+def _split_map(value: Any) -> Any:
+    """``name=value,name=value`` as a dict (a value may itself contain ``=``)."""
+    if not isinstance(value, str):
+        return value
+    out: dict[str, str] = {}
+    for part in _split_csv(value):
+        name, sep, item = part.partition("=")
+        if not sep or not name.strip() or not item.strip():
+            raise ValueError(f"{part!r} is not name=value")
+        out[name.strip()] = item.strip()
+    return out
+
+
+def _check_gateway(name: str, url: str) -> None:
+    if not _GATEWAY_NAME.fullmatch(name):
+        raise ValueError(f"gateway name {name!r} must be 1..32 characters of [A-Za-z0-9_-]")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"gateway {name}: {url!r} is not an http:// or https:// URL")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
@@ -59,6 +83,8 @@ class Settings(BaseSettings):
     telegram_mode: TelegramMode = TelegramMode.POLLING
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    # Diagnostics and crash tests only: stored updates wait this long before they are handled.
+    telegram_inbox_hold_seconds: Decimal = Field(default=Decimal("0"), ge=0, le=60)
 
     # Storage
     database_url: str = DEFAULT_DATABASE_URL
@@ -67,6 +93,11 @@ class Settings(BaseSettings):
     # HTTP server
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
+    # Slow and idle clients (engine.api.server): a request's headers must arrive within the first,
+    # an idle keep-alive connection is closed after the second; connections per client address.
+    http_header_timeout_seconds: Decimal = Field(default=Decimal("10"), ge=1, le=300)
+    http_idle_timeout_seconds: Decimal = Field(default=Decimal("75"), ge=1, le=3600)
+    http_max_connections_per_client: int = Field(default=50, ge=1, le=100000)
 
     # Brokers
     broker: BrokerKind = BrokerKind.PAPER
@@ -77,6 +108,20 @@ class Settings(BaseSettings):
     mt5_password: SecretStr | None = None
     mt5_server: str | None = None
     mt5_magic: int = Field(default=20260501, ge=1, le=2**31 - 1)
+    # MT5 gateway, engine side (MT5_MODULE=engine.brokers.remote; see docs/mt5.md)
+    mt5_gateway_url: str | None = None
+    mt5_gateway_token: SecretStr | None = None
+    mt5_gateway_ca: str | None = None
+    mt5_gateways: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    mt5_gateway_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    # MT5 gateway, terminal-host side (`tradebot gateway serve`)
+    gateway_token: SecretStr | None = None
+    gateway_tls_cert: str | None = None
+    gateway_tls_key: str | None = None
+    gateway_terminals: Annotated[dict[int, str], NoDecode] = Field(default_factory=dict)
+    gateway_rate_per_second: Decimal = Field(default=Decimal("1000"), gt=0)
+    gateway_burst: int = Field(default=2000, ge=1)
+    gateway_max_skew_seconds: int = Field(default=30, ge=5, le=600)
     instruments: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_INSTRUMENTS))
     market_hours: str = ""  # per-symbol overrides, see engine.market_hours
 
@@ -96,6 +141,14 @@ class Settings(BaseSettings):
     producer_rate_per_second: Decimal = Field(default=Decimal("10"), gt=0)
     producer_burst: int = Field(default=20, ge=1)
 
+    # Built-in strategies run as producers inside `tradebot run` (docs/strategies.md):
+    # "fib-rsi:XAUUSD,EURUSD" (several: separated by ";"); bars come from MT5_MODULE on the
+    # data login MT5_LOGIN / MT5_PASSWORD / MT5_SERVER (MT5_PATH).
+    strategies: str = ""
+    strategy_risk_percent: Decimal = Field(default=Decimal("2"), gt=0, le=10)
+    strategy_history_bars: int = Field(default=1000, ge=200, le=100000)
+    strategy_poll_seconds: Decimal = Field(default=Decimal("60"), ge=Decimal("0.1"), le=3600)
+
     # Loop and ops
     heartbeat_seconds: Decimal = Field(default=Decimal("10"), gt=0, le=3600)
     ops_heartbeat_seconds: int = Field(default=3600, ge=60)
@@ -111,6 +164,10 @@ class Settings(BaseSettings):
 
     # Security and logs
     secret_key: SecretStr | None = None
+    secret_key_old: SecretStr | None = None  # during a rotation: the key being retired (docs/security.md)
+    # Retention (`tradebot prune`): audit lines (never below 30 days) and processed domain events
+    audit_retention_days: int = Field(default=365, ge=30, le=36500)
+    events_retention_days: int = Field(default=30, ge=1, le=36500)
     log_level: str = "INFO"
     log_json: bool = False
 
@@ -125,6 +182,45 @@ class Settings(BaseSettings):
         value = _split_csv(value)
         if isinstance(value, list):
             return [str(v).upper() for v in value]
+        return value
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies(cls, value: str) -> str:
+        from engine.strategies import UnknownStrategy, parse_strategies
+
+        try:
+            parse_strategies(value)
+        except UnknownStrategy as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("mt5_gateways", "mt5_gateway_tokens", "gateway_terminals", mode="before")
+    @classmethod
+    def _name_map(cls, value: Any) -> Any:
+        return _split_map(value)
+
+    @field_validator("mt5_gateways")
+    @classmethod
+    def _gateway_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, url in value.items():
+            _check_gateway(name, url)
+        return value
+
+    @field_validator("mt5_gateway_url")
+    @classmethod
+    def _gateway_url(cls, value: str | None) -> str | None:
+        if value:
+            _check_gateway("default", value)
+        return value or None
+
+    @field_validator("gateway_token", "mt5_gateway_token")
+    @classmethod
+    def _gateway_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value
 
     @field_validator("log_level")
@@ -146,9 +242,11 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
         return value
 
-    @field_validator("secret_key")
+    @field_validator("secret_key", "secret_key_old")
     @classmethod
     def _secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value
@@ -162,6 +260,10 @@ class Settings(BaseSettings):
         if not self.instruments:
             raise ValueError("INSTRUMENTS must name at least one instrument")
         return self
+
+    def gateway_names(self) -> list[str]:
+        """The MT5 gateways an account may name: ``default`` (MT5_GATEWAY_URL) and MT5_GATEWAYS."""
+        return (["default"] if self.mt5_gateway_url else []) + sorted(self.mt5_gateways)
 
     @property
     def soft_drawdown_percent(self) -> Decimal:

@@ -45,6 +45,25 @@ class PositionStatus(StrEnum):
     CLOSED = "closed"
 
 
+class ChangeStatus(StrEnum):
+    """One update applied to one position or order (``PositionChange.status``)."""
+
+    PENDING = "pending"  # planned, not yet sent (or sent, answer absent at the terminal: send again)
+    CLAIMED = "claimed"  # committed before the broker call; in flight
+    UNKNOWN = "unknown"  # no reliable answer: look at the terminal before anything is sent again
+    APPLIED = "applied"
+    REFUSED = "refused"  # refused for this position (stops level, market closed, gone...); final
+
+
+class TradingState(StrEnum):
+    """What an execution account may do (``ExecutionAccount.trading_state``)."""
+
+    ACTIVE = "active"  # opens and closes
+    REDUCING = "reducing"  # closes only: new orders are refused (an admin's /pause of the account)
+    HALTED = "halted"  # no order passes the risk chain, closes included; close-all and the drawdown
+    # guard still act on it (the drawdown guard's hard tier halts the account)
+
+
 S = TypeVar("S", bound=StrEnum)
 
 
@@ -136,6 +155,30 @@ POSITION = StateMachine(
         PositionStatus.OPEN: _f(PositionStatus.CLOSING, PositionStatus.CLOSED),
         PositionStatus.CLOSING: _f(PositionStatus.CLOSED, PositionStatus.OPEN),
         PositionStatus.CLOSED: _f(),
+    },
+)
+
+_C = ChangeStatus
+CHANGE = StateMachine(
+    "change",
+    ChangeStatus,
+    {
+        _C.PENDING: _f(_C.CLAIMED, _C.REFUSED, _C.APPLIED),
+        _C.CLAIMED: _f(_C.APPLIED, _C.REFUSED, _C.UNKNOWN, _C.PENDING),
+        _C.UNKNOWN: _f(_C.APPLIED, _C.REFUSED, _C.PENDING),
+        _C.APPLIED: _f(),
+        _C.REFUSED: _f(),
+    },
+)
+
+_T = TradingState
+TRADING = StateMachine(
+    "trading",
+    TradingState,
+    {
+        _T.ACTIVE: _f(_T.REDUCING, _T.HALTED),
+        _T.REDUCING: _f(_T.ACTIVE, _T.HALTED),
+        _T.HALTED: _f(_T.ACTIVE, _T.REDUCING),
     },
 )
 

@@ -120,3 +120,7 @@ def history_deals_total(date_from: Any, date_to: Any) -> int:
 
 def history_deals_get(*args: Any, **kwargs: Any) -> Any:
     return current_terminal().history_deals_get(*args, **kwargs)
+
+
+def copy_rates_from_pos(symbol: str, timeframe: int, start_pos: int, count: int) -> Any:
+    return current_terminal().copy_rates_from_pos(symbol, timeframe, start_pos, count)

@@ -6,6 +6,7 @@ the clock or inject faults that a terminal in another process then sees. Each fu
 
 Faults (``login=None`` means every account; ``count=None`` means until cleared):
 - ``timeout_after_execute``: order_send executes, then returns None, last_error (-10005, 'IPC timeout').
+- ``stall_after_execute``: order_send executes (committed), then answers only after ``seconds``.
 - ``disconnect`` / ``reconnect``: every call returns None/False with (-10004, 'No IPC connection').
 - ``none_result``: order_send returns None without executing.
 - ``requote``: market order_send answers TRADE_RETCODE_REQUOTE with fresh bid/ask, not executed.
@@ -32,6 +33,13 @@ from mt5sim.book import Book
 from mt5sim.specs import DEFAULT_SELECTED
 
 StatePath = str | os.PathLike[str] | None
+_MARGIN_MODES = frozenset(
+    {
+        c.ACCOUNT_MARGIN_MODE_RETAIL_NETTING,
+        c.ACCOUNT_MARGIN_MODE_EXCHANGE,
+        c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
+    }
+)
 
 
 def _conn(state: StatePath) -> sqlite3.Connection:
@@ -75,9 +83,15 @@ def create_account(
     currency: str = "USD",
     name: str | None = None,
     company: str = "MT5Sim Ltd.",
+    margin_mode: int = c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
     state: StatePath = None,
 ) -> None:
-    """A hedging demo account with an initial deposit (a balance deal), like a broker opens one."""
+    """A demo account with an initial deposit (a balance deal), like a broker opens one.
+
+    ``margin_mode``: 2 hedging (the default: one position per order), 0 netting or 1 exchange
+    (one position per symbol; see ``mt5sim.netting``)."""
+    if margin_mode not in _MARGIN_MODES:
+        raise ValueError(f"margin_mode must be one of {sorted(_MARGIN_MODES)}, got {margin_mode}")
     conn = _conn(state)
     with store.write(conn):
         if conn.execute("SELECT 1 FROM accounts WHERE login = ?", (login,)).fetchone():
@@ -85,7 +99,7 @@ def create_account(
         conn.execute(
             "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, '0', ?, ?, 1, ?)",
             (login, password, server, name or f"Demo {login}", currency.upper(), leverage,
-             c.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING, company),
+             margin_mode, company),
         )  # fmt: skip
         conn.executemany("INSERT INTO selected VALUES (?, ?)", [(login, s) for s in DEFAULT_SELECTED])
     deposit(login, Decimal(str(balance)), comment="Initial deposit", state=state)
@@ -112,17 +126,58 @@ def set_account(
     trade_allowed: bool | None = None,
     leverage: int | None = None,
     password: str | None = None,
+    margin_mode: int | None = None,
     state: StatePath = None,
 ) -> None:
+    if margin_mode is not None and margin_mode not in _MARGIN_MODES:
+        raise ValueError(f"margin_mode must be one of {sorted(_MARGIN_MODES)}, got {margin_mode}")
     conn = _conn(state)
     with store.write(conn):
         for column, value in (
             ("trade_allowed", trade_allowed),
             ("leverage", leverage),
             ("password", password),
+            ("margin_mode", margin_mode),
         ):
             if value is not None:
                 conn.execute(f"UPDATE accounts SET {column} = ? WHERE login = ?", (value, login))  # noqa: S608
+
+
+# ---- a person at the terminal -----------------------------------------------------------------
+
+
+def close_by_hand(
+    login: int, ticket: int, volume: Decimal | str | None = None, *, state: StatePath = None
+) -> int:
+    """Close a position (all, or ``volume`` of it) at the market as a person would in the terminal:
+    an out-deal with reason CLIENT and no magic. Returns the deal ticket."""
+    conn = _conn(state)
+    with store.write(conn):
+        book = Book.open(conn, login)
+        book.evaluate()
+        pos = next((p for p in book.positions() if p["ticket"] == ticket), None)
+        if pos is None:
+            raise LookupError(f"account {login} has no open position {ticket}")
+        amount = pos["volume"] if volume is None else Decimal(str(volume))
+        if not 0 < amount <= pos["volume"]:
+            raise ValueError(f"volume must be above 0 and at most {pos['volume']}, got {amount}")
+        _order, deal = book.close(
+            pos, amount, book.close_price(pos), reason=c.DEAL_REASON_CLIENT, comment="", magic=0
+        )
+    return deal
+
+
+def move_stop_by_hand(login: int, ticket: int, sl: Decimal | str, *, state: StatePath = None) -> None:
+    """Set a position's stop loss as a person would in the terminal (no trade request, no checks)."""
+    conn = _conn(state)
+    with store.write(conn):
+        book = Book.open(conn, login)
+        if not any(p["ticket"] == ticket for p in book.positions()):
+            raise LookupError(f"account {login} has no open position {ticket}")
+        conn.execute(
+            "UPDATE positions SET sl = ?, time_update_msc = ? WHERE ticket = ?",
+            (str(Decimal(str(sl))), book.now, ticket),
+        )
 
 
 # ---- market ----------------------------------------------------------------------------------
@@ -184,6 +239,24 @@ def ignore_market_hours(flag: bool = True, *, state: StatePath = None) -> None:
         store.set_meta(conn, "ignore_market_hours", "1" if flag else "0")
 
 
+def set_bar_clock(seconds_per_hour: float | None, *, state: StatePath = None) -> None:
+    """Close an H1 bar every ``seconds_per_hour`` real seconds from now on (None: real time).
+
+    Bars keep hourly labels and the feed's prices (see ``mt5sim.bars``); quotes are unchanged.
+    """
+    conn = _conn(state)
+    with store.write(conn):
+        if seconds_per_hour is None:
+            store.set_meta(conn, "bar_clock", None)
+            return
+        if not seconds_per_hour > 0:
+            raise ValueError(f"seconds_per_hour must be > 0, got {seconds_per_hour}")
+        origin = store.now_ms(conn) / 1000
+        store.set_meta(
+            conn, "bar_clock", json.dumps({"origin": origin, "seconds_per_hour": seconds_per_hour})
+        )
+
+
 def set_terminal_trade_allowed(flag: bool, *, state: StatePath = None) -> None:
     conn = _conn(state)
     with store.write(conn):
@@ -223,6 +296,12 @@ def timeout_after_execute(
     count: int | None = 1, *, login: int | None = None, state: StatePath = None
 ) -> None:
     store.add_fault(_conn(state), "timeout_after_execute", login=login, count=count)
+
+
+def stall_after_execute(
+    seconds: float, count: int | None = 1, *, login: int | None = None, state: StatePath = None
+) -> None:
+    store.add_fault(_conn(state), "stall_after_execute", login=login, count=count, seconds=seconds)
 
 
 def disconnect(*, login: int | None = None, state: StatePath = None) -> None:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 from mt5sim import constants as c
 from mt5sim import records as r
@@ -253,3 +254,18 @@ class Session:
                 return False
             conn.execute("DELETE FROM selected WHERE login = ? AND symbol = ?", (self._login, symbol))
             return True
+
+    def copy_rates_from_pos(self, symbol: str, timeframe: int, start_pos: int, count: int) -> Any:
+        """Bars back from the forming one (position 0), oldest first (see ``mt5sim.bars``)."""
+        from mt5sim.bars import MAX_COUNT, TIMEFRAME_SECONDS, rates_from_pos
+
+        conn = self._enter("copy_rates_from_pos", need_login=False)
+        if conn is None:
+            return None
+        spec = self._spec(conn, symbol)
+        if spec is None:
+            return None
+        if timeframe not in TIMEFRAME_SECONDS or start_pos < 0 or not 0 < count <= MAX_COUNT:
+            self._fail((c.RES_E_INVALID_PARAMS, "Invalid arguments"))
+            return None
+        return rates_from_pos(conn, spec, int(timeframe), int(start_pos), int(count))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import calendar
 import itertools
 import threading
+import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -119,6 +120,7 @@ class Terminal(Session):
         if partial is not None:
             liquidity = Decimal(str(partial["fraction"]))
         timeout = store.take_fault(conn, "timeout_after_execute", login, "order_send")
+        stall = store.take_fault(conn, "stall_after_execute", login, "order_send")
         with self._book(conn) as book:
             if forced is not None:
                 outcome = Outcome(int(forced["retcode"]))
@@ -127,6 +129,8 @@ class Terminal(Session):
                 outcome = Outcome(c.TRADE_RETCODE_REQUOTE, bid=bid, ask=ask)
             else:
                 outcome = process(book, req, liquidity=liquidity)
+        if stall is not None:  # executed and committed; the answer is late (a bridge may die meanwhile)
+            time.sleep(float(stall["seconds"]))
         if timeout is not None:
             self._fail((c.RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout"))
             return None

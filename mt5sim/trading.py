@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from mt5sim import constants as c
-from mt5sim import store
+from mt5sim import netting, store
 from mt5sim.book import BUY_TYPES, Book
 from mt5sim.checks import (
     Refusal,
@@ -60,6 +60,18 @@ def _open_market(book: Book, req: dict[str, Any], dry_run: bool, liquidity: Deci
     filled = fill_volume(volume, spec, req["type_filling"], liquidity)
     if dry_run:
         return Outcome(0, volume=volume, price=price, bid=bid, ask=ask, margin=need)
+    code = c.TRADE_RETCODE_DONE if filled == volume else c.TRADE_RETCODE_DONE_PARTIAL
+    held = netting.position_on(book, spec.name) if netting.is_netting(book) else None
+    if held is not None and (held["type"] == c.POSITION_TYPE_BUY) != buy:
+        # Netting: an opposite deal reduces the position (and opens the rest the other way).
+        reduce = min(filled, held["volume"])
+        order, deal = book.close(held, reduce, price, reason=c.DEAL_REASON_EXPERT, comment=req["comment"],
+                                 magic=req["magic"], filling=req["type_filling"])  # fmt: skip
+        filled_rest = filled - reduce
+        if filled_rest <= 0:
+            return Outcome(code, deal=deal, order=order, volume=filled, price=price, bid=bid, ask=ask)
+        filled, volume = filled_rest, volume - reduce
+        held = None
     order = book.add_order(
         symbol=spec.name,
         type=req["type"],
@@ -77,10 +89,12 @@ def _open_market(book: Book, req: dict[str, Any], dry_run: bool, liquidity: Deci
         price_current=price,
         comment=req["comment"],
     )
+    if held is not None:  # netting, same direction: the position grows
+        deal = netting.add_to(book, held, spec, order, filled, price, {**req, "sl": sl, "tp": tp})
+        return Outcome(code, deal=deal, order=order, volume=filled, price=price, bid=bid, ask=ask)
     book.conn.execute("UPDATE orders SET position_id = ? WHERE ticket = ?", (order, order))
     ptype = c.POSITION_TYPE_BUY if buy else c.POSITION_TYPE_SELL
     deal = book.open_position(order, spec.name, ptype, filled, price, {**req, "sl": sl, "tp": tp})
-    code = c.TRADE_RETCODE_DONE if filled == volume else c.TRADE_RETCODE_DONE_PARTIAL
     return Outcome(code, deal=deal, order=order, volume=filled, price=price, bid=bid, ask=ask)
 
 

@@ -59,6 +59,7 @@ async def _account(services: EngineServices, account: ExecutionAccount, user: Us
         "owner": person.name if person else (user.first_name if user else "operator"),
         "telegram_id": user.telegram_id if user else None,
         "paused": account.paused,
+        "trading_state": account.trading_state,
         "reference_equity": _s(account.reference_equity),
         "positions": [],
         "orders": [],
@@ -85,21 +86,16 @@ async def _account(services: EngineServices, account: ExecutionAccount, user: Us
 
 
 async def portfolio(services: EngineServices) -> dict[str, Any]:
+    assert services.ops is not None and services.accounts is not None
+    status = await services.ops.status(limit=0, live_seconds=None)  # the pause, from the command layer
+    rows = await services.accounts.list_accounts()
     async with services.db.session() as session:
-        rows = (
-            await session.execute(
-                select(ExecutionAccount, User)
-                .outerjoin(User, User.id == ExecutionAccount.owner_id)
-                .where(ExecutionAccount.active.is_(True))
-                .order_by(ExecutionAccount.id)
-            )
-        ).all()
         signals = (
             await session.scalars(select(Signal).order_by(Signal.received_at.desc()).limit(RECENT_SIGNALS))
         ).all()
     accounts = await asyncio.gather(*(_account(services, account, user) for account, user in rows))
     return {
-        "paused": await services.control.is_paused(),
+        "paused": status.paused,
         "accounts": list(accounts),
         "signals": [
             {

@@ -121,3 +121,34 @@ async def world_factory(sqlite_url: str) -> AsyncIterator[WorldFactory]:
 @pytest.fixture
 async def world(world_factory: WorldFactory) -> World:
     return await world_factory()
+
+
+# ---- the MT5 gateway: suites that run straight on mt5sim and again through the gateway ----
+@pytest.fixture(scope="session")
+def gateway_tls(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A self-signed certificate for 127.0.0.1, made at test time; clients pin it (tests.support.gateway.Tls)."""
+    from tests.support.gateway import Tls
+
+    return Tls.make(tmp_path_factory.mktemp("gateway-tls"))
+
+
+@pytest.fixture
+def gateway(gateway_tls: Any) -> Iterator[Any]:
+    """A TLS gateway serving mt5sim in a thread, the default gateway of ``engine.brokers.remote``."""
+    from engine.brokers import remote
+    from tests.support.gateway import GatewayThread
+
+    gw = GatewayThread(gateway_tls).start()
+    remote.configure({"default": gw.endpoint()})
+    yield gw
+    remote.configure({})
+    gw.stop()
+
+
+@pytest.fixture(params=["direct", "gateway"])
+def mt5_module(request: pytest.FixtureRequest) -> str:
+    """``MT5_MODULE`` for MT5 suites run twice: ``mt5sim`` direct, and through a TLS gateway."""
+    if request.param == "direct":
+        return "mt5sim"
+    request.getfixturevalue("gateway")
+    return "engine.brokers.remote"

@@ -21,8 +21,13 @@ from engine.brokers.registry import BrokerFactory, BrokerRegistry
 from engine.execution.orders import OrderRules
 from engine.execution.positions import PositionCloser
 from engine.execution.service import ExecutionConfig, ExecutionService
+from engine.ingest.producers import ProducerService
 from engine.loop.leader import make_lease
 from engine.loop.trading import LoopConfig, TradingLoop, reconcile_hook
+from engine.management.changes import ChangeService
+from engine.management.updates import UpdateService
+from engine.ops.queries import OpsQueries
+from engine.ops.service import OpsService
 from engine.reconcile.service import Reconciler
 from engine.risk.control import EngineControl
 from engine.risk.drawdown import DrawdownGuard, GuardConfig
@@ -54,8 +59,21 @@ def order_rules_for(settings: Settings) -> Callable[[ExecutionAccount], OrderRul
     return rules
 
 
+def secret_box(settings: Settings) -> SecretBox | None:
+    """The box for stored secrets: ``SECRET_KEY``, plus ``SECRET_KEY_OLD`` during a rotation."""
+    if settings.secret_key is None:
+        return None
+    old = settings.secret_key_old.get_secret_value() if settings.secret_key_old else None
+    return SecretBox(settings.secret_key.get_secret_value(), old)
+
+
 def default_broker_factory(settings: Settings, db: Database, secrets: SecretBox | None) -> BrokerFactory:
     """Paper accounts run inside the engine; MT5 accounts through the module named by ``MT5_MODULE``."""
+
+    if settings.gateway_names():  # MT5 accounts on gateways: tell the client module where they are
+        from engine.brokers.remote import configure_from_settings
+
+        configure_from_settings(settings)
 
     async def factory(account: ExecutionAccount) -> Broker:
         if account.kind == "paper":
@@ -64,13 +82,14 @@ def default_broker_factory(settings: Settings, db: Database, secrets: SecretBox 
             return PaperBroker(db, account.id, currency=account.currency or "USD")
         if account.kind == "mt5":
             from engine.brokers.mt5 import create_mt5_broker
+            from engine.brokers.remote import module_for
 
             if account.credentials_enc is None or account.login is None or account.server is None:
                 raise SettingsError(f"MT5 account {account.id} has no stored login, server or password")
             if secrets is None:
                 raise SettingsError("SECRET_KEY: required to decrypt stored MT5 credentials")
             return create_mt5_broker(
-                settings.mt5_module,
+                module_for(settings.mt5_module, account.gateway),
                 login=int(account.login),
                 password=secrets.decrypt(account.credentials_enc),
                 server=account.server,
@@ -91,7 +110,7 @@ def build_services(
     loop_overrides: dict[str, Any] | None = None,
 ) -> EngineServices:
     db = Database(settings.database_url)
-    secrets = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
+    secrets = secret_box(settings)
     relay = EventRelay(db)
     registry = BrokerRegistry(broker_factory or default_broker_factory(settings, db, secrets))
     execution = ExecutionService(db, registry, order_rules_for(settings), relay, execution_config)
@@ -101,6 +120,8 @@ def build_services(
     reconciler = Reconciler(db, registry, execution, closer, relay)
     guard.before_close = reconcile_hook(reconciler, db)
     loop_config = LoopConfig.from_settings(settings, **(loop_overrides or {}))
+    changes = ChangeService(db, registry, relay)
+    relay.subscribe("changes", changes.on_event)
     trading_loop = TradingLoop(
         db=db,
         brokers=registry,
@@ -110,6 +131,7 @@ def build_services(
         relay=relay,
         lease=make_lease(db, ttl_seconds=loop_config.lease_ttl_seconds),
         config=loop_config,
+        changes=changes,
     )
     services = EngineServices(
         settings=settings,
@@ -129,6 +151,17 @@ def build_services(
         reconciler=reconciler,
         trading_loop=trading_loop,
         analytics=AnalyticsService(db),
+        updates=UpdateService(db, relay),
+        changes=changes,
+        ops=OpsService(
+            db,
+            OpsQueries(db, registry, heartbeat_seconds=float(settings.heartbeat_seconds)),
+            closer,
+            guard,
+            ProducerService(db, secrets),
+            relay,
+            refresh=reconcile_hook(reconciler, db),
+        ),
     )
     install_billing(services)  # plans, Stars payments, referrals, auto-execution, entitlement gate
     return services

@@ -42,7 +42,11 @@ def settings_or_exit(**overrides: object) -> Settings:
         settings.mt5_password,
         settings.outbound_secret,
         settings.secret_key,
+        settings.secret_key_old,
         settings.webhook_secret,
+        settings.mt5_gateway_token,
+        settings.gateway_token,
+        *settings.mt5_gateway_tokens.values(),
     ):
         if secret is not None:
             register_secret(secret.get_secret_value())
@@ -71,14 +75,72 @@ def run_command() -> None:
         settings.require("BOT_TOKEN")
     except SettingsError as exc:
         fail(f"configuration error: {exc}")
+    from tradebot.cli_secrets import require_matching_key
+
+    require_matching_key(settings)  # a wrong SECRET_KEY stops here, before anything starts
     import asyncio
 
+    from engine.store.keycheck import KeyMismatch
     from tradebot.runtime import Runtime, serve
 
     try:
         asyncio.run(serve(Runtime(settings)))
     except SettingsError as exc:
         fail(f"configuration error: {exc}")
+    except KeyMismatch as exc:  # the store changed between the check and the start
+        fail(str(exc))
+
+
+@app.command("prune")
+def prune_command(
+    audit_days: int | None = typer.Option(
+        None,
+        "--audit-days",
+        help="Keep audit lines this many days (default AUDIT_RETENTION_DAYS; at least 30)",
+    ),
+    events_days: int | None = typer.Option(
+        None,
+        "--events-days",
+        help="Keep processed domain events this many days (default EVENTS_RETENTION_DAYS)",
+    ),
+) -> None:
+    """Delete audit lines and processed domain events past their retention; prints the counts."""
+    from engine.store.retention import RetentionError, check_periods
+
+    settings = settings_or_exit()
+    audit_keep = settings.audit_retention_days if audit_days is None else audit_days
+    events_keep = settings.events_retention_days if events_days is None else events_days
+    try:
+        check_periods(
+            audit_keep,
+            events_keep,
+            audit_name="--audit-days" if audit_days is not None else "AUDIT_RETENTION_DAYS",
+            events_name="--events-days" if events_days is not None else "EVENTS_RETENTION_DAYS",
+        )
+    except RetentionError as exc:
+        fail(str(exc))
+    import asyncio
+
+    from engine.store.db import Database
+    from engine.store.migrate import upgrade
+    from engine.store.retention import prune
+
+    try:
+        upgrade(settings.database_url)
+    except Exception as exc:
+        fail(f"migration failed: {exc}", code=1)
+
+    async def main() -> tuple[int, int]:
+        db = Database(settings.database_url)
+        try:
+            done = await prune(db, audit_days=audit_keep, events_days=events_keep)
+        finally:
+            await db.dispose()
+        return done.audit_rows, done.events
+
+    audit_rows, events = asyncio.run(main())
+    typer.echo(f"deleted {audit_rows} audit line(s) older than {audit_keep} days")
+    typer.echo(f"deleted {events} processed domain event(s) older than {events_keep} days")
 
 
 @app.command("emulator")
@@ -130,6 +192,21 @@ _register_producer_commands(app)
 from tradebot.cli_accounts import register as _register_account_commands  # noqa: E402
 
 _register_account_commands(app)
+
+from tradebot.cli_strategy import register as _register_strategy_commands  # noqa: E402
+
+_register_strategy_commands(app)
+
+from tradebot.cli_gateway import register as _register_gateway_commands  # noqa: E402
+
+_register_gateway_commands(app)
+from tradebot.cli_ops import register as _register_ops_commands  # noqa: E402
+
+_register_ops_commands(app)
+
+from tradebot.cli_secrets import register as _register_secret_commands  # noqa: E402
+
+_register_secret_commands(app)
 
 
 def main() -> None:

@@ -18,8 +18,11 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _run(work: Callable[[Any], Awaitable[Any]]) -> Any:
-    """Settings, migrations, then ``work(AccountService)`` on a fresh database connection."""
+def _run(work: Callable[[Any], Awaitable[Any]], *, check_key: bool = False) -> Any:
+    """Settings, migrations, then ``work(AccountService)`` on a fresh database connection.
+
+    ``check_key``: first make sure SECRET_KEY is the key of the stored secrets (exit 2 if not).
+    """
     from tradebot.cli import settings_or_exit
 
     settings = settings_or_exit()
@@ -29,16 +32,19 @@ def _run(work: Callable[[Any], Awaitable[Any]]) -> Any:
         upgrade(settings.database_url)
     except Exception as exc:
         _fail(f"migration failed: {exc}", code=1)
+    if check_key:
+        from tradebot.cli_secrets import require_matching_key
+
+        require_matching_key(settings)
 
     from engine.accounts.service import AccountService
     from engine.brokers.registry import BrokerRegistry
-    from engine.store.crypto import SecretBox
     from engine.store.db import Database
-    from tradebot.app import default_broker_factory
+    from tradebot.app import default_broker_factory, secret_box
 
     async def main() -> Any:
         db = Database(settings.database_url)
-        box = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
+        box = secret_box(settings)
         registry = BrokerRegistry(default_broker_factory(settings, db, box))
         try:
             return await work(AccountService(db, settings, registry, box))
@@ -61,12 +67,17 @@ def account_add(
     balance: str | None = typer.Option(
         None, "--balance", help="Starting balance (paper; default PAPER_BALANCE)"
     ),
+    gateway: str | None = typer.Option(
+        None, "--gateway", help="MT5 gateway the terminal is on (mt5; a name in MT5_GATEWAYS, or default)"
+    ),
 ) -> None:
     """Give a subscriber an execution account; it becomes their active one."""
     from engine.accounts.service import AccountError
 
     if kind not in ("paper", "mt5"):
         _fail("--kind must be paper or mt5")
+    if gateway is not None and kind != "mt5":
+        _fail("--gateway applies to --kind mt5 only")
     if kind == "paper":
         amount: Decimal | None = None
         if balance is not None:
@@ -92,11 +103,15 @@ def account_add(
 
     register_secret(password)
     try:
-        account, snapshot = _run(lambda svc: svc.link_mt5(telegram_id, login, password, server, actor="cli"))
+        account, snapshot = _run(
+            lambda svc: svc.link_mt5(telegram_id, login, password, server, actor="cli", gateway=gateway),
+            check_key=True,
+        )
     except AccountError as exc:
         _fail(str(exc), code=1)
+    via = f" via gateway {account.gateway}" if account.gateway else ""
     typer.echo(
-        f"account {account.id}: mt5 {account.login}@{account.server}, balance {snapshot.balance} "
+        f"account {account.id}: mt5 {account.login}@{account.server}{via}, balance {snapshot.balance} "
         f"{snapshot.currency}, equity {snapshot.equity}, owner {telegram_id}"
     )
 
@@ -115,6 +130,8 @@ def account_list(
     for account, user in rows:
         owner = str(user.telegram_id) if user is not None else "-"
         where = f"{account.login}@{account.server}" if account.kind == "mt5" else "-"
+        if account.gateway:
+            where += f" ({account.gateway})"
         amount = f"{account.balance} {account.currency}" if account.balance is not None else "-"
         state = "active" if account.active else "inactive"
         if account.paused:

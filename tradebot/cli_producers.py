@@ -1,4 +1,4 @@
-"""``tradebot producer ...`` and ``tradebot signal send`` (CONTRACTS section 3)."""
+"""``tradebot producer ...``, ``tradebot signal send`` and ``tradebot signal update`` (CONTRACTS section 3)."""
 
 from __future__ import annotations
 
@@ -31,17 +31,21 @@ def _service(need_key: bool) -> Any:
         upgrade(settings.database_url)
     except Exception as exc:
         _fail(f"migration failed: {exc}", code=1)
+    if need_key:  # a secret encrypted under a wrong key could never be read back
+        from tradebot.cli_secrets import require_matching_key
+
+        require_matching_key(settings)
     return settings
 
 
 def _run(settings: Any, work: Any) -> Any:
     from engine.ingest.producers import ProducerService
-    from engine.store.crypto import SecretBox
     from engine.store.db import Database
+    from tradebot.app import secret_box
 
     async def main() -> Any:
         db = Database(settings.database_url)
-        box = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
+        box = secret_box(settings)
         try:
             return await work(ProducerService(db, box))
         finally:
@@ -113,16 +117,53 @@ def producer_enable(producer_id: str = typer.Argument(..., metavar="ID")) -> Non
     _set_status(producer_id, enable=True)
 
 
+_URL = typer.Option(None, help="Server base URL (default http://HTTP_HOST:HTTP_PORT)")
+_PRODUCER = typer.Option(None, envvar="TRADEBOT_PRODUCER_ID", help="X-Producer-Id")
+_SECRET = typer.Option(None, envvar="TRADEBOT_PRODUCER_SECRET", help="The producer's secret")
+_KEY = typer.Option(None, help="Idempotency-Key header")
+_TIMEOUT = typer.Option(10.0, help="Seconds to wait for the answer")
+
+
 @signal_app.command("send")
 def signal_send(
     body: str | None = typer.Argument(None, help="The JSON body; read from stdin when omitted or '-'"),
-    url: str | None = typer.Option(None, help="Server base URL (default http://HTTP_HOST:HTTP_PORT)"),
-    producer_id: str | None = typer.Option(None, envvar="TRADEBOT_PRODUCER_ID", help="X-Producer-Id"),
-    secret: str | None = typer.Option(None, envvar="TRADEBOT_PRODUCER_SECRET", help="The producer's secret"),
-    idempotency_key: str | None = typer.Option(None, help="Idempotency-Key header"),
-    timeout: float = typer.Option(10.0, help="Seconds to wait for the answer"),
+    url: str | None = _URL,
+    producer_id: str | None = _PRODUCER,
+    secret: str | None = _SECRET,
+    idempotency_key: str | None = _KEY,
+    timeout: float = _TIMEOUT,
 ) -> None:
     """Sign a signal and POST it; prints the status and the answer; exit 1 unless 2xx."""
+    _sign_and_post(None, body, url, producer_id, secret, idempotency_key, timeout)
+
+
+@signal_app.command("update")
+def signal_update(
+    signal_id: str = typer.Argument(..., metavar="ID", help="The signal's id, or your own id from its body"),
+    body: str | None = typer.Argument(
+        None, help='The update, e.g. \'{"action": "move_sl", "sl": "entry"}\'; stdin when omitted or \'-\''
+    ),
+    url: str | None = _URL,
+    producer_id: str | None = _PRODUCER,
+    secret: str | None = _SECRET,
+    idempotency_key: str | None = _KEY,
+    timeout: float = _TIMEOUT,
+) -> None:
+    """Sign an update to a signal (move_sl, move_tp, close, cancel, note) and POST it; exit 1 unless 2xx."""
+    if not 1 <= len(signal_id) <= 64:
+        _fail("ID must be 1 to 64 characters")
+    _sign_and_post(signal_id, body, url, producer_id, secret, idempotency_key, timeout)
+
+
+def _sign_and_post(
+    signal_id: str | None,
+    body: str | None,
+    url: str | None,
+    producer_id: str | None,
+    secret: str | None,
+    key: str | None,
+    timeout: float,
+) -> None:
     if not producer_id or not secret:
         _fail(
             "--producer-id and --secret (or TRADEBOT_PRODUCER_ID and TRADEBOT_PRODUCER_SECRET) are required"
@@ -133,7 +174,7 @@ def signal_send(
 
         settings = settings_or_exit()
         url = f"http://{settings.http_host}:{settings.http_port}"
-    status, text = asyncio.run(_post(url, producer_id, secret, raw, idempotency_key, timeout))  # type: ignore[arg-type]
+    status, text = asyncio.run(_post(url, producer_id, secret, raw, key, timeout, signal_id))  # type: ignore[arg-type]
     typer.echo(str(status))
     typer.echo(text)
     if not 200 <= status < 300:
@@ -141,29 +182,22 @@ def signal_send(
 
 
 async def _post(
-    url: str, producer_id: str, secret: str, raw: bytes, key: str | None, seconds: float
+    url: str,
+    producer_id: str,
+    secret: str,
+    raw: bytes,
+    key: str | None,
+    seconds: float,
+    signal_id: str | None,
 ) -> tuple[int, str]:
-    import aiohttp
+    from engine.api.client import SignalClient
 
-    from engine.ingest.signing import HEADER, signature_header
-
-    headers = {
-        "Content-Type": "application/json",
-        "X-Producer-Id": producer_id,
-        HEADER: signature_header(secret, raw),
-    }
-    if key:
-        headers["Idempotency-Key"] = key
-    target = url.rstrip("/") + "/api/v1/signals"
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as client,
-            client.post(target, data=raw, headers=headers) as resp,
-        ):
-            return resp.status, await resp.text()
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        _fail(f"cannot reach {target}: {type(exc).__name__}: {exc}", code=1)
-        raise  # unreachable: _fail exits
+    async with SignalClient(url, producer_id, secret, timeout=seconds) as client:
+        target = client.signal_url() if signal_id is None else client.updates_url(signal_id)
+        answer = await client.send_raw(target, raw, key)
+    if answer.status == 0:
+        _fail(f"cannot reach {target}: {answer.error}", code=1)
+    return answer.status, answer.text
 
 
 def register(app: typer.Typer) -> None:

@@ -1,6 +1,7 @@
 """The running product: engine, HTTP server, bot and trading loop in one process and one event loop.
 
-``Runtime.start`` applies migrations, builds the services (``tradebot.app``), mounts the producer
+``Runtime.start`` applies migrations, builds the services (``tradebot.app``), checks
+``SECRET_KEY`` against the store's key check value (``engine.store.keycheck``), mounts the producer
 API, health, metrics and (in webhook mode) the Telegram webhook on one aiohttp server, starts
 the event relay, the outbound dispatcher, the bot and the trading loop, and announces
 ``engine.started``. ``Runtime.stop`` undoes it in reverse within a deadline: no new work,
@@ -20,6 +21,7 @@ from aiohttp import web
 from loguru import logger
 
 from engine.api.app import ApiContext, build_http_app
+from engine.api.connections import ConnectionLimits
 from engine.api.outbound import OutboundDispatcher, install_outbound
 from engine.api.server import start_http_server
 from engine.brokers.registry import BrokerFactory
@@ -31,6 +33,7 @@ from engine.observability.readiness import Readiness
 from engine.services import EngineServices
 from engine.settings import Settings
 from engine.store.events import ENGINE_STARTED, ENGINE_STOPPING, emit
+from engine.store.keycheck import verify_key
 from engine.store.migrate import upgrade_async
 from tradebot.app import build_services
 
@@ -61,6 +64,7 @@ class Runtime:
         self.bot: Any = None  # bot.app.BotRuntime
         self._runner: web.AppRunner | None = None
         self._dispatcher: OutboundDispatcher | None = None
+        self.strategies: list[Any] = []  # engine.strategies.runner.RunningProducer
 
     @property
     def engine(self) -> EngineServices:
@@ -76,6 +80,13 @@ class Runtime:
             execution_config=self.options.execution_config,
             loop_overrides=self.options.loop_overrides,
         )
+        try:  # a wrong SECRET_KEY stops here: nothing has started yet
+            await verify_key(services.db, services.secrets)
+        except BaseException:
+            if services.analytics is not None:
+                services.analytics.close()
+            await services.db.dispose()
+            raise
         self.services = services
 
         ctx = ApiContext(
@@ -85,6 +96,8 @@ class Runtime:
             box=services.secrets,
             metrics=self.metrics,
             readiness=self.readiness,
+            updates=services.updates,
+            ops=services.ops,
         )
         app = build_http_app(ctx)
         self.http_app = app
@@ -96,6 +109,7 @@ class Runtime:
         self.loop.register_metrics(self.metrics.registry)
         self.readiness.register("heartbeat", heartbeat_probe(services.db, float(settings.heartbeat_seconds)))
         self.readiness.register("brokers", self._brokers_ready)
+        self._register_gateways()
 
         if self.options.with_bot:
             from bot.app import BotRuntime, bot_context, build_bot, build_storage
@@ -107,13 +121,25 @@ class Runtime:
 
         if self.options.on_http_app is not None:
             self.options.on_http_app(app)
-        self._runner = await start_http_server(app, settings.http_host, settings.http_port)
+        self._runner = await start_http_server(
+            app,
+            settings.http_host,
+            settings.http_port,
+            limits=ConnectionLimits.from_settings(settings),
+            metrics=self.metrics,
+        )
         if self.bot is not None:
             await self.bot.start()  # subscribes fan-out and notifier before any event is relayed
         services.relay.start()
         if self._dispatcher is not None:
             self._dispatcher.start()
         self.loop.start()
+        if settings.strategies.strip():
+            from engine.ingest.producers import ProducerService
+            from engine.strategies.runner import start_configured
+
+            producers = ProducerService(services.db, services.secrets)
+            self.strategies = await start_configured(settings, producers, self.metrics)
         async with services.db.session() as session:
             emit(session, ENGINE_STARTED, loop_id=self.loop.loop_id)
         services.relay.notify()
@@ -123,6 +149,16 @@ class Runtime:
             settings.http_port,
             settings.telegram_mode,
         )
+
+    def _register_gateways(self) -> None:
+        """One readiness check per MT5 gateway (``gateway:<name>``): its own /healthz, verified."""
+        if not self.settings.gateway_names():
+            return
+        from engine.brokers.remote import endpoints_from_settings
+        from engine.gateway.probe import gateway_probe
+
+        for name, endpoint in endpoints_from_settings(self.settings).items():
+            self.readiness.register(f"gateway:{name}", gateway_probe(endpoint))
 
     async def _brokers_ready(self) -> bool | str:
         down = []
@@ -145,6 +181,9 @@ class Runtime:
         if services is None:
             return
         logger.info("tradebot stopping (deadline {} s)", deadline)
+        for running in self.strategies:
+            await running.stop()
+        self.strategies = []
         try:
             async with services.db.session() as session:
                 emit(session, ENGINE_STOPPING)

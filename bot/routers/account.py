@@ -21,9 +21,11 @@ from bot.context import BotContext
 from bot.keyboards import account_keyboard, cancel_keyboard
 from bot.render import esc, money, price, side_label, signed_money
 from bot.replies import edit_or_keep
+from bot.status import pending_order_lines, trading_state_label
 from engine.accounts.service import KIND_MT5, AccountError
 from engine.accounts.subscribers import actor_for
 from engine.observability.logs import register_secret
+from engine.ops.views import Scope
 from engine.store.models import User
 
 
@@ -80,6 +82,15 @@ async def account_text(ctx: BotContext, telegram_id: int) -> tuple[str, str | No
                 price=price(p.open_price),
                 pnl=signed_money(p.profit, snap.currency),
             )
+        )
+    if ctx.engine.ops is not None:
+        report = await ctx.engine.ops.positions(Scope.account(account.id), limit=20)
+        if report.orders_total:
+            lines.append(_("Pending orders: {count}").format(count=report.orders_total))
+            lines.extend(pending_order_lines(report, with_owner=False))
+    if account.trading_state != "active":
+        lines.append(
+            _("Trading on this account: {state}").format(state=trading_state_label(account.trading_state))
         )
     return "\n".join(lines), account.kind
 

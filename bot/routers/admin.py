@@ -1,96 +1,158 @@
 """Admin commands (``ADMIN_IDS`` only): /pause, /resume, /closeall, /status, /positions.
 
-Anyone else gets a polite refusal, and the attempt is written to the audit log.
+Each renders the command layer (``engine.ops``): the same actions, results and audit lines as
+`tradebot pause|resume|closeall|status|positions` and the admin REST API. /pause, /resume,
+/closeall and /positions take an optional scope: ``account ID`` (or ``#ID``) or
+``subscriber TELEGRAM_ID``.
+
+Anyone else is stopped before these handlers by ``bot.admin_gate`` (a refusal and an audit line).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from aiogram import Router
-from aiogram.filters import Command, CommandObject, Filter
-from aiogram.types import CallbackQuery, Message, TelegramObject
+from aiogram.filters import Command, CommandObject
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
-from bot.callbacks import AdminCb
+from bot.callbacks import AdminCb, scope_from_token, scope_token
 from bot.context import BotContext
 from bot.keyboards import closeall_keyboard
-from bot.render import signed_money
+from bot.render import esc
 from bot.replies import edit_or_keep
-from bot.status import positions_text, status_text
+from bot.status import (
+    MAX_ACCOUNTS,
+    MAX_POSITIONS,
+    closeall_text,
+    positions_text,
+    status_text,
+    trading_state_label,
+)
 from engine.accounts.subscribers import actor_for
-from engine.store.audit import audit
-
-ADMIN_COMMANDS = ("pause", "resume", "closeall", "status", "positions")
+from engine.ops.views import OpsError, PauseResult, Scope, ScopeKind
 
 
-class IsAdmin(Filter):
-    async def __call__(self, event: TelegramObject, ctx: BotContext, **kwargs: Any) -> bool:
-        sender = getattr(event, "from_user", None)
-        return ctx.is_admin(sender.id if sender is not None else None)
+def parse_scope(args: str | None) -> Scope | None:
+    """``""`` everything, ``account 12`` (or ``#12``) one account, ``subscriber 7000001`` one
+    subscriber's accounts; None when the arguments say something else."""
+    words = (args or "").split()
+    if not words:
+        return Scope.everything()
+    if len(words) == 1 and words[0].startswith("#") and words[0][1:].isdigit():
+        return Scope.account(int(words[0][1:]))
+    if len(words) == 2 and words[1].isdigit() and int(words[1]) > 0:
+        if words[0] == "account":
+            return Scope.account(int(words[1]))
+        if words[0] == "subscriber":
+            return Scope.subscriber(int(words[1]))
+    return None
 
 
-async def _refuse(ctx: BotContext, telegram_id: int | None, chat_id: int | None, what: str) -> str:
-    async with ctx.engine.db.session() as session:
-        audit(
-            session,
-            actor_for(telegram_id) if telegram_id is not None else "tg:?",
-            "admin.refused",
-            what,
-            chat_id=chat_id,
-        )
-    return _("Sorry, this command is for admins only.")
-
-
-async def not_admin(message: Message, command: CommandObject, ctx: BotContext) -> None:
-    sender = message.from_user.id if message.from_user else None
-    await message.answer(await _refuse(ctx, sender, message.chat.id, f"/{command.command}"))
-
-
-async def not_admin_button(query: CallbackQuery, callback_data: AdminCb, ctx: BotContext) -> None:
-    chat = query.message.chat.id if query.message else None
-    await query.answer(
-        await _refuse(ctx, query.from_user.id, chat, f"button:{callback_data.action}"), show_alert=True
+def _usage(command: str) -> str:
+    return _("Usage: /{command}, /{command} account ID or /{command} subscriber TELEGRAM_ID").format(
+        command=command
     )
 
 
-async def pause(message: Message, ctx: BotContext) -> None:
-    assert message.from_user is not None
-    changed = await ctx.engine.control.set_paused(True, actor_for(message.from_user.id))
-    if changed:
-        await message.answer(
-            _("⏸ Paused: no new signals go out and no approvals execute. /resume to continue.")
-        )
-    else:
-        await message.answer(_("Already paused."))
+def ops_error_text(error: OpsError) -> str:
+    return _("Nothing changed: {reason}.").format(reason=esc(error.message))
 
 
-async def resume(message: Message, ctx: BotContext) -> None:
-    assert message.from_user is not None
-    changed = await ctx.engine.control.set_paused(False, actor_for(message.from_user.id))
-    if changed:
-        await message.answer(_("▶️ Resumed: signals and executions are back on."))
-    else:
-        await message.answer(_("Not paused."))
+def pause_text(result: PauseResult) -> str:
+    if result.scope.kind is ScopeKind.EVERYTHING:
+        if result.action == "pause":
+            if result.changed:
+                return _("⏸ Paused: no new signals go out and no approvals execute. /resume to continue.")
+            return _("Already paused.")
+        return _("▶️ Resumed: signals and executions are back on.") if result.changed else _("Not paused.")
+    lines = []
+    for change in result.accounts:
+        state = trading_state_label(change.trading_state)
+        if change.outcome == "still_in_drawdown":
+            lines.append(
+                _("Account #{account}: still past its drawdown limit; stays {state}.").format(
+                    account=change.account_id, state=state
+                )
+            )
+        elif change.outcome == "changed":
+            lines.append(_("Account #{account}: now {state}.").format(account=change.account_id, state=state))
+        else:
+            lines.append(
+                _("Account #{account}: unchanged ({state}).").format(account=change.account_id, state=state)
+            )
+    return "\n".join(lines)
+
+
+async def _scoped(message: Message, command: CommandObject) -> Scope | None:
+    scope = parse_scope(command.args)
+    if scope is None:
+        await message.answer(_usage(command.command))
+    return scope
+
+
+async def pause(message: Message, command: CommandObject, ctx: BotContext) -> None:
+    assert message.from_user is not None and ctx.engine.ops is not None
+    scope = await _scoped(message, command)
+    if scope is None:
+        return
+    try:
+        result = await ctx.engine.ops.pause(scope, actor_for(message.from_user.id))
+    except OpsError as exc:
+        await message.answer(ops_error_text(exc))
+        return
+    await message.answer(pause_text(result))
+
+
+async def resume(message: Message, command: CommandObject, ctx: BotContext) -> None:
+    assert message.from_user is not None and ctx.engine.ops is not None
+    scope = await _scoped(message, command)
+    if scope is None:
+        return
+    try:
+        result = await ctx.engine.ops.resume(scope, actor_for(message.from_user.id))
+    except OpsError as exc:
+        await message.answer(ops_error_text(exc))
+        return
+    await message.answer(pause_text(result))
 
 
 async def status(message: Message, ctx: BotContext) -> None:
-    assert ctx.engine.accounts is not None
-    await message.answer(await status_text(ctx.engine.db, ctx.engine.accounts))
+    assert ctx.engine.ops is not None
+    await message.answer(status_text(await ctx.engine.ops.status(limit=MAX_ACCOUNTS)))
 
 
-async def positions(message: Message, ctx: BotContext) -> None:
-    await message.answer(await positions_text(ctx.engine.db))
+async def positions(message: Message, command: CommandObject, ctx: BotContext) -> None:
+    assert ctx.engine.ops is not None
+    scope = await _scoped(message, command)
+    if scope is None:
+        return
+    try:
+        report = await ctx.engine.ops.positions(scope, limit=MAX_POSITIONS)
+    except OpsError as exc:
+        await message.answer(ops_error_text(exc))
+        return
+    await message.answer(positions_text(report))
 
 
-async def closeall(message: Message) -> None:
-    await message.answer(
-        _("⚠️ Close <b>every</b> position on <b>every</b> account now?"), reply_markup=closeall_keyboard()
-    )
+async def closeall(message: Message, command: CommandObject) -> None:
+    scope = await _scoped(message, command)
+    if scope is None:
+        return
+    if scope.kind is ScopeKind.EVERYTHING:
+        question = _(
+            "⚠️ Close <b>every</b> position and cancel <b>every</b> pending order on <b>every</b> account now?"
+        )
+    else:
+        question = _("⚠️ Close every position and cancel every pending order of {scope} now?").format(
+            scope=esc(scope.describe())
+        )
+    await message.answer(question, reply_markup=closeall_keyboard(scope=scope_token(scope)))
 
 
 async def closeall_confirmed(query: CallbackQuery, callback_data: AdminCb, ctx: BotContext) -> None:
+    assert ctx.engine.ops is not None
     message = query.message if isinstance(query.message, Message) else None
     if callback_data.action != "closeall":
         await query.answer(_("Cancelled."))
@@ -100,27 +162,16 @@ async def closeall_confirmed(query: CallbackQuery, callback_data: AdminCb, ctx: 
     if time.time() - callback_data.issued > ctx.config.closeall_confirm_seconds:
         await query.answer(_("This confirmation has expired. Send /closeall again."), show_alert=True)
         return
+    scope = scope_from_token(callback_data.scope)
     await query.answer(_("Closing every position…"))
     if message is not None:
         await edit_or_keep(message, _("Closing every position…"))
-    actor = actor_for(query.from_user.id)
-    summary = await ctx.engine.closer.close_everything("closeall", actor)
-    async with ctx.engine.db.session() as session:
-        audit(
-            session,
-            actor,
-            "admin.closeall",
-            None,
-            requested=summary.requested,
-            closed=summary.closed,
-            failed=summary.failed,
-            pnl=str(summary.pnl),
-        )
-    report = _("Closed {closed} of {requested} positions. P&L: {pnl}.").format(
-        closed=summary.closed, requested=summary.requested, pnl=signed_money(summary.pnl)
-    )
-    if summary.failed:
-        report += "\n" + _("{failed} could not be closed; see /positions.").format(failed=summary.failed)
+    try:
+        result = await ctx.engine.ops.close_all(scope, actor_for(query.from_user.id))
+    except OpsError as exc:
+        report = ops_error_text(exc)
+    else:
+        report = closeall_text(result)
     if message is not None:
         await edit_or_keep(message, report)
     elif query.bot is not None:
@@ -130,8 +181,6 @@ async def closeall_confirmed(query: CallbackQuery, callback_data: AdminCb, ctx: 
 def build_router() -> Router:
     """A fresh router (a router can belong to one dispatcher only)."""
     router = Router(name="admin")
-    router.message.register(not_admin, Command(*ADMIN_COMMANDS), ~IsAdmin())
-    router.callback_query.register(not_admin_button, AdminCb.filter(), ~IsAdmin())
     router.message.register(pause, Command("pause"))
     router.message.register(resume, Command("resume"))
     router.message.register(status, Command("status"))

@@ -15,8 +15,9 @@ from bot.billing_texts import stars
 from bot.context import BotContext
 from bot.render import esc, price
 from bot.routers.billing import find_user
+from engine.accounts.names import display_name
 from engine.accounts.subscribers import actor_for
-from engine.billing.referrals import REFERRAL_PREFIX, ReferralError, display_name
+from engine.billing.referrals import REFERRAL_PREFIX, ReferralError
 from engine.store.models import User
 
 
@@ -62,9 +63,6 @@ async def referrals(message: Message, ctx: BotContext, user: User | None) -> Non
 
 
 async def leaderboard(message: Message, ctx: BotContext) -> None:
-    if not ctx.is_admin(message.from_user.id if message.from_user else None):
-        await message.answer(_("Sorry, this command is for admins only."))
-        return
     rows = await billing_parts(ctx).referrals.leaderboard(20)
     if not rows:
         await message.answer(_("Nobody has invited anyone yet."))
@@ -88,10 +86,8 @@ async def leaderboard(message: Message, ctx: BotContext) -> None:
 
 
 async def payout(message: Message, command: CommandObject, ctx: BotContext) -> None:
-    sender = message.from_user.id if message.from_user else None
-    if sender is None or not ctx.is_admin(sender):
-        await message.answer(_("Sorry, this command is for admins only."))
-        return
+    assert message.from_user is not None  # admins only (bot.admin_gate)
+    sender = message.from_user.id
     args = (command.args or "").split(maxsplit=2)
     amount: Decimal | None = None
     if len(args) >= 2:

@@ -27,8 +27,8 @@ from engine.store.crypto import SecretBox
 from engine.store.db import Database
 from engine.store.models import ExecutionAccount, Position, User
 
-# (login, password, server) -> an MT5 broker, not yet connected.
-Mt5Connector = Callable[[int, str, str], Awaitable[Broker]]
+# (login, password, server, gateway) -> an MT5 broker, not yet connected.
+Mt5Connector = Callable[[int, str, str, str | None], Awaitable[Broker]]
 
 KIND_PAPER = "paper"
 KIND_MT5 = "mt5"
@@ -52,11 +52,13 @@ class AccountView:
 
 
 def default_mt5_connector(settings: Settings) -> Mt5Connector:
-    async def connect(login: int, password: str, server: str) -> Broker:
+    async def connect(login: int, password: str, server: str, gateway: str | None) -> Broker:
         from engine.brokers.mt5 import create_mt5_broker
+        from engine.brokers.remote import configure_from_settings, module_for
 
+        configure_from_settings(settings)
         return create_mt5_broker(
-            settings.mt5_module,
+            module_for(settings.mt5_module, gateway),
             login=login,
             password=password,
             server=server,
@@ -193,11 +195,13 @@ class AccountService:
             user = await self._ensure_user(session, telegram_id)
             return await self._new_paper(session, user, balance, actor)
 
-    async def verify_mt5(self, login: int, password: str, server: str) -> AccountSnapshot:
+    async def verify_mt5(
+        self, login: int, password: str, server: str, gateway: str | None = None
+    ) -> AccountSnapshot:
         """Log in through the MT5 broker and read the account; raises ``AccountError`` on failure."""
         broker: Broker | None = None
         try:
-            broker = await self._connect_mt5(login, password, server)
+            broker = await self._connect_mt5(login, password, server, gateway)
             await asyncio.wait_for(broker.connect(), VERIFY_TIMEOUT_SECONDS)
             snapshot = await asyncio.wait_for(broker.account(), VERIFY_TIMEOUT_SECONDS)
         except AccountError:
@@ -215,9 +219,18 @@ class AccountService:
         return snapshot
 
     async def link_mt5(
-        self, telegram_id: int, login: str | int, password: str, server: str, actor: str
+        self,
+        telegram_id: int,
+        login: str | int,
+        password: str,
+        server: str,
+        actor: str,
+        gateway: str | None = None,
     ) -> tuple[ExecutionAccount, AccountSnapshot]:
-        """Verify the login, then store it (password encrypted) as the user's active account."""
+        """Verify the login, then store it (password encrypted) as the user's active account.
+
+        ``gateway``: the MT5 gateway (a name in MT5_GATEWAYS, or ``default``) the terminal is on;
+        None uses MT5_MODULE as configured."""
         login_text = str(login).strip()
         server = server.strip()
         if not login_text.isdigit() or len(login_text) > 20:
@@ -226,9 +239,12 @@ class AccountService:
             raise AccountError("bad_server", "the MT5 server name is missing or too long")
         if not password:
             raise AccountError("bad_password", "the password is empty")
+        if gateway is not None and gateway not in self._settings.gateway_names():
+            known = ", ".join(self._settings.gateway_names()) or "none (MT5_GATEWAY_URL / MT5_GATEWAYS)"
+            raise AccountError("bad_gateway", f"no MT5 gateway named {gateway!r}; configured: {known}")
         if self._box is None:
             raise AccountError("no_secret_key", "SECRET_KEY is not set: credentials cannot be stored")
-        snapshot = await self.verify_mt5(int(login_text), password, server)
+        snapshot = await self.verify_mt5(int(login_text), password, server, gateway)
         encrypted = self._box.encrypt(password)
         async with self._db.session() as session:
             user = await self._ensure_user(session, telegram_id)
@@ -244,6 +260,7 @@ class AccountService:
                 account = ExecutionAccount(owner_id=user.id, kind=KIND_MT5, login=login_text, server=server)
                 session.add(account)
             account.label = f"MT5 {login_text}"
+            account.gateway = gateway
             account.credentials_enc = encrypted
             account.currency = snapshot.currency or "USD"
             account.active = True
@@ -260,6 +277,7 @@ class AccountService:
                 kind=KIND_MT5,
                 login=login_text,
                 server=server,
+                gateway=gateway,
             )
             account_id = account.id
         await self._registry.forget(account_id)  # credentials may have changed

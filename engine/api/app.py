@@ -1,4 +1,4 @@
-"""The engine's aiohttp application: producer API, health, readiness, metrics.
+"""The engine's aiohttp application: producer API, admin API, health, readiness, metrics.
 
 ``build_http_app(ctx)`` returns a ``web.Application``; the composition root may add routes or
 sub-applications to it (the Telegram webhook, for one) with ``extra_routes``/``subapps`` or with
@@ -18,13 +18,19 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from loguru import logger
 
+from engine.api.admin import ADMIN_API, AdminApi
+from engine.api.admin import routes as admin_routes
 from engine.api.problem import Problem
+from engine.api.refusals import RefusalAggregator
 from engine.ingest.producers import ProducerService
 from engine.ingest.ratelimit import RateLimiter
 from engine.ingest.service import IngestService
+from engine.management.updates import UpdateService
 from engine.observability.logs import correlation
 from engine.observability.metrics import Metrics
 from engine.observability.readiness import Readiness
+from engine.ops.service import OpsService
+from engine.ops.tokens import AdminTokens
 from engine.settings import Settings
 from engine.store.crypto import SecretBox
 from engine.store.db import Database
@@ -35,6 +41,7 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,32}$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 UNMATCHED = "<unmatched>"
+SERVER_NAME = "tradebot"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -51,7 +58,10 @@ class ApiContext:
     readiness: Readiness | None = None
     producers: ProducerService | None = None
     ingest: IngestService | None = None
+    updates: UpdateService | None = None  # producers' updates to their signals (CONTRACTS 1a)
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    ops: OpsService | None = None  # the command layer, for the admin API (/api/v1/admin/)
+    refusals: RefusalAggregator | None = None  # unauthenticated refusals, audited per source and minute
 
     def __post_init__(self) -> None:
         if self.readiness is None:
@@ -61,6 +71,10 @@ class ApiContext:
             self.producers = ProducerService(self.db, self.box)
         if self.ingest is None:
             self.ingest = IngestService(self.db, self.settings, self.relay)
+        if self.updates is None:
+            self.updates = UpdateService(self.db, self.relay)
+        if self.refusals is None:
+            self.refusals = RefusalAggregator(self.db, self.metrics)
 
 
 CTX: web.AppKey[ApiContext] = web.AppKey("tradebot_api_context", ApiContext)
@@ -141,19 +155,34 @@ def build_http_app(
     middlewares: Iterable[Middleware] = (),
 ) -> web.Application:
     """The HTTP application; add more routes to the returned app before starting it."""
-    from engine.api import health, openapi, signals
+    from engine.api import health, openapi, signal_updates, signals
 
     app = web.Application(middlewares=[_middleware(ctx), *middlewares])
     app[CTX] = ctx
+    app[ADMIN_API] = AdminApi(ctx.ops, AdminTokens(ctx.db))
+
+    async def _open(_app: web.Application) -> None:
+        if ctx.refusals is not None:
+            ctx.refusals.start()
 
     async def _close(_app: web.Application) -> None:
+        if ctx.refusals is not None:
+            await ctx.refusals.stop()  # the last minute's counts are written, not lost
         if ctx.ingest is not None:
             ctx.ingest.close()
 
+    app.on_startup.append(_open)
     app.on_cleanup.append(_close)
+
+    async def _plain_server_header(_request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Server"] = SERVER_NAME  # not aiohttp's "Python/3.x aiohttp/x.y"
+
+    app.on_response_prepare.append(_plain_server_header)
     app.add_routes(signals.routes)
+    app.add_routes(signal_updates.routes)
     app.add_routes(health.routes)
     app.add_routes(openapi.routes)
+    app.add_routes(admin_routes)
     app.add_routes(list(extra_routes))
     for prefix, sub in (subapps or {}).items():
         app.add_subapp(prefix, sub)

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the producer API, served at ``GET /api/v1/openapi.json``.
+"""The OpenAPI 3.1 document of the producer API and the admin API (``openapi_admin``), served at ``GET /api/v1/openapi.json``.
 
 Kept true by ``tests/api/test_openapi.py``: every route of the app is documented here, and real
 responses (every status) validate against the schemas below.
@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.api import openapi_admin
 from engine.ingest.service import MAX_BODY_BYTES
 
 routes = web.RouteTableDef()
@@ -25,7 +26,7 @@ _DECIMAL = {
 _SIGNAL_IN: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["instrument", "side", "sl", "tp"],
+    "required": ["instrument", "side", "sl"],
     "properties": {
         "id": {
             "type": "string",
@@ -44,7 +45,41 @@ _SIGNAL_IN: dict[str, Any] = {
         "order_type": {"enum": ["market", "limit", "stop"], "default": "market"},
         "entry": {**_DECIMAL, "description": "Required for limit and stop; reference price for market."},
         "sl": {**_DECIMAL, "description": "Stop loss: below entry for a buy, above for a sell."},
-        "tp": {**_DECIMAL, "description": "Take profit: above entry for a buy, below for a sell."},
+        "tp": {
+            **_DECIMAL,
+            "description": "Take profit: above entry for a buy, below for a sell. Required unless "
+            "targets is given (not both).",
+        },
+        "targets": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 4,
+            "description": "Take-profit levels nearest first, each beyond the previous; the shares "
+            "close_percent (integers) sum to 100. Instead of tp.",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["price", "close_percent"],
+                "properties": {
+                    "price": _DECIMAL,
+                    "close_percent": {"type": "integer", "minimum": 1, "maximum": 100},
+                },
+            },
+        },
+        "breakeven_after": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 4,
+            "description": "After this target fills, the stop of what remains moves to entry (0: never); "
+            "default 1 with two or more targets, else 0.",
+        },
+        "trail_points": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 1000000,
+            "description": "After the first target, the stop trails the best price by this many points "
+            "(only ever tightening).",
+        },
         "risk_percent": {**_DECIMAL, "description": "0 < x <= 10; default DEFAULT_RISK_PERCENT."},
         "ttl_seconds": {
             "type": "integer",
@@ -87,6 +122,9 @@ _SIGNAL = {
         "entry",
         "sl",
         "tp",
+        "targets",
+        "breakeven_after",
+        "trail_points",
         "risk_percent",
         "ttl_seconds",
         "strategy",
@@ -105,7 +143,17 @@ _SIGNAL = {
         "order_type": {"enum": ["market", "limit", "stop"]},
         "entry": _NULLABLE_DECIMAL,
         "sl": {"type": "string"},
-        "tp": {"type": "string"},
+        "tp": {"type": "string", "description": "The furthest target."},
+        "targets": {
+            "type": ["array", "null"],
+            "description": "The targets as sent (null when the signal had tp alone).",
+            "items": {
+                "type": "object",
+                "properties": {"price": {"type": "string"}, "close_percent": {"type": "integer"}},
+            },
+        },
+        "breakeven_after": {"type": "integer"},
+        "trail_points": {"type": ["integer", "null"]},
         "risk_percent": {"type": "string"},
         "ttl_seconds": {"type": "integer"},
         "strategy": {"type": ["string", "null"]},
@@ -239,6 +287,115 @@ def _get_responses(auth_401: str) -> dict[str, Any]:
     }
 
 
+_UPDATE_IN: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["action"],
+    "description": "One update to a signal; each action takes only its own fields (CONTRACTS 1a).",
+    "properties": {
+        "action": {"enum": ["move_sl", "move_tp", "close", "cancel", "note"]},
+        "sl": {
+            "description": 'move_sl: the new stop, a price or "entry" (each position\'s open price).',
+            "oneOf": [*_DECIMAL["oneOf"], {"const": "entry"}],
+        },
+        "target": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 4,
+            "description": "move_tp: default the last.",
+        },
+        "price": {**_DECIMAL, "description": "move_tp: the new take profit."},
+        "percent": {"type": "integer", "minimum": 1, "maximum": 100, "description": "close: default 100."},
+        "text": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 500,
+            "description": "note: told to subscribers.",
+        },
+    },
+}
+
+_UPDATE_ACCEPTED = {
+    "type": "object",
+    "required": ["id", "signal_id", "action", "received_at"],
+    "additionalProperties": False,
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "signal_id": {"type": "string", "format": "uuid"},
+        "action": {"enum": ["move_sl", "move_tp", "close", "cancel", "note"]},
+        "received_at": {"type": "string", "format": "date-time"},
+    },
+}
+
+_UPDATE_PROGRESS = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "signal_id", "action", "params", "received_at", "status", "counts", "positions"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "signal_id": {"type": "string", "format": "uuid"},
+        "action": {"enum": ["move_sl", "move_tp", "close", "cancel", "note"]},
+        "params": {"type": "object"},
+        "received_at": {"type": "string", "format": "date-time"},
+        "status": {"enum": ["in_progress", "done"]},
+        "counts": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["applied", "refused", "pending"],
+            "properties": {k: {"type": "integer"} for k in ("applied", "refused", "pending")},
+        },
+        "positions": {
+            "type": "array",
+            "description": "One item per position (or resting order) of every subscriber the update concerns.",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["id", "kind", "status", "reason_code", "reason"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "kind": {"enum": ["position", "order"]},
+                    "status": {"enum": ["applied", "refused", "pending"]},
+                    "reason_code": {"type": ["string", "null"]},
+                    "reason": {"type": ["string", "null"]},
+                },
+            },
+        },
+    },
+}
+
+
+def _update_post_responses(auth_401: str) -> dict[str, Any]:
+    out = _post_responses(auth_401)
+    accepted = out.pop("201")
+    accepted["description"] = "Accepted; it is being applied (see Location for its progress)."
+    accepted["headers"]["Location"]["description"] = "/api/v1/signals/<signal id>/updates/<update id>"
+    schema = {"$ref": "#/components/schemas/UpdateAccepted"}
+    accepted["content"] = {"application/json": {"schema": schema}}
+    out["200"]["content"] = {"application/json": {"schema": schema}}
+    out["404"] = _problem("This producer has no signal with this id.")
+    return {"202": accepted, **out}
+
+
+def _update_get_responses(auth_401: str) -> dict[str, Any]:
+    out = _get_responses(auth_401)
+    out["200"] = {
+        "description": "The update's progress per position.",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UpdateProgress"}}},
+    }
+    out["404"] = _problem("This producer has no such update of this signal.")
+    return out
+
+
+_UPDATE_ID = {"name": "update_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_UPDATE_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UpdateIn"}}},
+}
+_SIGNAL_REF = {
+    **_SIGNAL_ID,
+    "description": "The signal's id, or the producer's own id from the signal's body.",
+}
+
 _SIGNED = "Missing or unknown producer, malformed or bad signature, or timestamp outside ±300 s."
 _TOKENED = "Unknown token."
 _BODY = {
@@ -267,16 +424,22 @@ DOCUMENT: dict[str, Any] = {
                 "name": "X-Signature",
                 "description": 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>',
             },
+            **openapi_admin.SECURITY_SCHEMES,
         },
         "schemas": {
             "SignalIn": _SIGNAL_IN,
             "Accepted": _ACCEPTED,
             "Signal": _SIGNAL,
+            "UpdateIn": _UPDATE_IN,
+            "UpdateAccepted": _UPDATE_ACCEPTED,
+            "UpdateProgress": _UPDATE_PROGRESS,
             "Problem": _PROBLEM,
             "Ready": _READY,
+            **openapi_admin.SCHEMAS,
         },
     },
     "paths": {
+        **openapi_admin.PATHS,
         "/api/v1/signals": {
             "post": {
                 "operationId": "postSignal",
@@ -311,6 +474,42 @@ DOCUMENT: dict[str, Any] = {
                 "summary": "Read one of your signals with the URL token",
                 "parameters": [_TOKEN, _SIGNAL_ID, _REQUEST_ID],
                 "responses": _get_responses(_TOKENED),
+            }
+        },
+        "/api/v1/signals/{signal_id}/updates": {
+            "post": {
+                "operationId": "postSignalUpdate",
+                "summary": "Update one of your signals: move_sl, move_tp, close, cancel or note (signed)",
+                "security": [{"producerId": [], "signature": []}],
+                "parameters": [_SIGNAL_REF, _IDEMPOTENCY, _REQUEST_ID],
+                "requestBody": _UPDATE_BODY,
+                "responses": _update_post_responses(_SIGNED),
+            }
+        },
+        "/api/v1/signals/token/{token}/{signal_id}/updates": {
+            "post": {
+                "operationId": "postSignalUpdateByToken",
+                "summary": "Update one of your signals with the URL token",
+                "parameters": [_TOKEN, _SIGNAL_REF, _IDEMPOTENCY, _REQUEST_ID],
+                "requestBody": _UPDATE_BODY,
+                "responses": _update_post_responses(_TOKENED),
+            }
+        },
+        "/api/v1/signals/{signal_id}/updates/{update_id}": {
+            "get": {
+                "operationId": "getSignalUpdate",
+                "summary": "An update's progress per position (sign an empty body)",
+                "security": [{"producerId": [], "signature": []}],
+                "parameters": [_SIGNAL_REF, _UPDATE_ID, _REQUEST_ID],
+                "responses": _update_get_responses(_SIGNED),
+            }
+        },
+        "/api/v1/signals/token/{token}/{signal_id}/updates/{update_id}": {
+            "get": {
+                "operationId": "getSignalUpdateByToken",
+                "summary": "An update's progress per position, with the URL token",
+                "parameters": [_TOKEN, _SIGNAL_REF, _UPDATE_ID, _REQUEST_ID],
+                "responses": _update_get_responses(_TOKENED),
             }
         },
         "/api/v1/openapi.json": {

@@ -1,4 +1,9 @@
-"""Running the HTTP app on a socket, with an access log that never shows a producer's URL token."""
+"""Running the HTTP app on a socket, with an access log that never shows a producer's URL token.
+
+Slow and greedy clients are cut off (``engine.api.connections``): request headers must arrive
+within the header timeout, idle keep-alive connections close after the idle timeout, and each
+client address may hold only so many connections at once.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from loguru import logger
 
+from engine.api.connections import ConnectionGuard, ConnectionLimits, GuardedSite
 from engine.observability.logs import redact
+from engine.observability.metrics import Metrics
 
 _TOKEN_PATH = re.compile(r"(/token/)[^/?#\s]+")
 
@@ -36,10 +43,21 @@ class AccessLogger(AbstractAccessLogger):
         return True
 
 
-async def start_http_server(app: web.Application, host: str, port: int, **kwargs: Any) -> web.AppRunner:
+async def start_http_server(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    limits: ConnectionLimits | None = None,
+    metrics: Metrics | None = None,
+    **kwargs: Any,
+) -> web.AppRunner:
     """Start serving ``app``; stop with ``await runner.cleanup()``."""
-    runner = web.AppRunner(app, access_log_class=AccessLogger, **kwargs)
+    limits = limits or ConnectionLimits()
+    runner = web.AppRunner(
+        app, access_log_class=AccessLogger, keepalive_timeout=limits.idle_timeout_seconds, **kwargs
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = GuardedSite(runner, host, port, ConnectionGuard(limits, metrics))
     await site.start()
     return runner

@@ -10,7 +10,8 @@ signature (401), whether the producer is enabled (403), its rate (429), JSON (40
 rules (422), idempotency (200 replay or 409); then the signal is committed and 201 answered.
 Token route: 413, 415, the token (401), 403, 429, the capped body (413), then the same.
 A refused request leaves only an audit line (the reason, the status, the route template and the
-caller's address; never a secret, token or signature).
+caller's address; never a secret, token or signature). Requests refused before the caller is
+authenticated are counted instead (``engine.api.refusals``): one audit line per source and minute.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ _MAX_ID = 64
 
 
 @dataclass
-class _Caller:
+class Caller:
     producer_id: str | None = None  # the authenticated producer, once known
     claimed: str | None = None  # what X-Producer-Id said (for the audit line of a refusal)
 
@@ -85,8 +86,19 @@ def _check_content_type(request: web.Request) -> None:
         raise Problem(415, "unsupported_media_type", "send the body as Content-Type: application/json")
 
 
-async def _by_header(ctx: ApiContext, request: web.Request, caller: _Caller) -> ProducerAuth:
-    claimed = request.headers.get(PRODUCER_HEADER, "").strip()
+def ascii_header(request: web.Request, name: str) -> str | None:
+    """A header's value when it is printable ASCII; anything else (bytes that are not UTF-8,
+    non-ASCII text, control characters) is a 400 naming the header, never an error further on."""
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    if not (value.isascii() and value.isprintable()):
+        raise Problem(400, "malformed_header", f"the {name} header must be printable ASCII")
+    return value
+
+
+async def _by_header(ctx: ApiContext, request: web.Request, caller: Caller) -> ProducerAuth:
+    claimed = (ascii_header(request, PRODUCER_HEADER) or "").strip()
     if not claimed:
         raise Problem(401, "missing_producer", f"the {PRODUCER_HEADER} header is missing")
     caller.claimed = claimed[:_MAX_ID]
@@ -103,7 +115,7 @@ async def _by_token(ctx: ApiContext, request: web.Request) -> ProducerAuth:
     token = request.match_info["token"]
     assert ctx.producers is not None
     producer = None
-    if 16 <= len(token) <= 128:
+    if 16 <= len(token) <= 128 and token.isascii() and token.isprintable():
         producer = await _lookup(ctx.producers.by_token(token))
     if producer is None:
         raise Problem(401, "unknown_token", "no producer has this token")
@@ -128,7 +140,7 @@ def _verify(producer: ProducerAuth, body: bytes, header: str | None) -> str:
         raise Problem(401, exc.reason, exc.message) from None
 
 
-def _allow(ctx: ApiContext, producer: ProducerAuth, caller: _Caller) -> None:
+def _allow(ctx: ApiContext, producer: ProducerAuth, caller: Caller) -> None:
     caller.producer_id = producer.id
     if not producer.active:
         raise Problem(403, "producer_disabled", "this producer is disabled")
@@ -145,7 +157,11 @@ def _allow(ctx: ApiContext, producer: ProducerAuth, caller: _Caller) -> None:
         )
 
 
-async def _audit_refusal(ctx: ApiContext, request: web.Request, problem: Problem, caller: _Caller) -> None:
+async def audit_refusal(ctx: ApiContext, request: web.Request, problem: Problem, caller: Caller) -> None:
+    if caller.producer_id is None and ctx.refusals is not None:
+        # Not authenticated: counted and audited per source and minute, never a row per request.
+        ctx.refusals.record(request.remote, problem.reason, route_label(request))
+        return
     details: dict[str, object] = {
         "status": problem.status,
         "reason": problem.reason,
@@ -177,7 +193,12 @@ def _accepted(outcome: Outcome) -> web.Response:
     )
 
 
-async def _post(request: web.Request, ctx: ApiContext, caller: _Caller, token_route: bool) -> web.Response:
+async def authenticated_post(
+    request: web.Request, ctx: ApiContext, caller: Caller, token_route: bool
+) -> tuple[ProducerAuth, bytes, str | None]:
+    """The checks every producer POST passes, in order (signals and their updates alike):
+    413, 415, the producer (401), the capped body (413), the signature (401), 403, 429.
+    Returns the producer, the raw body and the signature (None on the token route)."""
     declared = request.content_length
     if declared is not None and declared > MAX_BODY_BYTES:
         raise _too_large()
@@ -185,13 +206,32 @@ async def _post(request: web.Request, ctx: ApiContext, caller: _Caller, token_ro
     if token_route:
         producer = await _by_token(ctx, request)
         _allow(ctx, producer, caller)
-        raw = await read_capped(request)
-        signature = None
-    else:
-        producer = await _by_header(ctx, request, caller)
-        raw = await read_capped(request)
-        signature = _verify(producer, raw, request.headers.get(SIGNATURE_HEADER))
+        return producer, await read_capped(request), None
+    producer = await _by_header(ctx, request, caller)
+    raw = await read_capped(request)
+    signature = _verify(producer, raw, ascii_header(request, SIGNATURE_HEADER))
+    _allow(ctx, producer, caller)
+    return producer, raw, signature
+
+
+async def authenticated_get(request: web.Request, ctx: ApiContext, token_route: bool) -> ProducerAuth:
+    """The producer behind a GET (signed over an empty body, or the URL token); refusals audited."""
+    caller = Caller()
+    try:
+        if token_route:
+            producer = await _by_token(ctx, request)
+        else:
+            producer = await _by_header(ctx, request, caller)
+            _verify(producer, b"", ascii_header(request, SIGNATURE_HEADER))
         _allow(ctx, producer, caller)
+    except Problem as problem:
+        await audit_refusal(ctx, request, problem, caller)
+        raise
+    return producer
+
+
+async def _post(request: web.Request, ctx: ApiContext, caller: Caller, token_route: bool) -> web.Response:
+    producer, raw, signature = await authenticated_post(request, ctx, caller, token_route)
     assert ctx.ingest is not None
     try:
         outcome = await ctx.ingest.ingest(
@@ -222,13 +262,13 @@ async def _post(request: web.Request, ctx: ApiContext, caller: _Caller, token_ro
 
 async def _handle_post(request: web.Request, token_route: bool) -> web.Response:
     ctx = request.app[CTX]
-    caller = _Caller()
+    caller = Caller()
     started = time.perf_counter()
     try:
         return await _post(request, ctx, caller, token_route)
     except Problem as problem:
         ctx.metrics.signals_refused.labels(problem.reason).inc()
-        await _audit_refusal(ctx, request, problem, caller)
+        await audit_refusal(ctx, request, problem, caller)
         raise
     finally:
         ctx.metrics.ingest_latency.observe(time.perf_counter() - started)
@@ -246,17 +286,7 @@ async def post_signal_by_token(request: web.Request) -> web.Response:
 
 async def _get(request: web.Request, token_route: bool) -> web.Response:
     ctx = request.app[CTX]
-    caller = _Caller()
-    try:
-        if token_route:
-            producer = await _by_token(ctx, request)
-        else:
-            producer = await _by_header(ctx, request, caller)
-            _verify(producer, b"", request.headers.get(SIGNATURE_HEADER))
-        _allow(ctx, producer, caller)
-    except Problem as problem:
-        await _audit_refusal(ctx, request, problem, caller)
-        raise
+    producer = await authenticated_get(request, ctx, token_route)
     assert ctx.ingest is not None
     signal_id = request.match_info["signal_id"]
     row = await ctx.ingest.get(producer.id, signal_id) if len(signal_id) <= 36 else None

@@ -6,9 +6,10 @@ while paused) approves the signal for each such subscriber: it moves the pending
 the fan-out opened to APPROVED, or inserts one (channel mode), with ``via="auto"`` and the
 overrides in ``Decision.risk_percent`` / ``Decision.max_volume``; the unique (signal, user) pair
 makes it once. Each approval is audited, emits ``decision.recorded``, and is handed to
-execution after its commit. Nothing is approved while trading is paused or the subscriber's
-account is paused or past its drawdown limit; and the execution gates refuse at the moment of
-execution anyway (pause, drawdown, an expired plan, auto-execution turned off since).
+execution after its commit. A subscriber is approved only when an order for the signal would
+pass the pre-trade risk chain (``engine.risk.chain``: pause, account state, market hours, plan,
+drawdown, ...); the same chain refuses at the moment of execution anyway (an expired plan,
+auto-execution turned off since).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.billing.entitlements import VIA_AUTO, execution_entitlement, standing
+from engine.billing.entitlements import VIA_AUTO, standing
 from engine.billing.plans import AUTO_EXECUTE, PlanCatalog
-from engine.risk.control import is_paused
+from engine.risk.chain import RiskChain, TradeContext
 from engine.settings import Settings
 from engine.states import DecisionStatus, SignalStatus
 from engine.store.audit import audit
@@ -60,8 +61,11 @@ class AutoExecutor:
         catalog: PlanCatalog,
         relay: EventRelay | None = None,
         submit: Callable[[str], Any] | None = None,
+        *,
+        chain: RiskChain,
     ) -> None:
         self._db = db
+        self._chain = chain  # the execution service's own risk chain, entitlement gate included
         self._settings = settings
         self._catalog = catalog
         self._relay = relay
@@ -158,11 +162,9 @@ class AutoExecutor:
             signal = await session.get(Signal, signal_id)
             if signal is None or signal.status not in _OPEN or signal.expires_at <= now:
                 return []
-            if await is_paused(session):
-                return []
             for user, prefs, account in await self._candidates(session):
-                st = await standing(session, user.id, self._catalog)
-                if not (st.allows(AUTO_EXECUTE) and st.allows(execution_entitlement(account.kind))):
+                context = TradeContext(session, account, user, signal, now, via=VIA_AUTO)
+                if await self._chain.check(context) is not None:
                     continue
                 decision_id = await self._approve(session, signal, user, prefs, account)
                 if decision_id is not None:
@@ -199,8 +201,6 @@ class AutoExecutor:
             if user.id in seen:
                 continue  # the newest active account only, as approvals use
             seen.add(user.id)
-            if account.paused or account.drawdown_state in ("soft", "hard"):
-                continue
             out.append((user, prefs, account))
         return out
 

@@ -1,9 +1,9 @@
-"""Entitlements: which plan a subscriber is on now, and the execution gate that enforces it.
+"""Entitlements: which plan a subscriber is on now, and the risk-chain gate that enforces it.
 
 A user's standing is derived from their ``Subscription`` row and the clock, so it is right even
 before the expiry sweep has run: an active paid plan counts until ``expires_at`` (plus the
 renewal grace while a Telegram Stars subscription is still renewing); otherwise the user has the
-default (free) plan. The gate runs inside ``ExecutionService`` at the moment of execution and
+default (free) plan. The gate runs in the pre-trade risk chain (``engine.risk.chain``) at the moment of execution and
 refuses an order the subscriber's plan does not cover, with a stable code:
 
 - ``plan_required``: the plan never included this (e.g. an MT5 account on the free plan);
@@ -20,9 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.billing.plans import AUTO_EXECUTE, EXECUTE_MT5, EXECUTE_PAPER, Plan, PlanCatalog
-from engine.execution.service import Gate
+from engine.risk.chain import Refusal, TradeContext
 from engine.store.db import utcnow
-from engine.store.models import AutoTradeSettings, Decision, ExecutionAccount, Order, Subscription, User
+from engine.store.models import AutoTradeSettings, Subscription
 
 VIA_AUTO = "auto"  # Decision.via of an auto-executed signal
 
@@ -97,25 +97,26 @@ def refusal_for(st: Standing, entitlement: str) -> tuple[str, str]:
     return "plan_required", f"the {st.plan.key} plan does not include {feature} (/subscribe)"
 
 
-def entitlement_gate(catalog: PlanCatalog) -> Gate:
-    """The ``ExecutionService`` gate: the order's owner must be entitled to it right now."""
+class EntitlementGate:
+    """The risk chain's plan gate: the order's owner must be entitled to it right now."""
 
-    async def gate(
-        session: AsyncSession, order: Order, account: ExecutionAccount, user: User | None
-    ) -> tuple[str, str] | None:
-        if user is None:
-            return None  # the operator's own account: not a subscriber's plan
-        st = await standing(session, user.id, catalog)
-        decision = await session.get(Decision, order.decision_id) if order.decision_id else None
-        auto = decision is not None and decision.via == VIA_AUTO
-        needed = [execution_entitlement(account.kind)] + ([AUTO_EXECUTE] if auto else [])
+    name = "entitlement"
+
+    def __init__(self, catalog: PlanCatalog) -> None:
+        self._catalog = catalog
+
+    async def check(self, ctx: TradeContext) -> Refusal | None:
+        if ctx.user is None or ctx.reduces:
+            return None  # the operator's own account is not on a subscriber's plan; closes are free
+        st = await standing(ctx.session, ctx.user.id, self._catalog, ctx.now)
+        auto = ctx.via == VIA_AUTO
+        needed = [execution_entitlement(ctx.account.kind)] + ([AUTO_EXECUTE] if auto else [])
         for entitlement in needed:
             if not st.allows(entitlement):
-                return refusal_for(st, entitlement)
+                code, message = refusal_for(st, entitlement)
+                return Refusal(self.name, code, message, {"plan": st.plan.key})
         if auto:
-            prefs = await session.get(AutoTradeSettings, user.id)
+            prefs = await ctx.session.get(AutoTradeSettings, ctx.user.id)
             if prefs is None or not prefs.enabled:
-                return "auto_disabled", "auto-execution was turned off by the subscriber"
+                return Refusal(self.name, "auto_disabled", "auto-execution was turned off by the subscriber")
         return None
-
-    return gate

@@ -22,6 +22,7 @@ from enum import StrEnum
 from sqlalchemy import distinct, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine.accounts.names import display_name
 from engine.store.audit import audit
 from engine.store.db import Database
 from engine.store.events import emit
@@ -226,12 +227,6 @@ class LeaderRow:
     paying: int
     earned: Decimal
     balance: Decimal
-
-
-def display_name(user: User) -> str:
-    if user.username:
-        return f"@{user.username}"
-    return user.first_name or f"#{user.telegram_id}"
 
 
 class ReferralService:

@@ -70,6 +70,9 @@ class AccountSnapshot:
     margin: Decimal
     free_margin: Decimal
     currency: str = "USD"
+    # MT5 ``account_info().margin_mode`` 2 (hedging: several positions per symbol, each with its
+    # own TP) versus 0/1 (netting/exchange: one position per symbol). The paper broker hedges.
+    hedging: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,9 @@ class SubmitResult:
     position_ticket: str | None = None
     filled_volume: Decimal | None = None
     price: Decimal | None = None
+    # A named reason when the engine refused before sending (``engine.brokers.stops.ChangeRefusal``:
+    # stops_level, freeze_level, wrong_side, invalid_volume, position_gone), else "".
+    code: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +221,25 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def close_position(self, ticket: str, client_order_id: str) -> SubmitResult: ...
+
+    @abc.abstractmethod
+    async def modify_position(self, ticket: str, sl: Decimal | None, tp: Decimal | None) -> SubmitResult:
+        """Set a position's stop loss and take profit (None removes one; both are always sent).
+
+        Refused with a ``code`` before anything is sent when the stops or freeze level forbids it.
+        Idempotent: the levels are absolute, and setting the levels a position already has is
+        ACCEPTED (MT5 NO_CHANGES), so after a lost answer the caller simply asks again.
+        """
+
+    @abc.abstractmethod
+    async def close_partial(self, ticket: str, volume: Decimal, client_order_id: str) -> SubmitResult:
+        """Close ``volume`` lots of a position (an opposite deal on that position); the rest stays open
+        under the same ticket. The deal carries ``client_order_id``: after a lost answer, look it up
+        with ``find_by_client_id`` before asking again."""
+
+    @abc.abstractmethod
+    async def position_deals(self, ticket: str) -> list[Deal]:
+        """Every deal of one position, oldest first, with its ``reason`` (tp, sl, client, expert...)."""
 
     async def close_all(self, client_order_id_prefix: str) -> list[SubmitResult]:
         """Close every open position; each close carries ``<prefix>:<ticket>`` as its id."""

@@ -26,6 +26,7 @@ order up with ``find_by_client_id`` before anything else. Rules for ids: ``mt5_c
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 from loguru import logger
@@ -150,6 +151,19 @@ class MT5Broker(Broker):
         if problem is not None:
             return SubmitResult(SubmitStatus.REFUSED, None, problem)
         return await self._trade("close_position", ticket, client_order_id)
+
+    async def modify_position(self, ticket: str, sl: Decimal | None, tp: Decimal | None) -> SubmitResult:
+        return await self._trade("modify_position", ticket, sl, tp)
+
+    async def close_partial(self, ticket: str, volume: Decimal, client_order_id: str) -> SubmitResult:
+        problem = check_client_id(client_order_id)
+        if problem is not None:
+            return SubmitResult(SubmitStatus.REFUSED, None, problem)
+        return await self._trade("close_partial", ticket, volume, client_order_id)
+
+    async def position_deals(self, ticket: str) -> list[Deal]:
+        deals: list[Deal] = await self._call("position_deals", ticket)
+        return deals
 
     async def deals(self, since: datetime, until: datetime) -> list[Deal]:
         deals: list[Deal] = await self._call("deals", since, until)

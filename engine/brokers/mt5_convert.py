@@ -95,6 +95,7 @@ REFUSED_CODES = {
 }
 IPC_ERRORS = range(-10005, -9999)  # -10000 .. -10005: the terminal link itself failed
 RES_S_OK = 1
+MARGIN_MODE_HEDGING = 2  # account_info().margin_mode: 0 netting, 1 exchange, 2 hedging
 RES_E_INVALID_PARAMS = -2
 RES_E_AUTH_FAILED = -6
 

@@ -217,6 +217,7 @@ class MT5Link:
         return AccountSnapshot(
             login=str(a.login), balance=cv.dec(a.balance, d), equity=cv.dec(a.equity, d),
             margin=cv.dec(a.margin, d), free_margin=cv.dec(a.margin_free, d), currency=str(a.currency),
+            hedging=int(a.margin_mode) == cv.MARGIN_MODE_HEDGING,
         )  # fmt: skip
 
     def symbol_spec(self, symbol: str) -> SymbolSpec | None:
@@ -256,3 +257,14 @@ class MT5Link:
             cv.dec(t.ask, digits),
             cv.utc_ms(int(t.time_msc), self.config.server_utc_offset),
         )
+
+    def rates_h1(self, symbol: str, start_pos: int, count: int) -> Any:
+        """``copy_rates_from_pos`` on H1: the module's structured array (times in UTC seconds),
+        oldest first; position 0 is the forming bar. ``BrokerError`` when it cannot be read."""
+        if self.symbol_spec(symbol) is None:
+            raise BrokerError(f"unknown symbol {symbol}")
+        rates = self._query("copy_rates_from_pos", symbol, self.mt5.TIMEFRAME_H1, start_pos, count)
+        if self.config.server_utc_offset:
+            rates = rates.copy()
+            rates["time"] -= self.config.server_utc_offset
+        return rates

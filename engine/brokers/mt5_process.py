@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import multiprocessing
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from multiprocessing.connection import Connection
@@ -31,11 +32,16 @@ class CallTimeout(BrokerError):
     """No answer from the terminal within the call's timeout."""
 
 
+# What runs on the worker: built from the config on the worker's own thread or process.
+# ``MT5Session`` for the broker; the gateway runs bare module calls (``engine.gateway.terminals``).
+SessionFactory = Callable[[MT5Config], Any]
+
+
 class ThreadRunner:
     """The session lives in this process, on one dedicated worker thread."""
 
-    def __init__(self, config: MT5Config) -> None:
-        self.session = MT5Session(config)
+    def __init__(self, config: MT5Config, factory: SessionFactory = MT5Session) -> None:
+        self.session = factory(config)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"mt5-{config.login}")
 
     async def call(self, method: str, args: tuple[Any, ...], seconds: float) -> Any:
@@ -53,9 +59,9 @@ class ThreadRunner:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def worker_main(conn: Connection, config: MT5Config) -> None:
+def worker_main(conn: Connection, config: MT5Config, factory: SessionFactory = MT5Session) -> None:
     """The child process: its main thread is the session's one worker thread."""
-    session = MT5Session(config)
+    session = factory(config)
     try:
         while True:
             try:
@@ -82,8 +88,9 @@ def worker_main(conn: Connection, config: MT5Config) -> None:
 class ProcessRunner:
     """The session lives in a dedicated child process (spawned), reached over a pipe."""
 
-    def __init__(self, config: MT5Config) -> None:
+    def __init__(self, config: MT5Config, factory: SessionFactory = MT5Session) -> None:
         self._config = config
+        self._factory = factory  # a top-level callable: it is pickled by name into the child
         self._ctx = multiprocessing.get_context("spawn")
         self._process: Any = None
         self._conn: Connection | None = None
@@ -97,7 +104,10 @@ class ProcessRunner:
     def _start(self) -> Connection:
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(
-            target=worker_main, args=(child, self._config), name=f"mt5-{self._config.login}", daemon=True
+            target=worker_main,
+            args=(child, self._config, self._factory),
+            name=f"mt5-{self._config.login}",
+            daemon=True,
         )
         process.start()
         child.close()

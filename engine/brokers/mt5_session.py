@@ -38,6 +38,7 @@ from engine.brokers.base import (
     SubmitStatus,
 )
 from engine.brokers.mt5_link import MT5Config, MT5Link, load_module
+from engine.brokers.stops import ChangeRefusal, Refused, close_volume_refusal, frozen, stop_change_refusal
 
 __all__ = ["MT5Config", "MT5Session", "load_module"]
 
@@ -73,6 +74,15 @@ class MT5Session(MT5Link):
             if deal is not None and since <= deal.time <= until:
                 out.append(deal)
         return out
+
+    def position_deals(self, ticket: str) -> list[Deal]:
+        out = []
+        for d in self._query("history_deals_get", position=int(ticket), empty_ok=True):
+            digits, vdigits = self._digits(d.symbol)
+            deal = cv.deal_from_record(d, self.edge, digits, vdigits)
+            if deal is not None:
+                out.append(deal)
+        return sorted(out, key=lambda deal: (deal.time, int(deal.ticket)))
 
     def _ours(self, cid: str) -> Callable[[Any], bool]:
         return lambda rec: int(rec.magic) == self.config.magic and str(rec.comment) == cid
@@ -181,31 +191,90 @@ class MT5Session(MT5Link):
         return outcome
 
     def close_position(self, ticket: str, client_order_id: str) -> SubmitResult:
+        return self.close_partial(ticket, None, client_order_id)
+
+    def close_partial(self, ticket: str, volume: Decimal | None, client_order_id: str) -> SubmitResult:
+        """Close ``volume`` lots of a position (None: all of it) by an opposite deal on it."""
         problem = cv.check_client_id(client_order_id)
         if problem is not None:
             return SubmitResult(SubmitStatus.REFUSED, None, problem)
         try:
-            return self._close(ticket, client_order_id)
+            return self._close(ticket, client_order_id, volume)
         except BrokerError as exc:  # raised only by reads, never by a send: nothing executed
             return SubmitResult(SubmitStatus.RETRY, None, f"terminal unreachable, nothing sent: {exc}")
 
-    def _close(self, ticket: str, client_order_id: str) -> SubmitResult:
+    def modify_position(self, ticket: str, sl: Decimal | None, tp: Decimal | None) -> SubmitResult:
+        """TRADE_ACTION_SLTP with both levels; checked against the stops and freeze levels first."""
+        try:
+            found = self._query("positions_get", ticket=int(ticket), empty_ok=True)
+            if not found:
+                return _refused(Refused(ChangeRefusal.POSITION_GONE, f"position {ticket} not found"), 10036)
+            pos = found[0]
+            spec = self.symbol_spec(pos.symbol)
+            if spec is None:
+                return SubmitResult(SubmitStatus.REFUSED, None, f"unknown symbol {pos.symbol}")
+            tick = self.tick(pos.symbol)
+        except BrokerError as exc:
+            return SubmitResult(SubmitStatus.RETRY, None, f"terminal unreachable, nothing sent: {exc}")
+        position = cv.position_from_record(pos, self.edge, spec.digits, cv.step_digits(spec.volume_step))
+        if (position.sl, position.tp) == (sl, tp):
+            return SubmitResult(SubmitStatus.ACCEPTED, 10025, "no changes (the levels are already set)")
+        refused = stop_change_refusal(
+            spec, position.side, tick.bid, tick.ask, sl=sl, tp=tp,
+            current_sl=position.sl, current_tp=position.tp,
+        )  # fmt: skip
+        if refused is not None:
+            return _refused(refused)
+        request = {
+            "action": self.k.TRADE_ACTION_SLTP, "symbol": pos.symbol, "position": int(pos.ticket),
+            "sl": float(sl or 0), "tp": float(tp or 0), "magic": self.config.magic,
+        }  # fmt: skip
+        outcome, _ = self._send(request, spec.digits, cv.step_digits(spec.volume_step), buy=True)
+        if outcome.retcode == 10025:  # NO_CHANGES: the levels are what was asked
+            return replace(outcome, status=SubmitStatus.ACCEPTED)
+        code = {
+            10016: ChangeRefusal.STOPS_LEVEL,
+            10029: ChangeRefusal.FREEZE_LEVEL,
+            10036: ChangeRefusal.POSITION_GONE,
+        }
+        if outcome.retcode in code:
+            outcome = replace(outcome, code=code[outcome.retcode].value)
+        return replace(outcome, position_ticket=str(pos.ticket))
+
+    def _close(self, ticket: str, client_order_id: str, volume: Decimal | None = None) -> SubmitResult:
         k = self.k
         found = self._query("positions_get", ticket=int(ticket), empty_ok=True)
         if not found:
-            return SubmitResult(SubmitStatus.REFUSED, 10036, f"position {ticket} not found (already closed?)")
+            return _refused(
+                Refused(ChangeRefusal.POSITION_GONE, f"position {ticket} not found (already closed?)"), 10036
+            )
         pos = found[0]
         spec = self.symbol_spec(pos.symbol)
         if spec is None:
             return SubmitResult(SubmitStatus.REFUSED, None, f"unknown symbol {pos.symbol}")
+        vdigits = cv.step_digits(spec.volume_step)
+        held = cv.dec(pos.volume, vdigits)
+        if volume is not None:
+            refused = close_volume_refusal(spec, held, volume)
+            if refused is not None:
+                return _refused(refused)
         closing_buy = pos.type == k.POSITION_TYPE_SELL
         filling = next(f for f in (FillingMode.FOK, FillingMode.IOC, FillingMode.RETURN)
                        if f in spec.filling_modes or f is FillingMode.RETURN)  # fmt: skip
         outcome = SubmitResult(SubmitStatus.UNKNOWN, None, "not sent")
         for _ in range(1 + self.config.close_requote_retries):
             tick = self._query("symbol_info_tick", pos.symbol)
+            price = cv.dec(tick.ask if closing_buy else tick.bid, spec.digits)
+            levels = (
+                cv.dec(pos.sl, spec.digits) if pos.sl else None,
+                cv.dec(pos.tp, spec.digits) if pos.tp else None,
+            )
+            refused = frozen(spec, price, *levels)
+            if refused is not None:
+                return _refused(refused)
             request = {
-                "action": k.TRADE_ACTION_DEAL, "symbol": pos.symbol, "volume": float(pos.volume),
+                "action": k.TRADE_ACTION_DEAL, "symbol": pos.symbol,
+                "volume": float(pos.volume if volume is None else volume),
                 "type": k.ORDER_TYPE_BUY if closing_buy else k.ORDER_TYPE_SELL, "position": int(pos.ticket),
                 "price": float(tick.ask if closing_buy else tick.bid), "deviation": self.config.close_deviation,
                 "magic": self.config.magic, "comment": client_order_id, "type_time": k.ORDER_TIME_GTC,
@@ -231,3 +300,7 @@ class MT5Session(MT5Link):
         if outcome.status is SubmitStatus.ACCEPTED:
             outcome = replace(outcome, ticket=ticket, filled_volume=None, price=None)
         return outcome
+
+
+def _refused(refused: Refused, retcode: int | None = None) -> SubmitResult:
+    return SubmitResult(SubmitStatus.REFUSED, retcode, refused.message, code=refused.code.value)

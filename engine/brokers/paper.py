@@ -6,7 +6,13 @@ the same way for paper and MT5 accounts. Market orders fill at the current ask/b
 past the request's deviation is a requote); limit/stop orders rest until the price reaches
 them or they expire; SL and TP are honoured at their level. Pending triggers, SL/TP hits and
 expiries are evaluated whenever the account is read or traded. A client order id is accepted
-once: sending it again returns the first outcome.
+once: sending it again returns the first outcome (closes and partial closes included).
+
+It behaves as a *hedging* account (``AccountSnapshot.hedging``): every order opens its own
+position with its own SL and TP, as MT5 ``margin_mode`` 2 does. Stop changes and partial closes
+follow the same stops-level and freeze-level rules as the terminal (``engine.brokers.stops``).
+Closes the engine asks for are recorded with the reason ``expert``, as MT5 records closes sent by
+a program; SL and TP fills carry ``sl`` and ``tp``.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from engine.brokers.base import (
     Tick,
 )
 from engine.brokers.pricefeed import PriceSource, SimulatedFeed
+from engine.brokers.stops import ChangeRefusal, Refused, close_volume_refusal, frozen, stop_change_refusal
 from engine.store.db import Database, utcnow
 from engine.store.models import ExecutionAccount, PaperDeal, PaperOrder, PaperPosition
 
@@ -93,10 +100,15 @@ class PaperBroker(Broker):
         reason: str,
         client_order_id: str | None,
         when: datetime,
+        volume: Decimal | None = None,
     ) -> PaperDeal:
         spec = self._spec(pos.symbol)
-        profit = self._profit(spec, pos.side, pos.volume, pos.open_price, price)
-        pos.closed = True
+        volume = pos.volume if volume is None else volume
+        profit = self._profit(spec, pos.side, volume, pos.open_price, price)
+        if volume >= pos.volume:
+            pos.closed = True  # the row keeps the volume it had when it was closed
+        else:
+            pos.volume -= volume
         account.balance = (account.balance or Decimal(0)) + profit
         deal = PaperDeal(
             account_id=self._account_id,
@@ -105,7 +117,7 @@ class PaperBroker(Broker):
             symbol=pos.symbol,
             side=Side(pos.side).opposite.value,
             entry="out",
-            volume=pos.volume,
+            volume=volume,
             price=price,
             profit=profit,
             reason=reason,
@@ -143,6 +155,7 @@ class PaperBroker(Broker):
                 entry="in",
                 volume=order.volume,
                 price=price,
+                reason="expert",
                 time=when,
             )
         )
@@ -440,6 +453,12 @@ class PaperBroker(Broker):
             return SubmitResult(SubmitStatus.ACCEPTED, reason="cancelled", ticket=ticket)
 
     async def close_position(self, ticket: str, client_order_id: str) -> SubmitResult:
+        return await self._close_volume(ticket, None, client_order_id)
+
+    async def close_partial(self, ticket: str, volume: Decimal, client_order_id: str) -> SubmitResult:
+        return await self._close_volume(ticket, volume, client_order_id)
+
+    async def _close_volume(self, ticket: str, volume: Decimal | None, client_order_id: str) -> SubmitResult:
         async with self._lock, self._db.session() as session:
             account = await self._account_row(session)
             earlier = await session.scalar(
@@ -447,24 +466,68 @@ class PaperBroker(Broker):
             )
             if earlier is not None:
                 return SubmitResult(
-                    SubmitStatus.ACCEPTED, retcode=10009, reason="done (already closed)", price=earlier.price
-                )
+                    SubmitStatus.ACCEPTED, retcode=10009, reason="done (already closed)",
+                    ticket=str(earlier.ticket), position_ticket=str(earlier.position_ticket),
+                    filled_volume=earlier.volume, price=earlier.price,
+                )  # fmt: skip
             await self._evaluate(session, account)
             pos = await session.get(PaperPosition, int(ticket))
             if pos is None or pos.account_id != self._account_id or pos.closed:
-                return SubmitResult(SubmitStatus.REFUSED, reason=f"position {ticket} is not open")
+                return _refused(Refused(ChangeRefusal.POSITION_GONE, f"position {ticket} is not open"))
+            spec = self._spec(pos.symbol)
             tick = self._quote(pos.symbol)
             price = tick.bid if pos.side == Side.BUY else tick.ask
-            deal = await self._close(session, account, pos, price, "client", client_order_id, utcnow())
+            refused = frozen(spec, price, pos.sl, pos.tp)
+            if refused is None and volume is not None:
+                refused = close_volume_refusal(spec, pos.volume, volume)
+            if refused is not None:
+                return _refused(refused)
+            closed = pos.volume if volume is None else volume
+            deal = await self._close(
+                session, account, pos, price, "expert", client_order_id, utcnow(), volume=closed
+            )
             return SubmitResult(
                 SubmitStatus.ACCEPTED,
                 retcode=10009,
                 reason="done",
                 ticket=str(deal.ticket),
                 position_ticket=ticket,
-                filled_volume=pos.volume,
+                filled_volume=closed,
                 price=price,
             )
+
+    async def modify_position(self, ticket: str, sl: Decimal | None, tp: Decimal | None) -> SubmitResult:
+        async with self._lock, self._db.session() as session:
+            account = await self._account_row(session)
+            await self._evaluate(session, account)
+            pos = await session.get(PaperPosition, int(ticket))
+            if pos is None or pos.account_id != self._account_id or pos.closed:
+                return _refused(Refused(ChangeRefusal.POSITION_GONE, f"position {ticket} is not open"))
+            if (pos.sl, pos.tp) == (sl, tp):
+                return SubmitResult(SubmitStatus.ACCEPTED, retcode=10025, reason="no changes",
+                                    position_ticket=ticket)  # fmt: skip
+            tick = self._quote(pos.symbol)
+            refused = stop_change_refusal(
+                self._spec(pos.symbol), Side(pos.side), tick.bid, tick.ask,
+                sl=sl, tp=tp, current_sl=pos.sl, current_tp=pos.tp,
+            )  # fmt: skip
+            if refused is not None:
+                return _refused(refused)
+            pos.sl, pos.tp = sl, tp
+            return SubmitResult(SubmitStatus.ACCEPTED, retcode=10009, reason="done", position_ticket=ticket)
+
+    async def position_deals(self, ticket: str) -> list[Deal]:
+        async with self._lock, self._db.session() as session:
+            account = await self._account_row(session)
+            await self._evaluate(session, account)
+            rows = (
+                await session.scalars(
+                    select(PaperDeal)
+                    .where(PaperDeal.account_id == self._account_id, PaperDeal.position_ticket == int(ticket))
+                    .order_by(PaperDeal.ticket)
+                )
+            ).all()
+            return [_deal(d) for d in rows]
 
     async def deals(self, since: datetime, until: datetime) -> list[Deal]:
         async with self._lock, self._db.session() as session:
@@ -481,23 +544,28 @@ class PaperBroker(Broker):
                     .order_by(PaperDeal.ticket)
                 )
             ).all()
-            return [
-                Deal(
-                    ticket=str(d.ticket),
-                    order_ticket=str(d.order_ticket or ""),
-                    position_ticket=str(d.position_ticket),
-                    symbol=d.symbol,
-                    side=Side(d.side),
-                    volume=d.volume,
-                    price=d.price,
-                    profit=d.profit,
-                    time=d.time,
-                    entry=d.entry,
-                    client_order_id=d.client_order_id,
-                    reason=d.reason,
-                )
-                for d in rows
-            ]
+            return [_deal(d) for d in rows]
 
     async def close(self) -> None:
         return None
+
+
+def _deal(d: PaperDeal) -> Deal:
+    return Deal(
+        ticket=str(d.ticket),
+        order_ticket=str(d.order_ticket or ""),
+        position_ticket=str(d.position_ticket),
+        symbol=d.symbol,
+        side=Side(d.side),
+        volume=d.volume,
+        price=d.price,
+        profit=d.profit,
+        time=d.time,
+        entry=d.entry,
+        client_order_id=d.client_order_id,
+        reason=d.reason,
+    )
+
+
+def _refused(refused: Refused) -> SubmitResult:
+    return SubmitResult(SubmitStatus.REFUSED, reason=refused.message, code=refused.code.value)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from loguru import logger
 from sqlalchemy import select, update
@@ -21,13 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.brokers.base import Deal, SubmitResult, SubmitStatus
 from engine.brokers.registry import BrokerRegistry
+from engine.execution.cancels import PENDING_ORDER_STATES, CancelSummary, PendingCanceller
 from engine.states import POSITION, PositionStatus
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
 from engine.store.events import POSITION_CLOSED, EventRelay, emit
-from engine.store.models import ExecutionAccount, Position
+from engine.store.models import ExecutionAccount, Order, Position
 
 _ANSWERED = (SubmitStatus.ACCEPTED, SubmitStatus.REFUSED)
+# Brings an account's positions up to date with its broker (reconciliation), by account id.
+Refresh = Callable[[int], Awaitable[None]]
 
 
 def close_client_id(account_id: int, ticket: str) -> str:
@@ -42,6 +47,10 @@ class CloseSummary:
     failed: int = 0
     pnl: Decimal = Decimal(0)
     errors: list[str] = field(default_factory=list)
+    # pending orders (close_account cancels them first): asked, cancelled, could not be cancelled
+    orders_requested: int = 0
+    orders_cancelled: int = 0
+    orders_failed: int = 0
 
     def add(self, other: CloseSummary) -> None:
         self.requested += other.requested
@@ -49,6 +58,15 @@ class CloseSummary:
         self.failed += other.failed
         self.pnl += other.pnl
         self.errors.extend(other.errors)
+        self.orders_requested += other.orders_requested
+        self.orders_cancelled += other.orders_cancelled
+        self.orders_failed += other.orders_failed
+
+    def add_cancels(self, cancels: CancelSummary) -> None:
+        self.orders_requested += cancels.requested
+        self.orders_cancelled += cancels.cancelled
+        self.orders_failed += cancels.failed
+        self.errors.extend(cancels.errors)
 
 
 def closing_deal(deals: list[Deal], ticket: str) -> list[Deal]:
@@ -56,7 +74,12 @@ def closing_deal(deals: list[Deal], ticket: str) -> list[Deal]:
 
 
 def apply_close(
-    session: AsyncSession, position: Position, deals: list[Deal], reason: str, actor: str
+    session: AsyncSession,
+    position: Position,
+    deals: list[Deal],
+    reason: str,
+    actor: str,
+    **extra: Any,
 ) -> Decimal:
     """Mark a position CLOSED from its closing deal(s); emits ``position.closed``. Returns the P&L."""
     volume = sum((d.volume for d in deals), Decimal(0))
@@ -98,6 +121,7 @@ def apply_close(
         profit=str(net),
         reason=position.close_reason,
         external=position.external,
+        **extra,
     )
     return net
 
@@ -107,6 +131,7 @@ class PositionCloser:
         self._db = db
         self._brokers = brokers
         self._relay = relay
+        self._cancels = PendingCanceller(db, brokers)
 
     async def close_position(self, position_id: int, reason: str, actor: str) -> CloseSummary:
         summary = CloseSummary(requested=1)
@@ -164,14 +189,32 @@ class PositionCloser:
             self._relay.notify()
         return summary
 
-    async def close_account(self, account_id: int, reason: str, actor: str) -> CloseSummary:
-        """Close every open (or closing) position of an account: the path of the drawdown guard and /closeall.
+    async def close_account(
+        self, account_id: int, reason: str, actor: str, *, refresh: Refresh | None = None
+    ) -> CloseSummary:
+        """Cancel an account's pending orders, then close its positions (the drawdown guard, close-all).
 
-        Batched: one transaction marks them all CLOSING, the close requests go to the broker,
+        Pending orders go first (``engine.execution.cancels``), so none fills while the positions
+        are being closed. The closes are batched: one transaction marks them all CLOSING, the close requests go to the broker,
         one deal-history read settles them, one transaction records every close. Each position
         ends exactly as ``close_position`` would leave it (closed from its deal, back to OPEN when
         the broker refuses and it is still open, or CLOSING for reconciliation when unknown).
         """
+        cancels = await self._cancels.cancel_account(account_id, reason, actor)
+        if refresh is not None:  # positions the store does not know yet (a fill just now, a manual trade)
+            try:
+                await refresh(account_id)
+            except Exception as exc:
+                logger.warning(
+                    "account {}: refreshing positions before closing failed: {!r}", account_id, exc
+                )
+        summary = await self._close_positions(account_id, reason, actor)
+        summary.add_cancels(cancels)
+        if cancels.cancelled and self._relay is not None:
+            self._relay.notify()
+        return summary
+
+    async def _close_positions(self, account_id: int, reason: str, actor: str) -> CloseSummary:
         async with self._db.session() as session:
             rows = (
                 await session.execute(
@@ -258,16 +301,27 @@ class PositionCloser:
             self._relay.notify()
         return summary
 
-    async def close_everything(self, reason: str, actor: str) -> CloseSummary:
+    async def close_everything(
+        self, reason: str, actor: str, *, refresh: Refresh | None = None
+    ) -> CloseSummary:
+        """Every account with an open position or a pending order of ours: cancel, then close."""
         async with self._db.session() as session:
-            account_ids = (
+            with_positions = (
                 await session.scalars(
                     select(Position.account_id)
                     .where(Position.status.in_([PositionStatus.OPEN.value, PositionStatus.CLOSING.value]))
                     .distinct()
                 )
             ).all()
+            with_orders = (
+                await session.scalars(
+                    select(Order.account_id).where(Order.status.in_(PENDING_ORDER_STATES)).distinct()
+                )
+            ).all()
+        account_ids = sorted(set(with_positions) | set(with_orders))
         summary = CloseSummary()
-        for result in await asyncio.gather(*(self.close_account(a, reason, actor) for a in account_ids)):
+        for result in await asyncio.gather(
+            *(self.close_account(a, reason, actor, refresh=refresh) for a in account_ids)
+        ):
             summary.add(result)
         return summary

@@ -16,7 +16,7 @@ import base64
 import dataclasses
 import hashlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -37,8 +37,9 @@ from tenacity import (
 from engine.accounts.symbols import resolve_symbol
 from engine.brokers.base import Broker, FoundOrder, OrderRequest, OrderType, Side, SubmitResult, SubmitStatus
 from engine.brokers.registry import BrokerRegistry
+from engine.execution.legs import Leg, plan_legs
 from engine.execution.orders import BuiltOrder, OrderRefusal, OrderRules, SignalParams, build_order
-from engine.risk.control import is_paused
+from engine.risk.chain import RiskChain, TradeContext, standard_gates
 from engine.states import ORDER, DecisionStatus, OrderStatus
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
@@ -55,13 +56,12 @@ from engine.store.models import Decision, ExecutionAccount, Order, Position, Sig
 
 CLIENT_ID_PREFIX = "tb-"
 
-# A gate may refuse an order at the moment of execution: (session, order, account, user) -> reason.
-Gate = Callable[[AsyncSession, Order, ExecutionAccount, User | None], Awaitable[tuple[str, str] | None]]
 
-
-def client_order_id_for(decision_id: str) -> str:
-    """The broker-side id of the order for one decision: deterministic, 25 chars (MT5 comment <= 31)."""
-    digest = hashlib.sha256(decision_id.encode()).digest()
+def client_order_id_for(decision_id: str, leg: int = 1) -> str:
+    """The broker-side id of the order for one decision (and target leg, on hedging accounts):
+    deterministic, 25 chars (MT5 comment <= 31)."""
+    key = decision_id if leg == 1 else f"{decision_id}:leg{leg}"
+    digest = hashlib.sha256(key.encode()).digest()
     return CLIENT_ID_PREFIX + base64.b32encode(digest).decode().rstrip("=").lower()[:22]
 
 
@@ -82,6 +82,21 @@ def _s(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
+def _request_columns(req: OrderRequest) -> dict[str, Any]:
+    return {
+        "status": OrderStatus.SUBMITTING.value,
+        "symbol": req.symbol,
+        "side": req.side.value,
+        "volume": req.volume,
+        "price": req.price,
+        "sl": req.sl,
+        "tp": req.tp,
+        "filling": req.filling.value,
+        "deviation_points": req.deviation_points,
+        "expires_at": req.expires_at,
+    }
+
+
 class ExecutionService:
     def __init__(
         self,
@@ -90,26 +105,26 @@ class ExecutionService:
         rules: Callable[[ExecutionAccount], OrderRules],
         relay: EventRelay | None = None,
         config: ExecutionConfig | None = None,
+        chain: RiskChain | None = None,
     ) -> None:
         self._db = db
         self._brokers = brokers
         self._rules = rules
         self._relay = relay
         self.config = config or ExecutionConfig()
-        self._gates: list[Gate] = []
+        # The pre-trade risk chain every order passes before it is sent (engine.risk.chain).
+        self.chain = chain if chain is not None else RiskChain(standard_gates(rules))
         self._locks: dict[str, asyncio.Lock] = {}
         self._inflight: set[asyncio.Task[Any]] = set()
         self._accepting = True
-
-    def add_gate(self, gate: Gate) -> None:
-        self._gates.append(gate)
 
     # ----------------------------------------------------------------- entry points
 
     async def order_for_decision(self, decision_id: str) -> Order | None:
         """The order of an approved decision, created PENDING on first call (database-enforced once)."""
         async with self._db.session() as session:
-            existing = await session.scalar(select(Order).where(Order.decision_id == decision_id))
+            first_leg = select(Order).where(Order.decision_id == decision_id, Order.leg == 1)
+            existing = await session.scalar(first_leg)
             if existing is not None:
                 return existing
             decision = await session.get(Decision, decision_id)
@@ -132,7 +147,7 @@ class ExecutionService:
                 await session.flush()
             except IntegrityError:
                 await session.rollback()
-                return await session.scalar(select(Order).where(Order.decision_id == decision_id))
+                return await session.scalar(first_leg)
         return order
 
     async def execute_decision(self, decision_id: str) -> Order | None:
@@ -219,9 +234,21 @@ class ExecutionService:
             if order.attempts >= self.config.max_attempts:
                 return await self._fail(session, order, "retries exhausted")
             assert signal is not None, f"order {order_id} has no signal"
-            refusal = await self._gate(session, order, account, user, signal)
+            refusal = await self.chain.check(
+                TradeContext(
+                    session,
+                    account,
+                    user,
+                    signal,
+                    utcnow(),
+                    order=order,
+                    via=decision.via if decision is not None else "dm",
+                )
+            )
             if refusal is not None:
-                return await self._refuse(session, order, *refusal)
+                return await self._refuse(
+                    session, order, refusal.code, refusal.message, refusal.params, gate=refusal.gate
+                )
             session.expunge_all()
 
         try:
@@ -273,65 +300,60 @@ class ExecutionService:
                 order = await self._load(session, order_id)
                 return await self._refuse(session, order, built.code.value, built.message)
 
-        if not await self._claim(order_id, built):
+        legs = plan_legs(order, signal, built, spec, snapshot.hedging, client_order_id_for)
+        if not await self._claim(order, built, legs):
             async with self._db.session() as session:
                 return await self._load(session, order_id)  # someone else is sending it
-        result = await self._send(broker, built.request)
-        return await self._apply(order_id, result, built.request)
+        first: Order | None = None
+        for leg in legs:  # the other legs were committed SUBMITTING with the first: each resolves alone
+            result = await self._send(broker, leg.request)
+            applied = await self._apply(leg.order_id, result, leg.request)
+            first = first or applied
+        assert first is not None
+        return first
 
-    async def _gate(
-        self,
-        session: AsyncSession,
-        order: Order,
-        account: ExecutionAccount,
-        user: User | None,
-        signal: Signal,
-    ) -> tuple[str, str] | None:
-        if await is_paused(session):
-            return "paused", "trading is paused by an admin"
-        if account.paused:
-            return (
-                "account_paused",
-                f"execution on this account is paused ({account.paused_reason or 'paused'})",
-            )
-        if account.drawdown_state in ("soft", "hard"):
-            return "drawdown", f"the account is past its drawdown limit ({account.drawdown_state} tier)"
-        if user is not None and user.status != "active":
-            return "user_inactive", "the subscriber is not active"
-        if order.status == OrderStatus.PENDING and signal.expires_at < utcnow() and order.attempts == 0:
-            return "expired", "the signal expired before it could be executed"
-        for gate in self._gates:
-            refusal = await gate(session, order, account, user)
-            if refusal is not None:
-                return refusal
-        return None
-
-    async def _claim(self, order_id: str, built: BuiltOrder) -> bool:
-        req = built.request
+    async def _claim(self, order: Order, built: BuiltOrder, legs: list[Leg]) -> bool:
+        """Claim the order (PENDING/RETRY_WAIT -> SUBMITTING) and create its other target legs,
+        SUBMITTING too, in one transaction committed before anything is sent."""
+        now = utcnow()
+        total = built.request.volume
         async with self._db.session() as session:
+            first, *others = legs
             claimed = await session.execute(
                 update(Order)
                 .where(
-                    Order.id == order_id,
+                    Order.id == order.id,
                     Order.status.in_([OrderStatus.PENDING.value, OrderStatus.RETRY_WAIT.value]),
                 )
                 .values(
-                    status=OrderStatus.SUBMITTING.value,
-                    symbol=req.symbol,
-                    volume=req.volume,
-                    price=req.price,
-                    sl=req.sl,
-                    tp=req.tp,
-                    filling=req.filling.value,
-                    deviation_points=req.deviation_points,
-                    expires_at=req.expires_at,
-                    risk_amount=built.risk_amount,
+                    **_request_columns(first.request),
+                    targets=first.plan,
+                    risk_amount=built.risk_amount * first.request.volume / total,
                     attempts=Order.attempts + 1,
-                    submitted_at=utcnow(),
-                    updated_at=utcnow(),
+                    submitted_at=now,
+                    updated_at=now,
                 )
             )
-            return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            for leg in others:
+                session.add(
+                    Order(
+                        id=leg.order_id,
+                        client_order_id=leg.request.client_order_id,
+                        decision_id=order.decision_id,
+                        leg=leg.number,
+                        signal_id=order.signal_id,
+                        account_id=order.account_id,
+                        order_type=order.order_type,
+                        **_request_columns(leg.request),
+                        targets=leg.plan,
+                        risk_amount=built.risk_amount * leg.request.volume / total,
+                        attempts=1,
+                        submitted_at=now,
+                    )
+                )
+            return True
 
     async def _send(self, broker: Broker, request: OrderRequest) -> SubmitResult:
         try:
@@ -420,6 +442,8 @@ class ExecutionService:
             "signal_id": order.signal_id,
             "account_id": order.account_id,
             "client_order_id": order.client_order_id,
+            "leg": order.leg,
+            "targets": order.targets,
             "symbol": order.symbol,
             "side": order.side,
             "order_type": order.order_type,
@@ -480,12 +504,21 @@ class ExecutionService:
         self._notify()
         return order
 
-    async def _refuse(self, session: AsyncSession, order: Order, code: str, message: str) -> Order:
+    async def _refuse(
+        self,
+        session: AsyncSession,
+        order: Order,
+        code: str,
+        message: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        gate: str | None = None,
+    ) -> Order:
         ORDER.move(order, OrderStatus.REFUSED)
         order.reason_code = code[:32]
         order.reason = message[:500]
-        audit(session, "engine", "order.refused", f"order:{order.id}", code=code, reason=message)
-        emit(session, ORDER_REJECTED, **self._payload(order))
+        audit(session, "engine", "order.refused", f"order:{order.id}", code=code, reason=message, gate=gate)
+        emit(session, ORDER_REJECTED, **self._payload(order), reason_params=dict(params or {}))
         self._notify()
         return order
 

@@ -108,6 +108,28 @@ RiskPercent = Annotated[Decimal, PlainValidator(_risk)]
 Confidence = Annotated[Decimal, PlainValidator(_confidence)]
 
 
+MAX_TARGETS = 4
+_TP_REQUIRED = "required unless targets is given"
+MAX_TRAIL_POINTS = 1_000_000
+
+
+class TargetIn(BaseModel):
+    """One take-profit level and the share of the position closed there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    price: Price
+    close_percent: StrictInt = Field(ge=1, le=100)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A take-profit level as stored and traded (``tp`` alone is one target of 100 %)."""
+
+    price: Decimal
+    close_percent: int
+
+
 class SignalIn(BaseModel):
     """The body as the producer sends it (before defaults from settings)."""
 
@@ -119,7 +141,10 @@ class SignalIn(BaseModel):
     order_type: Literal["market", "limit", "stop"] = "market"
     entry: Price | None = None
     sl: Price
-    tp: Price
+    tp: Price | None = None
+    targets: list[TargetIn] | None = Field(default=None, min_length=1, max_length=MAX_TARGETS)
+    breakeven_after: StrictInt | None = Field(default=None, ge=0, le=MAX_TARGETS)
+    trail_points: StrictInt | None = Field(default=None, ge=1, le=MAX_TRAIL_POINTS)
     risk_percent: RiskPercent | None = None
     ttl_seconds: StrictInt | None = Field(default=None, ge=60, le=86400)
     strategy: str | None = Field(default=None, max_length=32)
@@ -132,6 +157,25 @@ class ValidSignal:
     body: SignalIn
     instrument: str  # upper case
     body_hash: str
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """The take-profit levels in order of distance from entry (``tp`` is one of 100 %)."""
+        if self.body.targets is not None:
+            return tuple(Target(t.price, t.close_percent) for t in self.body.targets)
+        assert self.body.tp is not None
+        return (Target(self.body.tp, 100),)
+
+    @property
+    def tp(self) -> Decimal:
+        """The furthest target: the take profit of the whole position."""
+        return self.targets[-1].price
+
+    @property
+    def breakeven_after(self) -> int:
+        if self.body.breakeven_after is not None:
+            return self.body.breakeven_after
+        return 1 if len(self.targets) >= 2 else 0
 
 
 _MESSAGES = {
@@ -161,16 +205,45 @@ def _semantic(body: SignalIn, instrument: str, instruments: frozenset[str]) -> l
     if body.entry is not None:
         if buy and not body.sl < body.entry:
             errors.append(FieldError("sl", "must be below entry for a buy"))
-        if buy and not body.tp > body.entry:
-            errors.append(FieldError("tp", "must be above entry for a buy"))
         if not buy and not body.sl > body.entry:
             errors.append(FieldError("sl", "must be above entry for a sell"))
-        if not buy and not body.tp < body.entry:
-            errors.append(FieldError("tp", "must be below entry for a sell"))
-    elif buy and not body.sl < body.tp:
-        errors.append(FieldError("sl", "must be below tp for a buy"))
-    elif not buy and not body.sl > body.tp:
-        errors.append(FieldError("sl", "must be above tp for a sell"))
+    if body.tp is None and body.targets is None:
+        errors.append(FieldError("tp", _TP_REQUIRED))
+    elif body.tp is not None and body.targets is not None:
+        errors.append(FieldError("targets", "give either tp or targets, not both"))
+    elif body.tp is not None:
+        errors.extend(_levels_errors(body, [("tp", body.tp)], buy))
+    else:
+        assert body.targets is not None
+        errors.extend(_targets_errors(body, body.targets, buy))
+    count = len(body.targets) if body.targets is not None else 1
+    if body.breakeven_after is not None and body.breakeven_after > count:
+        errors.append(FieldError("breakeven_after", f"must be at most the number of targets ({count})"))
+    return errors
+
+
+def _levels_errors(body: SignalIn, levels: list[tuple[str, Decimal]], buy: bool) -> list[FieldError]:
+    """Each take profit beyond the entry (or the stop, for a market order without one) and beyond
+    the one before it."""
+    errors: list[FieldError] = []
+    above = "above" if buy else "below"
+    for n, (name, price) in enumerate(levels):
+        if body.entry is not None and not (price > body.entry if buy else price < body.entry):
+            errors.append(FieldError(name, f"must be {above} entry for a {body.side}"))
+        elif body.entry is None and n == 0 and not (body.sl < price if buy else body.sl > price):
+            errors.append(FieldError("sl", f"must be {'below' if buy else 'above'} {name} for a {body.side}"))
+        if n > 0:
+            previous_name, previous = levels[n - 1]
+            if not (price > previous if buy else price < previous):
+                errors.append(FieldError(name, f"must be {above} {previous_name} for a {body.side}"))
+    return errors
+
+
+def _targets_errors(body: SignalIn, targets: list[TargetIn], buy: bool) -> list[FieldError]:
+    errors = _levels_errors(body, [(f"targets.{n}.price", t.price) for n, t in enumerate(targets)], buy)
+    total = sum(t.close_percent for t in targets)
+    if total != 100:
+        errors.append(FieldError("targets", f"close_percent must sum to 100, got {total}"))
     return errors
 
 
@@ -178,7 +251,9 @@ def canonical_hash(body: SignalIn) -> str:
     data: dict[str, Any] = {}
     for name in SignalIn.model_fields:
         value = getattr(body, name)
-        if value is not None:
+        if isinstance(value, list):
+            data[name] = [{"price": format(t.price, "f"), "close_percent": t.close_percent} for t in value]
+        elif value is not None:
             data[name] = format(value, "f") if isinstance(value, Decimal) else value
     data["instrument"] = body.instrument.upper()
     return hashlib.sha256(_CANONICAL.encode(data).encode()).hexdigest()
@@ -192,7 +267,10 @@ def parse_signal(raw: bytes, instruments: frozenset[str]) -> ValidSignal:
     try:
         body = SignalIn.model_validate(data)
     except ValidationError as exc:
-        raise SignalInvalid(_errors(exc)) from None
+        errors = _errors(exc)
+        if "tp" not in data and "targets" not in data:
+            errors.append(FieldError("tp", _TP_REQUIRED))
+        raise SignalInvalid(errors) from None
     instrument = body.instrument.upper()
     errors = _semantic(body, instrument, instruments)
     if errors:

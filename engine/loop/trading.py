@@ -48,6 +48,8 @@ from engine.execution.service import ExecutionService
 from engine.execution.sweep import OrderSweep
 from engine.loop.heartbeat import LoopCollector, LoopStats, beat
 from engine.loop.leader import LeaderLease
+from engine.loop.management import TradeManager
+from engine.management.changes import ChangeService
 from engine.observability.logs import redact
 from engine.reconcile.service import Reconciler
 from engine.risk.drawdown import DrawdownGuard
@@ -122,6 +124,7 @@ class TradingLoop:
         lease: LeaderLease,
         config: LoopConfig | None = None,
         loop_id: str | None = None,
+        changes: ChangeService | None = None,
     ) -> None:
         self._db = db
         self._brokers = brokers
@@ -130,6 +133,7 @@ class TradingLoop:
         self.reconciler = reconciler
         self._relay = relay
         self.lease = lease
+        self.changes = changes  # producer updates and subscriber controls, applied per position
         self.config = config or LoopConfig()
         self.loop_id = loop_id or uuid.uuid4().hex[:12]
         self.stats = LoopStats()
@@ -142,6 +146,7 @@ class TradingLoop:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._collector: LoopCollector | None = None
+        self.manager = TradeManager(db, relay)
         self.orders = OrderSweep(
             db,
             execution,
@@ -248,6 +253,8 @@ class TradingLoop:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
         await drain
+        if self.changes is not None:  # no new change work; claims still in flight are resolved after restart
+            await self.changes.drain(left())
         if self.stats.leader:
             await self._beat(final=True)
         try:
@@ -277,6 +284,9 @@ class TradingLoop:
             driven = await self.orders.sweep(lambda: self._stopping)
             self.stats.orders_driven_total += driven
             self.stats.orders_driven_since_beat += driven
+        if self.changes is not None and not self._stopping:
+            grace = self.config.orphan_grace_seconds if self._db.dialect == "sqlite" else None
+            await self.changes.process_due(self.config.order_batch_size * 10, orphan_grace_seconds=grace)
         self._ticks_as_leader += 1
         self.stats.ticks += 1
         self.stats.last_tick_ms = (time.monotonic() - started) * 1000
@@ -328,6 +338,8 @@ class TradingLoop:
 
     async def _account_work(self, account: ExecutionAccount, reconcile: bool) -> None:
         broker = await self._brokers.get(account)
+        # Targets, stops and hand-made changes first, so reconciliation finds them recorded.
+        await self.manager.manage(account, broker)
         if reconcile:
             await self.reconciler.reconcile_account(account)
         snapshot = await broker.account()

@@ -49,6 +49,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.http_connections_closed = Counter(
+            "tradebot_http_connections_closed_total",
+            "Connections the server closed on its own: header_timeout, too_many_connections.",
+            ["reason"],
+            registry=r,
+        )
 
         # Producer webhook
         self.ingest_latency = Histogram(
@@ -72,6 +78,14 @@ class Metrics:
             registry=r,
         )
 
+        self.unauthenticated_refused = Counter(
+            "tradebot_unauthenticated_refused_total",
+            "Requests to the producer API refused before the caller was authenticated, by reason "
+            "(audited in aggregate: one line per source and minute).",
+            ["reason"],
+            registry=r,
+        )
+
         # Outbound events
         self.outbound_attempts = Counter(
             "tradebot_outbound_attempts_total",
@@ -82,6 +96,27 @@ class Metrics:
         self.outbound_pending = Gauge(
             "tradebot_outbound_pending",
             "Outbound deliveries waiting to be sent (as of the dispatcher's last pass).",
+            registry=r,
+        )
+
+        # Built-in strategies (engine.strategies.producer)
+        self.strategy_setups = Counter(
+            "tradebot_strategy_setups_total",
+            "Setups a strategy emitted and posted as signals, by symbol and side.",
+            ["symbol", "side"],
+            registry=r,
+        )
+        self.strategy_refused = Counter(
+            "tradebot_strategy_refused_total",
+            "Setups not posted: the limit moved beyond the market would cross its stop, or the server refused it.",
+            ["symbol", "reason"],
+            registry=r,
+        )
+        self.strategy_evaluation = Histogram(
+            "tradebot_strategy_evaluation_seconds",
+            "Time to read the new closed bars of one symbol and evaluate the strategy on them.",
+            ["strategy"],
+            buckets=_LATENCY_BUCKETS,
             registry=r,
         )
 

@@ -9,7 +9,8 @@ Tiers (``ExecutionAccount.drawdown_state``):
   refused (the execution gate reads the state) and ``drawdown.warning`` is emitted once.
 - ``hard`` at ``DRAWDOWN_CAP_PERCENT``, or at/below the equity floor (the account's own
   ``equity_floor``, else ``EQUITY_FLOOR``): every position of the account is closed through
-  ``PositionCloser.close_account``, the account is paused (``paused_reason="drawdown"``) and
+  ``PositionCloser.close_account`` (its pending orders cancelled), the account is halted
+  (``trading_state="halted"``, ``paused_reason="drawdown"``) and
   ``drawdown.triggered`` is emitted once.
 - Re-arm: ``hard`` goes back to ``ok`` only when the drawdown is under half the cap (or under
   the soft tier when that is set lower) and equity is above the floor. The account stays
@@ -40,7 +41,7 @@ from engine.brokers.base import AccountSnapshot
 from engine.brokers.registry import BrokerRegistry
 from engine.execution.positions import CloseSummary, PositionCloser
 from engine.settings import DrawdownReference, Settings
-from engine.states import PositionStatus
+from engine.states import TRADING, PositionStatus, TradingState
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
 from engine.store.events import DRAWDOWN_TRIGGERED, DRAWDOWN_WARNING, EventRelay, emit
@@ -280,7 +281,8 @@ class DrawdownGuard:
                 logger.info("account {}: drawdown guard re-armed (account stays paused)", account_id)
             elif step.action is Action.TRIGGER:
                 account.drawdown_state = Tier.HARD.value
-                account.paused = True
+                if account.trading_state != TradingState.HALTED:
+                    TRADING.move(account, TradingState.HALTED, "trading_state")
                 account.paused_reason = PAUSED_BY_DRAWDOWN
                 ids = list(
                     (
@@ -391,6 +393,7 @@ class DrawdownGuard:
                 **trigger.facts,
                 "closed": summary.closed,
                 "failed": summary.failed,
+                "orders_cancelled": summary.orders_cancelled,
                 "pnl": str(summary.pnl),
                 "paused": True,
                 "resume_required": True,
@@ -404,6 +407,8 @@ class DrawdownGuard:
                 f"account:{trigger.account_id}",
                 closed=summary.closed,
                 failed=summary.failed,
+                orders_cancelled=summary.orders_cancelled,
+                orders_failed=summary.orders_failed,
                 pnl=str(summary.pnl),
                 errors=summary.errors[:10],
             )
@@ -465,8 +470,15 @@ class DrawdownGuard:
             record = await session.get(EngineState, record_key(account_id))
             if record is not None:
                 await session.delete(record)
-            audit(session, actor, "account.resumed", target, was=account.paused_reason)
-            account.paused = False
+            audit(
+                session,
+                actor,
+                "account.resumed",
+                target,
+                was=account.paused_reason,
+                state=account.trading_state,
+            )
+            TRADING.move(account, TradingState.ACTIVE, "trading_state")
             account.paused_reason = None
             return ResumeResult(ResumeOutcome.RESUMED, account.drawdown_state, account.reference_equity)
 

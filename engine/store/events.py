@@ -26,6 +26,7 @@ from engine.store.models import DomainEvent
 # Event types (the outbound ones match CONTRACTS section 2).
 SIGNAL_ACCEPTED = "signal.accepted"
 SIGNAL_EXPIRED = "signal.expired"
+SIGNAL_UPDATED = "signal.updated"  # a producer's update (CONTRACTS 1a) or a subscriber's control
 DECISION_RECORDED = "decision.recorded"
 ORDER_FILLED = "order.filled"
 ORDER_PLACED = "order.placed"
@@ -33,6 +34,9 @@ ORDER_REJECTED = "order.rejected"
 ORDER_FAILED = "order.failed"
 POSITION_OPENED = "position.opened"
 POSITION_CLOSED = "position.closed"
+POSITION_MODIFIED = "position.modified"
+POSITION_PARTIALLY_CLOSED = "position.partially_closed"
+CHANGE_REFUSED = "position.change_refused"  # an update refused for one position (the owner is told)
 DRAWDOWN_WARNING = "drawdown.warning"
 DRAWDOWN_TRIGGERED = "drawdown.triggered"
 HEARTBEAT = "heartbeat"
@@ -44,7 +48,17 @@ ENGINE_STARTED = "engine.started"
 ENGINE_STOPPING = "engine.stopping"
 
 OUTBOUND_TYPES = frozenset(
-    {SIGNAL_ACCEPTED, ORDER_FILLED, ORDER_REJECTED, POSITION_CLOSED, DRAWDOWN_TRIGGERED, HEARTBEAT}
+    {
+        SIGNAL_ACCEPTED,
+        SIGNAL_UPDATED,
+        ORDER_FILLED,
+        ORDER_REJECTED,
+        POSITION_MODIFIED,
+        POSITION_PARTIALLY_CLOSED,
+        POSITION_CLOSED,
+        DRAWDOWN_TRIGGERED,
+        HEARTBEAT,
+    }
 )
 
 

@@ -88,6 +88,8 @@ class ExecutionAccount(Base):
     login: Mapped[str | None] = mapped_column(String(32), nullable=True)
     server: Mapped[str | None] = mapped_column(String(128), nullable=True)
     credentials_enc: Mapped[str | None] = mapped_column(Text, nullable=True)  # encrypted password
+    # mt5 accounts: the MT5 gateway (MT5_GATEWAYS name) its terminal is on; None = MT5_MODULE as set
+    gateway: Mapped[str | None] = mapped_column(String(32), nullable=True)
     symbol_suffix: Mapped[str] = mapped_column(String(16), default="")
     symbol_map: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # instrument -> broker symbol
     currency: Mapped[str] = mapped_column(String(8), default="USD")
@@ -96,11 +98,17 @@ class ExecutionAccount(Base):
     high_water_equity: Mapped[Decimal | None] = mapped_column(nullable=True)
     equity_floor: Mapped[Decimal | None] = mapped_column(nullable=True)
     max_volume: Mapped[Decimal | None] = mapped_column(nullable=True)
-    paused: Mapped[bool] = mapped_column(Boolean, default=False)
-    paused_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # active | reducing | halted (engine.states.TradingState, changed through TRADING.move)
+    trading_state: Mapped[str] = mapped_column(String(12), default="active", server_default="active")
+    paused_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)  # why not active
     drawdown_state: Mapped[str] = mapped_column(String(8), default="ok")  # ok | soft | hard
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def paused(self) -> bool:
+        """True when the account may not open positions (its trading state is not ``active``)."""
+        return self.trading_state != "active"
 
 
 class Signal(Base):
@@ -121,7 +129,11 @@ class Signal(Base):
     order_type: Mapped[str] = mapped_column(String(8), default="market")
     entry: Mapped[Decimal | None] = mapped_column(nullable=True)
     sl: Mapped[Decimal] = mapped_column()
-    tp: Mapped[Decimal] = mapped_column()
+    tp: Mapped[Decimal] = mapped_column()  # the furthest target
+    # [{"price": "<decimal string>", "close_percent": int}, ...] nearest first; None: ``tp`` alone.
+    targets: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    breakeven_after: Mapped[int] = mapped_column(Integer, default=0)
+    trail_points: Mapped[int | None] = mapped_column(Integer, nullable=True)
     risk_percent: Mapped[Decimal] = mapped_column()
     ttl_seconds: Mapped[int] = mapped_column(Integer)
     strategy: Mapped[str | None] = mapped_column(String(32), nullable=True)
@@ -155,10 +167,15 @@ class Decision(Base):
 
 class Order(Base):
     __tablename__ = "orders"
+    __table_args__ = (UniqueConstraint("decision_id", "leg", name="uq_orders_decision_leg"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     client_order_id: Mapped[str] = mapped_column(String(31), unique=True)
-    decision_id: Mapped[str | None] = mapped_column(ForeignKey("decisions.id"), unique=True, nullable=True)
+    decision_id: Mapped[str | None] = mapped_column(ForeignKey("decisions.id"), nullable=True, index=True)
+    # One order per target on hedging accounts: leg 1, 2, ... of the decision (1 otherwise).
+    leg: Mapped[int] = mapped_column(Integer, default=1)
+    # The target plan this order carries (``engine.execution.targets.plan_to_json``), None for one TP.
+    targets: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     signal_id: Mapped[str | None] = mapped_column(ForeignKey("signals.id"), nullable=True, index=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("execution_accounts.id"), index=True)
     symbol: Mapped[str] = mapped_column(String(32))
@@ -210,6 +227,31 @@ class Position(Base):
     external: Mapped[bool] = mapped_column(Boolean, default=False)
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Trade management (engine.loop.management): the stop the engine last set (None: the order's),
+    # False once someone moved the stop by hand (the engine then leaves it alone), and the best
+    # closing price seen since the first target (for trailing).
+    engine_sl: Mapped[Decimal | None] = mapped_column(nullable=True)
+    stop_managed: Mapped[bool] = mapped_column(Boolean, default=True)
+    best_price: Mapped[Decimal | None] = mapped_column(nullable=True)
+
+
+class PositionFill(Base):
+    """One closing deal of a position as the engine recorded it (exactly once per broker deal)."""
+
+    __tablename__ = "position_fills"
+    __table_args__ = (UniqueConstraint("account_id", "deal_ticket", name="uq_position_fills_account_deal"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("execution_accounts.id"))
+    position_id: Mapped[int] = mapped_column(ForeignKey("positions.id"), index=True)
+    deal_ticket: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(12))  # target | stop | manual | engine
+    targets: Mapped[list[Any]] = mapped_column(JSON, default=list)  # target numbers this deal closed
+    volume: Mapped[Decimal] = mapped_column()
+    price: Mapped[Decimal] = mapped_column()
+    profit: Mapped[Decimal] = mapped_column()
+    reason: Mapped[str] = mapped_column(String(12))  # the broker's deal reason
+    at: Mapped[datetime] = mapped_column()
 
 
 class EquityPoint(Base):
@@ -281,6 +323,34 @@ class OutboxMessage(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
+class InboxUpdate(Base):
+    """A Telegram update, stored before it is confirmed to Telegram and handled from here.
+
+    Written in one transaction per delivery (a polling batch, or one webhook POST) before the
+    next ``getUpdates`` offset or the webhook's 200; unique per bot and update id, so a
+    redelivery inserts nothing. One chat's updates are handled in ``id`` order, one at a time;
+    ``lease_until`` marks a claimed row (a handler that died leaves it to be taken again).
+    """
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        UniqueConstraint("bot_id", "update_id", name="uq_inbox_bot_update"),
+        Index("ix_inbox_status_chat", "status", "chat_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bot_id: Mapped[int] = mapped_column(BigInteger)
+    update_id: Mapped[int] = mapped_column(BigInteger)
+    chat_key: Mapped[int] = mapped_column(BigInteger)  # the chat (or the sender) it belongs to
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    handled_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
 class OutboundDelivery(Base):
     """An event to POST to the operator's ``OUTBOUND_URL``; retried until delivered."""
 
@@ -307,6 +377,20 @@ class EngineState(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AdminToken(Base):
+    """A bearer token for the admin REST API; only the SHA-256 of the secret is stored."""
+
+    __tablename__ = "admin_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(8))  # read | trade
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class AppendOnlyViolation(Exception):
@@ -467,3 +551,82 @@ def _ledger_no_update(*_: Any) -> None:
 @event.listens_for(ReferralEntry, "before_delete")
 def _ledger_no_delete(*_: Any) -> None:
     raise AppendOnlyViolation("referral_ledger is append-only: rows cannot be deleted")
+
+
+# ---------------------------------------------------------------------- trade management
+
+
+class SignalUpdate(Base):
+    """A change to a signal after it was sent: a producer's update (CONTRACTS 1a) or a
+    subscriber's own Close / Stop → entry. Idempotent like signals: unique per producer and key
+    (a subscriber's control uses ``producer_id`` NULL and a key made from the tap)."""
+
+    __tablename__ = "signal_updates"
+    __table_args__ = (
+        UniqueConstraint("producer_id", "idempotency_key", name="uq_signal_updates_producer_key"),
+        UniqueConstraint("producer_id", "signature", name="uq_signal_updates_producer_signature"),
+        UniqueConstraint("user_id", "idempotency_key", name="uq_signal_updates_user_key"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    signal_id: Mapped[str] = mapped_column(ForeignKey("signals.id"), index=True)
+    producer_id: Mapped[str | None] = mapped_column(ForeignKey("producers.id"), nullable=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)  # a subscriber's
+    position_id: Mapped[int | None] = mapped_column(ForeignKey("positions.id"), nullable=True)  # their one
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    body_hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    action: Mapped[str] = mapped_column(String(16))  # move_sl | move_tp | close | cancel | note
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # decimals as strings
+    status: Mapped[str] = mapped_column(String(12), default="accepted")  # accepted | planned
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    planned_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class PositionChange(Base):
+    """One update applied to one position or order: the exactly-once claim row.
+
+    Inserted once per (update, target) (unique), claimed by a conditional UPDATE committed
+    before the broker call, settled with the broker's answer; a claim whose answer was lost is
+    resolved by looking at the terminal (``engine.management.changes``)."""
+
+    __tablename__ = "position_changes"
+    __table_args__ = (
+        UniqueConstraint("update_id", "target", name="uq_position_changes_update_target"),
+        Index("ix_position_changes_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    update_id: Mapped[str] = mapped_column(ForeignKey("signal_updates.id"), index=True)
+    target: Mapped[str] = mapped_column(String(48))  # position:<id> | order:<id>
+    account_id: Mapped[int] = mapped_column(ForeignKey("execution_accounts.id"), index=True)
+    order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), nullable=True)
+    position_id: Mapped[int | None] = mapped_column(ForeignKey("positions.id"), nullable=True)
+    client_id: Mapped[str] = mapped_column(String(31), unique=True)  # the close deal's comment
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    reason_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reason: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    done_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class RiskLimits(Base):
+    """A subscriber's own limits (/settings → Risk); a column left NULL takes the admin default."""
+
+    __tablename__ = "risk_limits"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    sizing: Mapped[str | None] = mapped_column(String(12), nullable=True)  # risk_percent | fixed | signal
+    risk_percent: Mapped[Decimal | None] = mapped_column(nullable=True)
+    fixed_lots: Mapped[Decimal | None] = mapped_column(nullable=True)
+    max_lots: Mapped[Decimal | None] = mapped_column(nullable=True)
+    max_positions: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_open_risk_percent: Mapped[Decimal | None] = mapped_column(nullable=True)
+    daily_loss_percent: Mapped[Decimal | None] = mapped_column(nullable=True)
+    min_rr: Mapped[Decimal | None] = mapped_column(nullable=True)
+    instruments_off: Mapped[list[str]] = mapped_column(JSON, default=list)
+    paused_until: Mapped[datetime | None] = mapped_column(nullable=True)  # daily loss limit reached
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import select, update
 
 from engine.approvals.auto_execute import AutoExecutor, AutoTradeError
-from engine.billing.entitlements import entitlement_gate
 from engine.billing.payments import BillingService
 from engine.risk.control import EngineControl
 from engine.settings import Settings
@@ -17,7 +16,7 @@ from engine.states import DecisionStatus, OrderStatus
 from engine.store.db import Database
 from engine.store.events import DECISION_RECORDED, ENGINE_RESUMED, SIGNAL_ACCEPTED, Event
 from engine.store.models import AuditLog, Decision, ExecutionAccount, Order, Signal, User
-from tests.support.billing import catalog, execution_service, pay
+from tests.support.billing import catalog, execution_service, pay, risk_chain
 from tests.support.factories import CONSENT, account_of, make_user, paper_subscribers
 from tests.support.prices import FixedPrices
 from tests.support.queries import events
@@ -61,7 +60,7 @@ async def auto_user(
 
 
 async def test_opt_in_needs_the_plan_and_sane_numbers(db: Database) -> None:
-    billing, auto = BillingService(db, catalog()), AutoExecutor(db, SETTINGS, catalog())
+    billing, auto = BillingService(db, catalog()), AutoExecutor(db, SETTINGS, catalog(), chain=risk_chain())
     await make_user(db, 200)
     with pytest.raises(AutoTradeError) as caught:
         await auto.configure(200, enabled=True)
@@ -86,10 +85,9 @@ async def test_opt_in_needs_the_plan_and_sane_numbers(db: Database) -> None:
 async def test_signal_executes_without_a_tap_once_with_the_users_risk(db: Database) -> None:
     prices = FixedPrices()
     execution = execution_service(db, prices)
-    execution.add_gate(entitlement_gate(catalog()))
     submitted: list[str] = []
     billing = BillingService(db, catalog())
-    auto = AutoExecutor(db, SETTINGS, catalog(), submit=submitted.append)
+    auto = AutoExecutor(db, SETTINGS, catalog(), submit=submitted.append, chain=execution.chain)
     producer, _ = await paper_subscribers(db, users=0)
     await auto_user(db, billing, auto, 210, risk_percent=Decimal("0.5"))
     await auto_user(db, billing, auto, 211, max_volume=Decimal("0.1"))
@@ -116,7 +114,7 @@ async def test_signal_executes_without_a_tap_once_with_the_users_risk(db: Databa
 
 
 async def test_a_pending_dm_decision_is_taken_over_and_a_decided_one_is_left(db: Database) -> None:
-    billing, auto = BillingService(db, catalog()), AutoExecutor(db, SETTINGS, catalog())
+    billing, auto = BillingService(db, catalog()), AutoExecutor(db, SETTINGS, catalog(), chain=risk_chain())
     producer, _ = await paper_subscribers(db, users=0)
     waiting = await auto_user(db, billing, auto, 220)
     decided = await auto_user(db, billing, auto, 221)
@@ -141,7 +139,7 @@ async def test_a_pending_dm_decision_is_taken_over_and_a_decided_one_is_left(db:
 
 
 async def test_nothing_is_approved_while_paused_or_in_drawdown_and_resume_catches_up(db: Database) -> None:
-    billing, auto = BillingService(db, catalog()), AutoExecutor(db, SETTINGS, catalog())
+    billing, auto = BillingService(db, catalog()), AutoExecutor(db, SETTINGS, catalog(), chain=risk_chain())
     control = EngineControl(db)
     producer, _ = await paper_subscribers(db, users=0)
     await auto_user(db, billing, auto, 230)
@@ -168,9 +166,8 @@ async def test_nothing_is_approved_while_paused_or_in_drawdown_and_resume_catche
 async def test_the_gate_stops_auto_orders_turned_off_after_approval(db: Database) -> None:
     prices = FixedPrices()
     execution = execution_service(db, prices)
-    execution.add_gate(entitlement_gate(catalog()))
     billing = BillingService(db, catalog())
-    auto = AutoExecutor(db, SETTINGS, catalog())
+    auto = AutoExecutor(db, SETTINGS, catalog(), chain=risk_chain())
     producer, _ = await paper_subscribers(db, users=0)
     await auto_user(db, billing, auto, 240)
     [decision_id] = await auto.run_for_signal(await new_signal(db, producer, "s1"))

@@ -6,12 +6,14 @@ from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.billing.entitlements import ACTIVE, EXPIRED, GRACE, NONE, REVOKED, entitlement_gate, standing_of
+from engine.billing.entitlements import ACTIVE, EXPIRED, GRACE, NONE, REVOKED, EntitlementGate, standing_of
 from engine.billing.payments import BillingService
+from engine.risk.chain import TradeContext
 from engine.states import OrderStatus
 from engine.store.db import Database
-from engine.store.models import AutoTradeSettings, Decision, Subscription
+from engine.store.models import AutoTradeSettings, Decision, Subscription, User
 from tests.support.billing import catalog, execution_service, now, pay, shift_expiry
 from tests.support.factories import account_of, make_approval, make_user, paper_subscribers
 from tests.support.prices import FixedPrices
@@ -45,17 +47,22 @@ def test_standing_follows_the_clock_not_the_sweep() -> None:
 
 
 async def test_gate_codes(db: Database) -> None:
-    gate = entitlement_gate(catalog())
+    gate = EntitlementGate(catalog())
     billing = BillingService(db, catalog())
     free_mt5 = await make_user(db, 50, kind="mt5")
     producer, _ = await paper_subscribers(db, users=0)
     account = await account_of(db, free_mt5)
-    decision_id = await make_approval(db, producer, free_mt5, account)
+    await make_approval(db, producer, free_mt5, account)
+
+    async def check(s: AsyncSession, user: User | None, via: str = "dm") -> tuple[str, str] | None:
+        refusal = await gate.check(TradeContext(s, account, user, None, now(), via=via))
+        if refusal is None:
+            return None
+        assert refusal.gate == "entitlement"
+        return refusal.code, refusal.message
+
     async with db.session() as s:
-        decision = await s.get(Decision, decision_id)
-        assert decision is not None
-        order = type("O", (), {"decision_id": decision_id})()
-        code, message = await gate(s, order, account, free_mt5)  # type: ignore[misc]
+        code, message = await check(s, free_mt5) or ("", "")
     assert (
         code == "plan_required"
         and "free plan does not include execution on a MetaTrader 5 account" in message
@@ -63,30 +70,28 @@ async def test_gate_codes(db: Database) -> None:
 
     await pay(billing, 50, "pro")
     async with db.session() as s:
-        assert await gate(s, order, account, free_mt5) is None  # type: ignore[arg-type]
-        await s.execute(update(Decision).where(Decision.id == decision_id).values(via="auto"))
-        code, message = await gate(s, order, account, free_mt5)  # type: ignore[misc,arg-type]
+        assert await check(s, free_mt5) is None
+        code, message = await check(s, free_mt5, "auto") or ("", "")
     assert code == "plan_required" and "auto-execution" in message
 
     await pay(billing, 50, "auto")
     async with db.session() as s:
-        code, _ = await gate(s, order, account, free_mt5)  # type: ignore[misc,arg-type]
+        code, _ = await check(s, free_mt5, "auto") or ("", "")
         assert code == "auto_disabled"  # entitled, but the subscriber has not opted in
         s.add(AutoTradeSettings(user_id=free_mt5.id, enabled=True, risk_percent=Decimal(1)))
         await s.flush()
-        assert await gate(s, order, account, free_mt5) is None  # type: ignore[arg-type]
-        assert await gate(s, order, account, None) is None  # type: ignore[arg-type]  # the operator's account
+        assert await check(s, free_mt5, "auto") is None
+        assert await check(s, None, "auto") is None  # the operator's account
 
     await shift_expiry(db, free_mt5, now() - timedelta(days=2))
     async with db.session() as s:
-        code, message = await gate(s, order, account, free_mt5)  # type: ignore[misc,arg-type]
+        code, message = await check(s, free_mt5, "auto") or ("", "")
     assert code == "plan_expired" and "your auto plan has expired" in message
 
 
 async def test_execution_refuses_an_expired_plan_and_runs_a_paid_one(db: Database) -> None:
     prices = FixedPrices()
     execution = execution_service(db, prices)
-    execution.add_gate(entitlement_gate(catalog()))
     billing = BillingService(db, catalog())
     user = await make_user(db, 60, kind="mt5")
     account = await account_of(db, user)

@@ -70,7 +70,7 @@ def _count_429(stats: dict[str, Any]) -> int:
 async def test_blocked_user_is_marked_and_gets_nothing_more(world: World) -> None:
     uids = await subscribers(world, 320, 2)
     runtime = world.rt()
-    await runtime.dispatcher.stop_polling()  # the bot must learn it from the 403, not from my_chat_member
+    await runtime.stop_polling()  # the bot must learn it from the 403, not from my_chat_member
     await runtime.sender.stop()
     await world.accept_signal(note="first")
     await eventually(lambda: _rows(world, 2))

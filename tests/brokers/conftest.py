@@ -29,8 +29,9 @@ def account(sim_state: Path) -> int:
 
 
 @pytest.fixture
-async def broker(account: int) -> AsyncIterator[MT5Broker]:
-    b = create_mt5_broker("mt5sim", account, PASSWORD, SERVER, backoff_initial=0.01, backoff_max=0.05)
+async def broker(account: int, mt5_module: str) -> AsyncIterator[MT5Broker]:
+    """The broker straight on the simulated terminal, and again through the gateway."""
+    b = create_mt5_broker(mt5_module, account, PASSWORD, SERVER, backoff_initial=0.01, backoff_max=0.05)
     await b.connect()
     yield b
     await b.close()

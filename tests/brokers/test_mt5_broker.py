@@ -324,9 +324,9 @@ async def test_decimal_exactness_across_digit_conventions(broker: MT5Broker) -> 
     assert (tick.bid, tick.ask) == (Decimal("151.123"), Decimal("151.133"))
 
 
-async def test_server_time_offset_applies_both_ways(account: int) -> None:
+async def test_server_time_offset_applies_both_ways(account: int, mt5_module: str) -> None:
     pin("EURUSD", "1.10000", "1.10008")
-    b = create_mt5_broker("mt5sim", account, PASSWORD, SERVER, server_utc_offset=3600)
+    b = create_mt5_broker(mt5_module, account, PASSWORD, SERVER, server_utc_offset=3600)
     await b.connect()
     try:
         expires = (datetime.now(UTC) + timedelta(minutes=10)).replace(microsecond=0)
@@ -347,8 +347,8 @@ async def test_server_time_offset_applies_both_ways(account: int) -> None:
         await b.close()
 
 
-async def test_symbol_specs_are_cached_for_a_while_then_refreshed(account: int) -> None:
-    b = create_mt5_broker("mt5sim", account, PASSWORD, SERVER, spec_ttl=0.2)
+async def test_symbol_specs_are_cached_for_a_while_then_refreshed(account: int, mt5_module: str) -> None:
+    b = create_mt5_broker(mt5_module, account, PASSWORD, SERVER, spec_ttl=0.2)
     await b.connect()
     try:
         spec = await b.symbol_spec("EURUSD")

@@ -40,9 +40,9 @@ async def test_twenty_simultaneous_submits_never_enter_order_send_concurrently(b
     assert len({p.client_order_id for p in await broker.positions()}) == 20
 
 
-async def test_accounts_are_isolated(broker: MT5Broker, other_account: int) -> None:
+async def test_accounts_are_isolated(broker: MT5Broker, other_account: int, mt5_module: str) -> None:
     pin("EURUSD", "1.10000", "1.10008")
-    other = create_mt5_broker("mt5sim", other_account, OTHER_PASSWORD, SERVER, **FAST)
+    other = create_mt5_broker(mt5_module, other_account, OTHER_PASSWORD, SERVER, **FAST)
     await other.connect()
     try:
         a, b = await asyncio.gather(
@@ -64,9 +64,11 @@ async def test_accounts_are_isolated(broker: MT5Broker, other_account: int) -> N
         await other.close()
 
 
-async def test_a_slow_terminal_does_not_block_another_account(broker: MT5Broker, other_account: int) -> None:
+async def test_a_slow_terminal_does_not_block_another_account(
+    broker: MT5Broker, other_account: int, mt5_module: str
+) -> None:
     pin("EURUSD", "1.10000", "1.10008")
-    other = create_mt5_broker("mt5sim", other_account, OTHER_PASSWORD, SERVER, **FAST)
+    other = create_mt5_broker(mt5_module, other_account, OTHER_PASSWORD, SERVER, **FAST)
     await other.connect()
     control.latency(2.0, func="order_send", login=LOGIN)
     try:
@@ -83,22 +85,24 @@ async def test_a_slow_terminal_does_not_block_another_account(broker: MT5Broker,
         await other.close()
 
 
-async def test_connect_retries_transient_failures_but_not_bad_credentials(account: int) -> None:
+async def test_connect_retries_transient_failures_but_not_bad_credentials(
+    account: int, mt5_module: str
+) -> None:
     control.fail_initialize(2, login=account)
-    b = create_mt5_broker("mt5sim", account, PASSWORD, SERVER, **FAST)
+    b = create_mt5_broker(mt5_module, account, PASSWORD, SERVER, **FAST)
     await b.connect()
     assert (await b.health()).connected
     assert control.stats(account)["initialize_calls"] == 3
     await b.close()
 
-    wrong = create_mt5_broker("mt5sim", account, "wrong", SERVER, **FAST)
+    wrong = create_mt5_broker(mt5_module, account, "wrong", SERVER, **FAST)
     with pytest.raises(BrokerError, match="authorization failed"):
         await wrong.connect()
     assert control.stats(account)["initialize_calls"] == 4  # no retries on an auth failure
     await wrong.close()
 
     control.fail_initialize(None, login=account)
-    down = create_mt5_broker("mt5sim", account, PASSWORD, SERVER, connect_attempts=3, **FAST)
+    down = create_mt5_broker(mt5_module, account, PASSWORD, SERVER, connect_attempts=3, **FAST)
     with pytest.raises(BrokerError, match="unreachable"):
         await down.connect()
     assert control.stats(account)["initialize_calls"] == 7
@@ -145,9 +149,9 @@ async def test_process_mode_timeout_is_unknown_and_the_lookup_queues_behind_it(a
         await b.close()
 
 
-async def test_thread_mode_timeout_is_unknown(broker: MT5Broker) -> None:
+async def test_thread_mode_timeout_is_unknown(broker: MT5Broker, mt5_module: str) -> None:
     pin("EURUSD", "1.10000", "1.10008")
-    quick = create_mt5_broker("mt5sim", LOGIN, PASSWORD, SERVER, send_timeout=0.2, **FAST)
+    quick = create_mt5_broker(mt5_module, LOGIN, PASSWORD, SERVER, send_timeout=0.2, **FAST)
     await quick.connect()
     try:
         control.latency(0.6, func="order_send", login=LOGIN, count=1)

@@ -1,4 +1,6 @@
-"""Execution through the real MT5 broker code against the simulated terminal (only MT5_MODULE differs)."""
+"""Execution through the real MT5 broker code against the simulated terminal (only MT5_MODULE differs).
+
+Every scenario runs twice: straight on ``mt5sim``, and through the MT5 gateway (``mt5_module``)."""
 
 import asyncio
 from decimal import Decimal
@@ -39,12 +41,12 @@ async def mt5_world(db):
     return producer, user, acct
 
 
-def mt5_service(db, config=FAST):
+def mt5_service(db, module, config=FAST):
     from engine.brokers.mt5 import create_mt5_broker
 
     async def factory(account):
         return create_mt5_broker(
-            "mt5sim", int(account.login), PASSWORD, account.server, backoff_initial=0.01, backoff_max=0.05
+            module, int(account.login), PASSWORD, account.server, backoff_initial=0.01, backoff_max=0.05
         )
 
     registry = BrokerRegistry(factory)
@@ -57,9 +59,9 @@ async def _positions(db):
         return (await s.scalars(select(Position))).all()
 
 
-async def test_fill_is_recorded_exactly(db, sim):
+async def test_fill_is_recorded_exactly(db, sim, mt5_module):
     producer, user, acct = await mt5_world(db)
-    svc, registry = mt5_service(db)
+    svc, registry = mt5_service(db, mt5_module)
     try:
         order = await svc.execute_decision(await make_approval(db, producer, user, acct))
     finally:
@@ -71,9 +73,9 @@ async def test_fill_is_recorded_exactly(db, sim):
     assert pos.open_price == Decimal("1.10010") and pos.sl == Decimal("1.09800")
 
 
-async def test_timeout_after_execute_gives_exactly_one_position(db, sim):
+async def test_timeout_after_execute_gives_exactly_one_position(db, sim, mt5_module):
     producer, user, acct = await mt5_world(db)
-    svc, registry = mt5_service(db)
+    svc, registry = mt5_service(db, mt5_module)
     control.timeout_after_execute(1, state=sim)
     try:
         order = await svc.execute_decision(await make_approval(db, producer, user, acct))
@@ -87,9 +89,9 @@ async def test_timeout_after_execute_gives_exactly_one_position(db, sim):
     assert control.stats(LOGIN, state=sim)["order_send_calls"] == 1
 
 
-async def test_requote_then_fill_and_refusals_from_the_terminal(db, sim):
+async def test_requote_then_fill_and_refusals_from_the_terminal(db, sim, mt5_module):
     producer, user, acct = await mt5_world(db)
-    svc, registry = mt5_service(db)
+    svc, registry = mt5_service(db, mt5_module)
     try:
         control.requote(1, state=sim)
         ok = await svc.execute_decision(await make_approval(db, producer, user, acct, key="rq"))
@@ -102,10 +104,10 @@ async def test_requote_then_fill_and_refusals_from_the_terminal(db, sim):
     assert control.stats(LOGIN, state=sim)["order_send_calls"] == 3
 
 
-async def test_disconnected_terminal_then_reconnect(db, sim):
+async def test_disconnected_terminal_then_reconnect(db, sim, mt5_module):
     producer, user, acct = await mt5_world(db)
     svc, registry = mt5_service(
-        db, ExecutionConfig(max_attempts=8, retry_initial_seconds=0.2, retry_max_seconds=0.4)
+        db, mt5_module, ExecutionConfig(max_attempts=8, retry_initial_seconds=0.2, retry_max_seconds=0.4)
     )
     decision = await make_approval(db, producer, user, acct)
     try:
@@ -125,9 +127,9 @@ async def test_disconnected_terminal_then_reconnect(db, sim):
     assert len(await _positions(db)) == 1
 
 
-async def test_terminal_down_for_good_fails_the_order_without_sending(db, sim):
+async def test_terminal_down_for_good_fails_the_order_without_sending(db, sim, mt5_module):
     producer, user, acct = await mt5_world(db)
-    svc, registry = mt5_service(db)
+    svc, registry = mt5_service(db, mt5_module)
     try:
         control.disconnect(state=sim)
         order = await svc.execute_decision(await make_approval(db, producer, user, acct))
@@ -138,9 +140,9 @@ async def test_terminal_down_for_good_fails_the_order_without_sending(db, sim):
     assert await _positions(db) == []
 
 
-async def test_ten_concurrent_executions_one_terminal_order(db, sim):
+async def test_ten_concurrent_executions_one_terminal_order(db, sim, mt5_module):
     producer, user, acct = await mt5_world(db)
-    svc, registry = mt5_service(db)
+    svc, registry = mt5_service(db, mt5_module)
     decision = await make_approval(db, producer, user, acct)
     try:
         results = await asyncio.gather(*(svc.execute_decision(decision) for _ in range(10)))

@@ -69,7 +69,7 @@ async def test_soft_then_hard_closes_pauses_alerts_once_and_stays_paused_after_r
     assert len(await events(db, POSITION_CLOSED)) == 2
     assert len(await events(db, DRAWDOWN_WARNING)) == 1
     order = await engine.execution.execute_decision(await make_approval(db, producer, user, acct, key="k2"))
-    assert order.status == OrderStatus.REFUSED and order.reason_code == "account_paused"
+    assert order.status == OrderStatus.REFUSED and order.reason_code == "account_halted"
 
     # A deposit brings it back to 15 %: still at or above half the cap, no re-arm.
     await set_balance(db, acct.id, "8500")
@@ -83,7 +83,7 @@ async def test_soft_then_hard_closes_pauses_alerts_once_and_stays_paused_after_r
     assert account.drawdown_state == "ok" and account.paused and account.paused_reason == "drawdown"
     assert await count(db, AuditLog, AuditLog.action == "drawdown.rearmed") == 1
     order = await engine.execution.execute_decision(await make_approval(db, producer, user, acct, key="k3"))
-    assert order.reason_code == "account_paused"
+    assert order.reason_code == "account_halted"
 
     async with db.session() as s:
         stranger = User(telegram_id=999, referral_code="zz")

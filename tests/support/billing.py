@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from engine.billing.entitlements import EntitlementGate
 from engine.billing.invoices import InvoicePayload
 from engine.billing.payments import BillingService, PaymentOutcome
 from engine.billing.plans import PlanCatalog, load_plans
@@ -17,6 +18,7 @@ from engine.brokers.paper import PaperBroker
 from engine.brokers.registry import BrokerRegistry
 from engine.execution.orders import OrderRules
 from engine.execution.service import ExecutionConfig, ExecutionService
+from engine.risk.chain import RiskChain, standard_gates
 from engine.risk.market_hours import AlwaysOpen, MarketHours
 from engine.store.db import Database
 from engine.store.events import EventRelay
@@ -77,13 +79,23 @@ async def shift_expiry(db: Database, user: User, when: datetime) -> None:
         sub.expires_at = when
 
 
+def _rules(account: ExecutionAccount) -> OrderRules:
+    return OrderRules(
+        min_rr=Decimal("1.5"), min_stop_points=5, market_hours=MarketHours(default=AlwaysOpen())
+    )
+
+
+def risk_chain() -> RiskChain:
+    """The risk chain of a billing world: the standard gates and the entitlement gate (install_billing)."""
+    chain = RiskChain(standard_gates(_rules))
+    chain.add(EntitlementGate(catalog()), before="drawdown")
+    return chain
+
+
 def execution_service(db: Database, prices: FixedPrices, **kw: Any) -> ExecutionService:
     """The real execution service over paper brokers (any account kind trades on paper here)."""
 
     async def factory(account: ExecutionAccount) -> PaperBroker:
         return PaperBroker(db, account.id, prices=prices)
 
-    rules = lambda account: OrderRules(  # noqa: E731
-        min_rr=Decimal("1.5"), min_stop_points=5, market_hours=MarketHours(default=AlwaysOpen())
-    )
-    return ExecutionService(db, BrokerRegistry(factory), rules, EventRelay(db), FAST)
+    return ExecutionService(db, BrokerRegistry(factory), _rules, EventRelay(db), FAST, risk_chain())

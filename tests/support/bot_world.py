@@ -19,6 +19,7 @@ from bot.callbacks import ConsentCb, version_digest
 from bot.context import BotConfig
 from bot.ratelimit import RateLimits
 from bot.sender import OutboxConfig
+from bot.throttle import ThrottleConfig
 from emulator import BotAPIEmulator, EmulatorClient, EmulatorConfig
 from engine.api import ApiContext, build_http_app
 from engine.api.server import AccessLogger
@@ -58,6 +59,7 @@ FAST = BotConfig(
         lease_seconds=5.0,
         stop_timeout_seconds=5.0,
     ),
+    throttle=ThrottleConfig(burst=1000),  # tests that flood say so
     expiry_sweep_seconds=0.1,
     polling_timeout=1,
     stop_timeout_seconds=5.0,
@@ -165,8 +167,11 @@ class World:
         ttl: int = 900,
         note: str | None = None,
         instrument: str = "EURUSD",
+        targets: list[tuple[str, int]] | None = None,
+        breakeven_after: int = 0,
     ) -> str:
-        """Store an accepted signal and announce it, as the ingest service does."""
+        """Store an accepted signal and announce it, as the ingest service does (``targets``:
+        (price, close percent) pairs, nearest first; ``tp`` is then the last one's price)."""
         producer_id = await self.producer_row()
         now = datetime.now(UTC)
         async with self.db.session() as session:
@@ -179,7 +184,9 @@ class World:
                 order_type="market",
                 entry=Decimal(entry) if entry else None,
                 sl=Decimal(sl),
-                tp=Decimal(tp),
+                tp=Decimal(targets[-1][0] if targets else tp),
+                targets=[{"price": p, "close_percent": c} for p, c in targets] if targets else None,
+                breakeven_after=breakeven_after,
                 risk_percent=Decimal("1"),
                 ttl_seconds=ttl,
                 note=note,
@@ -271,7 +278,9 @@ async def make_world(
 
     services = build_services(settings, broker_factory=factory, execution_config=FAST_EXECUTION)
     holder["db"], holder["secrets"] = services.db, services.secrets
-    api_ctx = ApiContext(db=services.db, settings=settings, relay=services.relay, box=services.secrets)
+    api_ctx = ApiContext(
+        db=services.db, settings=settings, relay=services.relay, box=services.secrets, ops=services.ops
+    )
     client = EmulatorClient(emulator.base_url)
     for chat_id, kind, title in ((OPS_CHAT, "supergroup", "Ops"), (CHANNEL, "channel", "Signals")):
         await client.add_chat(chat_id, kind, title)

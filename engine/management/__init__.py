@@ -1,0 +1,1 @@
+"""Trade management: a signal's life after the fill (producer updates, subscriber controls, limits)."""

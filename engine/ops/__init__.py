@@ -1,0 +1,1 @@
+"""The command layer: status, positions, pause/resume, close-all, producers, accounts as plain data."""

@@ -1,0 +1,285 @@
+"""The command layer's reads: engine status and open positions with pending orders, from the store.
+
+Everything but live equity comes from the database, so every front end, in any process, with or
+without ``tradebot run`` up, sees the same figures. Equity is read from the broker when asked
+(``live_seconds``), else (or when the broker does not answer in time) it is the account's last
+recorded equity point, with its time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from loguru import logger
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.brokers.registry import BrokerRegistry
+from engine.execution.cancels import PENDING_ORDER_STATES
+from engine.ops.views import (
+    AccountStatus,
+    EngineStatus,
+    Leader,
+    OpsError,
+    Owner,
+    PendingOrderView,
+    PositionsReport,
+    PositionView,
+    Scope,
+    ScopeKind,
+)
+from engine.risk.control import PAUSE_KEY
+from engine.states import PositionStatus
+from engine.store.db import Database, utcnow
+from engine.store.models import (
+    EngineState,
+    EquityPoint,
+    ExecutionAccount,
+    Order,
+    OutboxMessage,
+    Position,
+    User,
+)
+
+HEARTBEAT_KEY = "heartbeat"  # written by engine.loop.heartbeat
+OPEN_POSITION_STATES = (PositionStatus.OPEN.value, PositionStatus.CLOSING.value)
+
+
+def owner_of(user: User | None) -> Owner | None:
+    return None if user is None else Owner(user.telegram_id, user.username, user.first_name)
+
+
+def _when(raw: Any, fallback: datetime | None = None) -> datetime | None:
+    if isinstance(raw, str):
+        try:
+            return datetime.fromisoformat(raw)
+        except ValueError:
+            return fallback
+    return fallback
+
+
+async def scope_accounts(session: AsyncSession, scope: Scope) -> list[int] | None:
+    """The account ids a scope covers (None: everything); OpsError when it names nothing."""
+    if scope.kind is ScopeKind.EVERYTHING:
+        return None
+    if scope.kind is ScopeKind.ACCOUNT:
+        account = await session.get(ExecutionAccount, scope.id)
+        if account is None:
+            raise OpsError("not_found", f"no execution account with id {scope.id}")
+        return [account.id]
+    user = await session.scalar(select(User).where(User.telegram_id == scope.id))
+    if user is None:
+        raise OpsError("not_found", f"no subscriber with Telegram id {scope.id}")
+    ids = (
+        await session.scalars(
+            select(ExecutionAccount.id)
+            .where(ExecutionAccount.owner_id == user.id, ExecutionAccount.active.is_(True))
+            .order_by(ExecutionAccount.id)
+        )
+    ).all()
+    if not ids:
+        raise OpsError("not_found", f"subscriber {scope.id} has no active execution account")
+    return list(ids)
+
+
+def _within(query: Any, column: Any, ids: list[int] | None) -> Any:
+    return query if ids is None else query.where(column.in_(ids))
+
+
+async def _counts(session: AsyncSession, column: Any, where: Any) -> dict[int, int]:
+    rows = (await session.execute(select(column, func.count()).where(where).group_by(column))).all()
+    return {int(a): int(n) for a, n in rows}
+
+
+class OpsQueries:
+    def __init__(self, db: Database, brokers: BrokerRegistry, *, heartbeat_seconds: float = 10.0) -> None:
+        self._db = db
+        self._brokers = brokers
+        self._heartbeat_seconds = heartbeat_seconds
+
+    async def status(self, *, limit: int = 20, live_seconds: float | None = 3.0) -> EngineStatus:
+        async with self._db.session() as session:
+            pause = await session.get(EngineState, PAUSE_KEY)
+            beat = await session.get(EngineState, HEARTBEAT_KEY)
+            outbox = await session.scalar(
+                select(func.count(OutboxMessage.id)).where(OutboxMessage.status == "pending")
+            )
+            positions = await _counts(session, Position.account_id, Position.status.in_(OPEN_POSITION_STATES))
+            orders = await _counts(session, Order.account_id, Order.status.in_(PENDING_ORDER_STATES))
+            total = int(
+                await session.scalar(
+                    select(func.count(ExecutionAccount.id)).where(ExecutionAccount.active.is_(True))
+                )
+                or 0
+            )
+            rows = (
+                await session.execute(
+                    select(ExecutionAccount, User)
+                    .outerjoin(User, User.id == ExecutionAccount.owner_id)
+                    .where(ExecutionAccount.active.is_(True))
+                    .order_by(ExecutionAccount.id)
+                    .limit(limit)
+                )
+            ).all()
+            points = {account.id: await self._last_point(session, account.id) for account, _u in rows}
+            session.expunge_all()
+        live = await asyncio.gather(*(self._live(account, live_seconds) for account, _u in rows))
+        accounts = []
+        for (account, user), now_equity in zip(rows, live, strict=True):
+            point = points[account.id]
+            equity, at = now_equity if now_equity is not None else point
+            accounts.append(
+                AccountStatus(
+                    id=account.id,
+                    kind=account.kind,
+                    label=account.label,
+                    owner=owner_of(user),
+                    trading_state=account.trading_state,
+                    state_reason=account.paused_reason,
+                    drawdown_state=account.drawdown_state,
+                    currency=account.currency or "USD",
+                    equity=equity,
+                    equity_at=at,
+                    equity_live=now_equity is not None,
+                    open_positions=positions.get(account.id, 0),
+                    pending_orders=orders.get(account.id, 0),
+                )
+            )
+        pause_value: dict[str, Any] = dict(pause.value or {}) if pause is not None else {}
+        beat_value: dict[str, Any] = dict(beat.value or {}) if beat is not None else {}
+        heartbeat_at = _when(beat_value.get("at"), beat.updated_at if beat is not None else None)
+        leader = None
+        if beat_value.get("instance") and heartbeat_at is not None:
+            age = (utcnow() - heartbeat_at).total_seconds()
+            leader = Leader(
+                instance=str(beat_value["instance"]),
+                loop_id=beat_value.get("loop_id"),
+                alive=age <= 3 * self._heartbeat_seconds and not beat_value.get("final"),
+            )
+        paused = bool(pause_value.get("paused"))
+        return EngineStatus(
+            paused=paused,
+            paused_by=pause_value.get("by") if paused else None,
+            paused_at=_when(pause_value.get("at")) if paused else None,
+            heartbeat_at=heartbeat_at,
+            leader=leader,
+            open_positions=sum(positions.values()),
+            pending_orders=sum(orders.values()),
+            outbox_pending=int(outbox or 0),
+            accounts_total=total,
+            accounts=tuple(accounts),
+        )
+
+    async def _last_point(
+        self, session: AsyncSession, account_id: int
+    ) -> tuple[Decimal | None, datetime | None]:
+        point = await session.scalar(
+            select(EquityPoint)
+            .where(EquityPoint.account_id == account_id)
+            .order_by(EquityPoint.at.desc(), EquityPoint.id.desc())
+            .limit(1)
+        )
+        return (None, None) if point is None else (point.equity, point.at)
+
+    async def _live(
+        self, account: ExecutionAccount, seconds: float | None
+    ) -> tuple[Decimal | None, datetime | None] | None:
+        if seconds is None:
+            return None
+        try:
+            async with asyncio.timeout(seconds):
+                snapshot = await (await self._brokers.get(account)).account()
+        except Exception as exc:
+            logger.info("status: account {} did not answer: {!r}", account.id, exc)
+            return None
+        return snapshot.equity, utcnow()
+
+    async def positions(self, scope: Scope, *, limit: int = 30) -> PositionsReport:
+        async with self._db.session() as session:
+            ids = await scope_accounts(session, scope)
+            open_ = Position.status.in_(OPEN_POSITION_STATES)
+            pending = Order.status.in_(PENDING_ORDER_STATES)
+            positions_total = int(
+                await session.scalar(
+                    _within(select(func.count(Position.id)).where(open_), Position.account_id, ids)
+                )
+                or 0
+            )
+            orders_total = int(
+                await session.scalar(
+                    _within(select(func.count(Order.id)).where(pending), Order.account_id, ids)
+                )
+                or 0
+            )
+            position_rows: Sequence[Any] = (
+                await session.execute(
+                    _within(
+                        select(Position, User)
+                        .join(ExecutionAccount, ExecutionAccount.id == Position.account_id)
+                        .outerjoin(User, User.id == ExecutionAccount.owner_id)
+                        .where(open_),
+                        Position.account_id,
+                        ids,
+                    )
+                    .order_by(Position.opened_at, Position.id)
+                    .limit(limit)
+                )
+            ).all()
+            order_rows: Sequence[Any] = (
+                await session.execute(
+                    _within(
+                        select(Order, User)
+                        .join(ExecutionAccount, ExecutionAccount.id == Order.account_id)
+                        .outerjoin(User, User.id == ExecutionAccount.owner_id)
+                        .where(pending),
+                        Order.account_id,
+                        ids,
+                    )
+                    .order_by(Order.created_at, Order.id)
+                    .limit(limit)
+                )
+            ).all()
+        return PositionsReport(
+            scope=scope,
+            positions_total=positions_total,
+            orders_total=orders_total,
+            positions=tuple(
+                PositionView(
+                    id=p.id,
+                    account_id=p.account_id,
+                    owner=owner_of(u),
+                    ticket=p.ticket,
+                    symbol=p.symbol,
+                    side=p.side,
+                    volume=p.volume,
+                    open_price=p.open_price,
+                    sl=p.sl,
+                    tp=p.tp,
+                    status=p.status,
+                    opened_at=p.opened_at,
+                )
+                for p, u in position_rows
+            ),
+            orders=tuple(
+                PendingOrderView(
+                    id=o.id,
+                    account_id=o.account_id,
+                    owner=owner_of(u),
+                    ticket=o.broker_ticket,
+                    symbol=o.symbol,
+                    side=o.side,
+                    order_type=o.order_type,
+                    volume=o.volume,
+                    price=o.price,
+                    sl=o.sl,
+                    tp=o.tp,
+                    status=o.status,
+                    expires_at=o.expires_at,
+                )
+                for o, u in order_rows
+            ),
+        )
