@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.brokers import remote
 from mt5sim import control
-from tests.gateway.harness import TOKEN, GatewayProcess, Tls
+from tests.support.gateway import TOKEN, GatewayProcess, Tls
 
 LOGINS = (9101, 9102, 9103, 9104)
 

@@ -381,7 +381,8 @@ class ExecutionService:
         return await self._resolve(order_id)
 
     async def _resolve(self, order_id: str) -> Order:
-        """Settle an order whose outcome is unknown by asking the broker about its client id."""
+        """Settle an order whose outcome is unknown, or a resting (placed) one that has filled, by
+        asking the broker about its client id."""
         async with self._db.session() as session:
             order = await self._load(session, order_id)
             account = await session.get(ExecutionAccount, order.account_id)
@@ -399,7 +400,13 @@ class ExecutionService:
                 return order
         async with self._db.session() as session:
             order = await self._load(session, order_id)
-            if order.status not in (OrderStatus.SUBMITTING.value, OrderStatus.UNKNOWN.value):
+            resting_filled = (
+                order.status == OrderStatus.PLACED.value and found is not None and found.state == "filled"
+            )
+            if (
+                order.status not in (OrderStatus.SUBMITTING.value, OrderStatus.UNKNOWN.value)
+                and not resting_filled
+            ):
                 return order  # another worker or instance settled it while we looked
             if order.status == OrderStatus.SUBMITTING:
                 ORDER.move(order, OrderStatus.UNKNOWN)

@@ -12,7 +12,6 @@ from decimal import Decimal as D
 
 import numpy as np
 import pytest
-from analytics_helpers import Seeder, at, data, trade
 from PIL import Image
 
 from engine.analytics.charts import HEIGHT_PX, WIDTH_PX, ChartLabels, downsample, render_chart, render_empty
@@ -21,6 +20,7 @@ from engine.analytics.metrics import build_curve
 from engine.analytics.period import parse_period
 from engine.analytics.series import equity_curve, pnl_curve
 from engine.analytics.service import AnalyticsService, chart_png
+from tests.support.analytics import Seeder, at, data, trade
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EN = ChartLabels(
@@ -150,7 +150,9 @@ async def test_rendering_does_not_block_the_event_loop(sqlite_db):
     decode(png)
     assert len(lags) > 10
     assert took > 0.15, "the render should take longer than the lag we tolerate"
-    assert max(lags) < 0.1, f"loop lag {max(lags):.3f}s while rendering for {took:.3f}s"
+    # on the loop, one lag would be about the whole render; off it, lags stay small (relative to the
+    # render, since a loaded machine stretches both)
+    assert max(lags) < max(0.1, took / 2), f"loop lag {max(lags):.3f}s while rendering for {took:.3f}s"
 
 
 async def test_render_runs_on_a_worker_thread(sqlite_db):

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal as D
 
 import pytest
-from analytics_helpers import Seeder, at
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +21,7 @@ from engine.analytics.export import (
 )
 from engine.analytics.period import parse_period
 from engine.analytics.service import AnalyticsService
+from tests.support.analytics import Seeder, at
 
 DOCUMENTED = (
     "position_id,account_id,symbol,side,volume,open_time,open_price,close_time,close_price,"

@@ -8,7 +8,6 @@ from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
-from analytics_helpers import END, EQUITY, EXPOSURES, START, TRADES, at, data, trade
 
 from engine.analytics.data import Exposure
 from engine.analytics.metrics import (
@@ -19,6 +18,7 @@ from engine.analytics.metrics import (
     sortino_ratio,
 )
 from engine.analytics.series import daily_returns, drawdown_series, equity_curve, pnl_curve
+from tests.support.analytics import END, EQUITY, EXPOSURES, START, TRADES, at, data, trade
 
 
 def test_equity_curve_and_drawdown_series():

@@ -9,12 +9,12 @@ from decimal import Decimal as D
 import numpy as np
 import pandas as pd
 import pytest
-from analytics_helpers import T0, data, trade
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.analytics.data import Exposure
 from engine.analytics.metrics import compute_metrics, exposure_fraction
+from tests.support.analytics import T0, data, trade
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 cents = st.integers(min_value=10_000, max_value=10_000_000).map(lambda c: D(c) / 100)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal as D
 
-from analytics_helpers import Seeder, at
-
 from engine.analytics.data import Scope
 from engine.analytics.queries import (
     data_marker,
@@ -16,6 +14,7 @@ from engine.analytics.queries import (
     load_scope_data,
     load_trades,
 )
+from tests.support.analytics import Seeder, at
 
 
 async def seed(db):

@@ -9,7 +9,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from analytics_helpers import END, EQUITY, EXPOSURES, START, TRADES, at, data, trade
 from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po
 
@@ -28,6 +27,7 @@ from engine.analytics.data import Exposure, Scope
 from engine.analytics.metrics import compute_metrics
 from engine.analytics.period import PeriodError, parse_period
 from engine.analytics.summary import DailyReport, SubscriberDaySummary, summarise_day
+from tests.support.analytics import END, EQUITY, EXPOSURES, START, TRADES, at, data, trade
 
 NOW = at(20)
 RENDER_SOURCE = Path(__file__).resolve().parents[2] / "bot" / "render_stats.py"

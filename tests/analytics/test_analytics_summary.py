@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal as D
 
-from analytics_helpers import Seeder, at, data, trade
-
 from engine.analytics.data import Exposure
 from engine.analytics.service import AnalyticsService
 from engine.analytics.summary import restrict, summarise_day
+from tests.support.analytics import Seeder, at, data, trade
 
 DAY = date(2026, 3, 2)
 

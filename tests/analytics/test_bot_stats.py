@@ -12,8 +12,8 @@ from sqlalchemy import select
 from bot.daily_summary import RUN_DELAY, next_run, send_daily
 from engine.analytics import parse_trades_csv
 from engine.store.models import OutboxMessage, User
-from tests.analytics.analytics_helpers import Seeder
-from tests.bot.harness import ADMIN, OPS_CHAT, World
+from tests.support.analytics import Seeder
+from tests.support.bot_world import ADMIN, OPS_CHAT, World
 
 UID = 4101
 _seeders: dict[Any, Seeder] = {}  # per Database object (kept alive, so never reused)

@@ -2,116 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
-from engine.api import ApiContext, build_http_app, start_http_server
-from engine.ingest.producers import NewProducer, ProducerService
-from engine.ingest.signing import signature_header
-from engine.observability.metrics import Metrics
-from engine.settings import Settings
-from engine.store.crypto import SecretBox
+from engine.api import build_http_app
 from engine.store.db import Database
-from engine.store.events import EventRelay
-
-SECRET_KEY = "k" * 40
-
-
-def make_settings(database_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "secret_key": SECRET_KEY,
-        "instruments": "EURUSD,XAUUSD,USDJPY",
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-def good_body(**changes: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "instrument": "eurusd",
-        "side": "buy",
-        "order_type": "limit",
-        "entry": "1.08450",
-        "sl": 1.0815,
-        "tp": "1.09050",
-        "note": "breakout",
-    }
-    body.update(changes)
-    return {k: v for k, v in body.items() if v is not None}
-
-
-def encode(body: dict[str, Any] | bytes | str) -> bytes:
-    if isinstance(body, bytes):
-        return body
-    if isinstance(body, str):
-        return body.encode()
-    return json.dumps(body).encode()
-
-
-@dataclass
-class Harness:
-    client: TestClient
-    ctx: ApiContext
-    producer: NewProducer
-    relay: EventRelay
-
-    @property
-    def db(self) -> Database:
-        return self.ctx.db
-
-    @property
-    def producers(self) -> ProducerService:
-        assert self.ctx.producers is not None
-        return self.ctx.producers
-
-    def signed_headers(
-        self,
-        raw: bytes,
-        *,
-        key: str | None = None,
-        t: int | None = None,
-        producer: NewProducer | None = None,
-    ) -> dict[str, str]:
-        who = producer or self.producer
-        headers = {
-            "Content-Type": "application/json",
-            "X-Producer-Id": who.id,
-            "X-Signature": signature_header(who.secret, raw, t),
-        }
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        return headers
-
-    async def post(
-        self,
-        body: dict[str, Any] | bytes | str,
-        *,
-        key: str | None = None,
-        t: int | None = None,
-        producer: NewProducer | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> ClientResponse:
-        raw = encode(body)
-        all_headers = self.signed_headers(raw, key=key, t=t, producer=producer)
-        all_headers.update(headers or {})
-        return await self.client.post("/api/v1/signals", data=raw, headers=all_headers)
-
-
-async def build_context(db: Database, **overrides: Any) -> tuple[ApiContext, EventRelay]:
-    settings = make_settings(db.url, **overrides)
-    relay = EventRelay(db)
-    ctx = ApiContext(db=db, settings=settings, relay=relay, box=SecretBox(SECRET_KEY), metrics=Metrics())
-    return ctx, relay
+from tests.support.api_world import Harness, LiveServer, build_context
 
 
 @pytest.fixture
@@ -142,80 +40,7 @@ async def sqlite_api(sqlite_db: Database) -> AsyncIterator[Harness]:
         await client.close()
 
 
-class LiveServer:
-    """The real server in its own thread and event loop, for tests that are synchronous themselves
-    (hypothesis, the CLI under typer's runner)."""
-
-    def __init__(
-        self,
-        database_url: str,
-        *,
-        producer_rate: Any = None,
-        producer_cache_seconds: float = 2.0,
-        **overrides: Any,
-    ) -> None:
-        self.database_url = database_url
-        self.overrides = overrides
-        self.producer_rate = producer_rate
-        self.cache_seconds = producer_cache_seconds
-        self.port = 0
-        self.producer: NewProducer | None = None
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._db: Database | None = None
-        self._runner: Any = None
-        self.ctx: ApiContext | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def call(self, coro: Any, timeout: float = 30) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    async def _start(self) -> None:
-        self._db = Database(self.database_url)
-        self.ctx, _relay = await build_context(self._db, **self.overrides)
-        self.ctx.producers = ProducerService(self._db, self.ctx.box, cache_seconds=self.cache_seconds)
-        burst = None if self.producer_rate is None else int(self.producer_rate)
-        self.producer = await self.ctx.producers.add(
-            f"live-{time.monotonic_ns()}", rate_per_second=self.producer_rate, burst=burst
-        )
-        self._runner = await start_http_server(build_http_app(self.ctx), "127.0.0.1", 0)
-        self.port = self._runner.addresses[0][1]
-
-    async def _stop(self) -> None:
-        await self._runner.cleanup()
-        assert self._db is not None
-        await self._db.dispose()
-
-    def __enter__(self) -> LiveServer:
-        self._thread.start()
-        self.call(self._start())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.call(self._stop())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
-
-
 @pytest.fixture
 def live_server(sqlite_url: str) -> Iterator[LiveServer]:
     with LiveServer(sqlite_url) as server:
         yield server
-
-
-async def count(db: Database, model: Any, *where: Any) -> int:
-    from sqlalchemy import func, select
-
-    async with db.sessions() as session:
-        return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
-
-
-async def rows(db: Database, model: Any, *where: Any) -> list[Any]:
-    from sqlalchemy import select
-
-    async with db.sessions() as session:
-        return list((await session.scalars(select(model).where(*where))).all())

@@ -17,7 +17,7 @@ from engine.api import ApiContext, build_http_app
 from engine.api.openapi import DOCUMENT
 from engine.ops.tokens import AdminTokens
 from engine.store.db import Database
-from tests.ops.helpers import OpsWorld, ops_world
+from tests.support.ops import OpsWorld, ops_world
 
 
 @dataclass

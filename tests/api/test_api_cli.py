@@ -8,7 +8,8 @@ import re
 from typer.testing import CliRunner
 
 from engine.store.models import Signal
-from tests.api.conftest import SECRET_KEY, LiveServer, count, good_body
+from tests.support.api_world import SECRET_KEY, LiveServer, good_body
+from tests.support.queries import count
 from tradebot.cli import app
 
 runner = CliRunner()

@@ -7,7 +7,7 @@ import re
 
 from typer.testing import CliRunner
 
-from tests.api.conftest import SECRET_KEY, LiveServer, good_body
+from tests.support.api_world import SECRET_KEY, LiveServer, good_body
 from tradebot.cli import app
 
 runner = CliRunner()

@@ -6,7 +6,8 @@ import asyncio
 from collections import Counter
 
 from engine.store.models import DomainEvent, Signal
-from tests.api.conftest import count, encode, good_body
+from tests.support.api_world import encode, good_body
+from tests.support.queries import count
 
 
 async def test_twenty_identical_deliveries_at_once_store_one_signal(api):

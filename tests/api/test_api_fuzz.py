@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from engine.ingest.schema import BodyNotJSON, SignalInvalid, parse_signal
 from engine.ingest.signing import sign
 from engine.store.models import Signal
-from tests.api.conftest import LiveServer, count, good_body
+from tests.support.api_world import LiveServer, good_body
+from tests.support.queries import count
 
 FIELDS = [
     "id",
@@ -139,12 +140,9 @@ def _fuzz(server: LiveServer) -> None:
         if resp.getheader("Connection", "").lower() == "close":
             conn.close()
 
-    started = time.monotonic()
     run()
-    elapsed = time.monotonic() - started
     conn.close()
     assert sum(statuses.values()) >= 1500
     assert {400, 401, 415, 422} <= set(statuses), statuses
     assert statuses[422] + statuses[400] > 500, statuses  # many reach the parser and the validator
     assert server.call(count(server.ctx.db, Signal)) == 0
-    assert elapsed < 60, elapsed

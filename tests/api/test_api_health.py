@@ -7,7 +7,7 @@ import asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.api.app import request_id
-from tests.api.conftest import good_body
+from tests.support.api_world import good_body
 
 
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -102,7 +102,7 @@ async def test_each_app_has_its_own_registry(sqlite_api):
 
 async def test_request_id_is_honoured_when_sane_and_echoed(sqlite_api):
     from engine.store.models import AuditLog
-    from tests.api.conftest import rows
+    from tests.support.queries import rows
 
     resp = await sqlite_api.client.get("/healthz", headers={"X-Request-Id": "abc-123"})
     assert resp.headers["X-Request-Id"] == "abc-123"
@@ -143,7 +143,7 @@ async def test_extra_routes_and_subapps_can_be_added(sqlite_db):
     from aiohttp.test_utils import TestClient, TestServer
 
     from engine.api import build_http_app
-    from tests.api.conftest import build_context
+    from tests.support.api_world import build_context
 
     async def hook(_request):
         return web.json_response({"ok": True})

@@ -13,7 +13,8 @@ import pytest
 from engine.ingest.signing import sign
 from engine.store.events import SIGNAL_ACCEPTED
 from engine.store.models import AuditLog, DomainEvent, Signal
-from tests.api.conftest import count, encode, good_body, rows
+from tests.support.api_world import encode, good_body
+from tests.support.queries import count, rows
 
 
 async def _problem(resp, status):
@@ -376,7 +377,7 @@ async def test_default_rate_limit_comes_from_settings(sqlite_db):
     from aiohttp.test_utils import TestClient, TestServer
 
     from engine.api import build_http_app
-    from tests.api.conftest import Harness, build_context
+    from tests.support.api_world import Harness, build_context
 
     ctx, relay = await build_context(sqlite_db, producer_rate_per_second=Decimal(1), producer_burst=3)
     producer = await ctx.producers.add("p")
@@ -419,7 +420,7 @@ async def test_relay_is_woken_after_commit(sqlite_db):
     from engine.api import ApiContext, build_http_app
     from engine.store.crypto import SecretBox
     from engine.store.events import EventRelay
-    from tests.api.conftest import SECRET_KEY, Harness, make_settings
+    from tests.support.api_world import SECRET_KEY, Harness, make_settings
 
     relay = EventRelay(sqlite_db, poll_seconds=60)  # only notify() can deliver within the test
     got: list = []
@@ -470,7 +471,7 @@ async def test_refusals_store_only_an_audit_line(api):
 async def test_store_outage_is_503_with_retry_after_and_nothing_half_written(sqlite_api, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    from tests.api.test_api_openapi import _check
+    from tests.support.openapi import check_response
 
     async def store_down(statements):
         raise OperationalError("INSERT", {}, Exception("disk I/O error"))
@@ -479,6 +480,6 @@ async def test_store_outage_is_503_with_retry_after_and_nothing_half_written(sql
     resp = await sqlite_api.post(good_body())
     doc = await _problem(resp, 503)
     assert doc["type"].endswith("store_unavailable") and resp.headers["Retry-After"] == "5"
-    await _check(resp, "/api/v1/signals", "POST")
+    await check_response(resp, "/api/v1/signals", "POST")
     monkeypatch.undo()
     assert (await sqlite_api.post(good_body())).status == 201  # the producer's retry goes through

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.api.conftest import Harness, encode, good_body
+from tests.support.api_world import Harness, encode, good_body
 
 
 async def raw_request(harness: Harness, head: bytes, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:

@@ -9,34 +9,8 @@ from jsonschema import Draft202012Validator
 
 from engine.api.openapi import DOCUMENT
 from engine.ingest.signing import signature_header
-from tests.api.conftest import encode, good_body
-
-
-def _validator(schema):
-    return Draft202012Validator({**schema, "components": DOCUMENT["components"]})
-
-
-def _operation(path, method):
-    return DOCUMENT["paths"][path][method.lower()]
-
-
-async def _check(resp, path, method):
-    """Validate a real response against the document: status documented, content type, schema."""
-    op = _operation(path, method)
-    status = str(resp.status)
-    assert status in op["responses"], f"{method} {path} answered {status}, which is not documented"
-    spec = op["responses"][status]
-    for header, header_spec in spec.get("headers", {}).items():
-        if header_spec.get("required"):
-            assert header in resp.headers, f"{method} {path} {status}: documented header {header} missing"
-    content = spec.get("content", {})
-    if not content:
-        return
-    ctype = resp.headers["Content-Type"].split(";")[0]
-    assert ctype in content, f"{method} {path} {status}: {ctype} not documented"
-    schema = content[ctype].get("schema")
-    if schema is not None:
-        _validator(schema).validate(await resp.json(content_type=None))
+from tests.support.api_world import encode, good_body
+from tests.support.openapi import check_response, schema_validator
 
 
 async def test_document_is_served_and_schemas_are_valid(sqlite_api):
@@ -46,7 +20,7 @@ async def test_document_is_served_and_schemas_are_valid(sqlite_api):
     assert doc == DOCUMENT and doc["openapi"].startswith("3.1")
     for schema in DOCUMENT["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)
-    await _check(resp, "/api/v1/openapi.json", "GET")
+    await check_response(resp, "/api/v1/openapi.json", "GET")
 
 
 async def test_every_route_is_documented_and_every_documented_route_exists(sqlite_api):
@@ -63,51 +37,53 @@ async def test_every_route_is_documented_and_every_documented_route_exists(sqlit
 async def test_real_responses_match_the_document(sqlite_api):
     h = sqlite_api
     post = "/api/v1/signals"
-    await _check(await h.post(good_body(id="o1")), post, "POST")  # 201
-    await _check(await h.post(good_body(id="o1")), post, "POST")  # 200
-    await _check(await h.post(b"{"), post, "POST")  # 400
-    await _check(await h.post(good_body(), t=1), post, "POST")  # 401
-    await _check(await h.post(good_body(id="o1", tp="1.2")), post, "POST")  # 409
-    await _check(await h.post(encode(good_body(note="n" * 40000))), post, "POST")  # 413
-    await _check(await h.post(good_body(), headers={"Content-Type": "text/plain"}), post, "POST")  # 415
-    await _check(await h.post(good_body(colour=1)), post, "POST")  # 422
+    await check_response(await h.post(good_body(id="o1")), post, "POST")  # 201
+    await check_response(await h.post(good_body(id="o1")), post, "POST")  # 200
+    await check_response(await h.post(b"{"), post, "POST")  # 400
+    await check_response(await h.post(good_body(), t=1), post, "POST")  # 401
+    await check_response(await h.post(good_body(id="o1", tp="1.2")), post, "POST")  # 409
+    await check_response(await h.post(encode(good_body(note="n" * 40000))), post, "POST")  # 413
+    await check_response(
+        await h.post(good_body(), headers={"Content-Type": "text/plain"}), post, "POST"
+    )  # 415
+    await check_response(await h.post(good_body(colour=1)), post, "POST")  # 422
     slow = await h.producers.add("slow", rate_per_second=Decimal("0.01"), burst=1)
     await h.post(good_body(id="s1"), producer=slow)
     limited = await h.post(good_body(id="s2"), producer=slow)
     assert limited.status == 429
-    await _check(limited, post, "POST")
+    await check_response(limited, post, "POST")
     await h.producers.disable(slow.id)
-    await _check(await h.post(good_body(id="s3"), producer=slow), post, "POST")  # 403
+    await check_response(await h.post(good_body(id="s3"), producer=slow), post, "POST")  # 403
 
     token = "/api/v1/signals/token/{token}"
     url = f"/api/v1/signals/token/{h.producer.token}"
     json_ct = {"Content-Type": "application/json"}
     created = await h.client.post(url, data=encode(good_body(id="tk")), headers=json_ct)
-    await _check(created, token, "POST")
-    await _check(
+    await check_response(created, token, "POST")
+    await check_response(
         await h.client.post("/api/v1/signals/token/" + "q" * 40, data=b"{}", headers=json_ct), token, "POST"
     )
 
     signal_id = (await created.json())["id"]
     headers = {"X-Producer-Id": h.producer.id, "X-Signature": signature_header(h.producer.secret, b"")}
     get = "/api/v1/signals/{signal_id}"
-    await _check(await h.client.get(f"/api/v1/signals/{signal_id}", headers=headers), get, "GET")
-    await _check(await h.client.get("/api/v1/signals/missing", headers=headers), get, "GET")
-    await _check(await h.client.get(f"/api/v1/signals/{signal_id}"), get, "GET")
-    await _check(
+    await check_response(await h.client.get(f"/api/v1/signals/{signal_id}", headers=headers), get, "GET")
+    await check_response(await h.client.get("/api/v1/signals/missing", headers=headers), get, "GET")
+    await check_response(await h.client.get(f"/api/v1/signals/{signal_id}"), get, "GET")
+    await check_response(
         await h.client.get(f"/api/v1/signals/token/{h.producer.token}/{signal_id}"),
         "/api/v1/signals/token/{token}/{signal_id}",
         "GET",
     )
-    await _check(await h.client.get("/healthz"), "/healthz", "GET")
-    await _check(await h.client.get("/readyz"), "/readyz", "GET")
+    await check_response(await h.client.get("/healthz"), "/healthz", "GET")
+    await check_response(await h.client.get("/readyz"), "/readyz", "GET")
 
     async def down():
         return False
 
     h.ctx.readiness.register("brokers", down)
-    await _check(await h.client.get("/readyz"), "/readyz", "GET")
-    await _check(await h.client.get("/metrics"), "/metrics", "GET")
+    await check_response(await h.client.get("/readyz"), "/readyz", "GET")
+    await check_response(await h.client.get("/metrics"), "/metrics", "GET")
 
 
 @pytest.mark.parametrize(
@@ -123,7 +99,7 @@ async def test_real_responses_match_the_document(sqlite_api):
     ],
 )
 async def test_request_schema_agrees_with_the_server(sqlite_api, body, valid):
-    validator = _validator({"$ref": "#/components/schemas/SignalIn"})
+    validator = schema_validator({"$ref": "#/components/schemas/SignalIn"})
     assert validator.is_valid(body) is valid
     resp = await sqlite_api.post(body)
     assert (resp.status == 201) is valid, await resp.text()

@@ -12,7 +12,8 @@ from engine.api.server import safe_path
 from engine.ingest.signing import signature_header
 from engine.observability.logs import setup_logging
 from engine.store.models import AuditLog
-from tests.api.conftest import build_context, encode, good_body, rows
+from tests.support.api_world import build_context, encode, good_body
+from tests.support.queries import rows
 
 
 async def test_logs_and_audit_lines_hold_no_secret_material(sqlite_db):

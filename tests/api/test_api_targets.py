@@ -5,7 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 from engine.store.models import Signal
-from tests.api.conftest import count, good_body, rows
+from tests.support.api_world import good_body
+from tests.support.queries import count, rows
 
 TARGETS = [
     {"price": "1.08750", "close_percent": 50},

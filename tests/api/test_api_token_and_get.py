@@ -6,7 +6,8 @@ import time
 
 from engine.ingest.signing import signature_header
 from engine.store.models import AuditLog, Signal
-from tests.api.conftest import count, encode, good_body, rows
+from tests.support.api_world import encode, good_body
+from tests.support.queries import count, rows
 
 
 async def _post_token(h, body, token=None, key=None):

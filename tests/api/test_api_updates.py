@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from engine.api.openapi import DOCUMENT
 from engine.ingest.signing import signature_header
 from engine.store.models import AuditLog, DomainEvent, SignalUpdate
-from tests.api.conftest import encode, good_body
+from tests.support.api_world import encode, good_body
 
 UPDATES = "/api/v1/signals/{signal_id}/updates"
 PROGRESS = "/api/v1/signals/{signal_id}/updates/{update_id}"

@@ -18,7 +18,9 @@ from engine.settings import SettingsError
 from engine.store.db import utcnow
 from engine.store.events import HEARTBEAT, SIGNAL_ACCEPTED, EventRelay, emit
 from engine.store.models import OutboundDelivery
-from tests.api.conftest import make_settings, rows
+from tests.support.api_world import make_settings
+from tests.support.queries import rows
+from tests.support.waiting import eventually, until
 
 SECRET = "outbound-secret-for-tests"
 
@@ -109,7 +111,7 @@ async def test_other_4xx_is_dead_and_not_retried(sqlite_db):
         await _emit_and_record(sqlite_db, rx.url, n=1)
         dispatcher = _dispatcher(sqlite_db)
         assert await dispatcher.run_once() == 1
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # longer than any backoff: a retry would be due by now (none is)
         assert await dispatcher.run_once() == 0
         await dispatcher.stop()
     assert len(rx.calls) == 1
@@ -143,18 +145,22 @@ async def test_restart_resumes_pending_deliveries(db):
     async with Receiver([503]) as rx:
         await _emit_and_record(db, rx.url, n=1)
         first = _dispatcher(db, base_delay=0.2, max_delay=0.2)
+        before = utcnow()
         await first.run_once()
         await first.stop()  # the process stops with the event still pending
         [row] = await rows(db, OutboundDelivery)
         assert row.status == "pending" and row.attempts == 1
-        assert row.next_attempt_at > utcnow()  # the backoff is persisted, not held in memory
+        # the backoff is persisted, not held in memory (measured from before the attempt: however
+        # slow the machine, the row says "not before attempt + 0.2 s")
+        assert row.next_attempt_at >= before + timedelta(seconds=0.2)
         second = _dispatcher(db)  # a new process on the same database
         second.start()
         try:
-            for _ in range(100):
-                if (await rows(db, OutboundDelivery))[0].status == "delivered":
-                    break
-                await asyncio.sleep(0.05)
+
+            async def delivered():
+                return (await rows(db, OutboundDelivery))[0].status == "delivered"
+
+            await eventually(delivered)
         finally:
             await second.stop()
     assert [c[2] for c in rx.calls] == [503, 200]
@@ -191,10 +197,7 @@ async def test_install_outbound_wires_relay_to_dispatcher(sqlite_db):
             async with sqlite_db.session() as s:
                 emit(s, HEARTBEAT, equity="100.5")
             relay.notify()
-            for _ in range(100):
-                if rx.calls:
-                    break
-                await asyncio.sleep(0.05)
+            await until(lambda: rx.calls)
         finally:
             await relay.stop()
             await dispatcher.stop()

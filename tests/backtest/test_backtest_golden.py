@@ -13,12 +13,11 @@ from engine.backtest.report import metrics, report, trades_csv
 from engine.backtest.simulator import BacktestResult, run_backtest
 from engine.backtest.specs import backtest_spec
 from engine.strategies.fib_rsi import FibRsi
-from tests.strategies.scenarios import SHORT_A, WARMUP, Series
+from tests.support.fib_rsi_scenarios import FLAT, SHORT_A, WARMUP, Series, pattern_bars
 
 HEADER = "setup_id,side,entry,sl,tp,placed_at,status,filled_at,fill_price,exit_at,exit_price,exit_reason"
 SHORT_ID = "TEST_H1_short_2024-01-02T19:00Z"
 PLACED = "2024-01-03T00:00:00Z"
-FLAT = (99.0, 99.5, 98.5, 99.0)  # a bar that touches nothing (RSI stays near where it is)
 
 
 def backtest(extra: list[tuple[float, float, float, float]], close_e: float | None = None) -> BacktestResult:
@@ -90,19 +89,6 @@ def test_limit_moved_beyond_its_stop_is_refused() -> None:
     result = backtest([FLAT], close_e=119.05)  # 119.15 would be above the stop 119.13
     assert rows(result) == [f"{SHORT_ID},sell,119.15,119.13,76.33,{PLACED},refused,,,,,"]
     assert result.refusals == {"moved_beyond_stop": 1}
-
-
-def pattern_bars(start: float, scale: float, jump: float) -> list[tuple[float, float, float, float]]:
-    """SHORT_A's shape again, ``scale`` times smaller, after its warm-up, ending with ``jump``."""
-    segments = [(1, scale)] + [(1, -scale), (1, scale)] * 15
-    segments += [(6, 2 * scale), (8, -2 * scale), (2, -0.5 * scale), (1, jump)]
-    out, last = [], start
-    for n, step in segments:
-        for _ in range(n):
-            close = round(last + step, 6)
-            out.append((last, round(max(last, close) + 0.1, 6), round(min(last, close) - 0.1, 6), close))
-            last = close
-    return out
 
 
 def statuses(result: BacktestResult) -> dict[str, str]:

@@ -16,17 +16,10 @@ from engine.states import DecisionStatus, OrderStatus
 from engine.store.db import Database
 from engine.store.events import DECISION_RECORDED, ENGINE_RESUMED, SIGNAL_ACCEPTED, Event
 from engine.store.models import AuditLog, Decision, ExecutionAccount, Order, Signal, User
-from tests.billing.helpers import (
-    CONSENT,
-    account_of,
-    catalog,
-    events,
-    execution_service,
-    make_user,
-    pay,
-    risk_chain,
-)
-from tests.execution.fixtures import FixedPrices, make_world
+from tests.support.billing import catalog, execution_service, pay, risk_chain
+from tests.support.factories import CONSENT, account_of, make_user, paper_subscribers
+from tests.support.prices import FixedPrices
+from tests.support.queries import events
 
 SETTINGS = Settings(_env_file=None, consent_version=CONSENT)  # type: ignore[call-arg]
 
@@ -95,7 +88,7 @@ async def test_signal_executes_without_a_tap_once_with_the_users_risk(db: Databa
     submitted: list[str] = []
     billing = BillingService(db, catalog())
     auto = AutoExecutor(db, SETTINGS, catalog(), submit=submitted.append, chain=execution.chain)
-    producer, _ = await make_world(db, users=0)
+    producer, _ = await paper_subscribers(db, users=0)
     await auto_user(db, billing, auto, 210, risk_percent=Decimal("0.5"))
     await auto_user(db, billing, auto, 211, max_volume=Decimal("0.1"))
     await make_user(db, 212)  # no plan
@@ -122,7 +115,7 @@ async def test_signal_executes_without_a_tap_once_with_the_users_risk(db: Databa
 
 async def test_a_pending_dm_decision_is_taken_over_and_a_decided_one_is_left(db: Database) -> None:
     billing, auto = BillingService(db, catalog()), AutoExecutor(db, SETTINGS, catalog(), chain=risk_chain())
-    producer, _ = await make_world(db, users=0)
+    producer, _ = await paper_subscribers(db, users=0)
     waiting = await auto_user(db, billing, auto, 220)
     decided = await auto_user(db, billing, auto, 221)
     first = await new_signal(db, producer, "s1")
@@ -148,7 +141,7 @@ async def test_a_pending_dm_decision_is_taken_over_and_a_decided_one_is_left(db:
 async def test_nothing_is_approved_while_paused_or_in_drawdown_and_resume_catches_up(db: Database) -> None:
     billing, auto = BillingService(db, catalog()), AutoExecutor(db, SETTINGS, catalog(), chain=risk_chain())
     control = EngineControl(db)
-    producer, _ = await make_world(db, users=0)
+    producer, _ = await paper_subscribers(db, users=0)
     await auto_user(db, billing, auto, 230)
     guarded = await auto_user(db, billing, auto, 231)
     await control.set_paused(True, "tg:900")
@@ -175,7 +168,7 @@ async def test_the_gate_stops_auto_orders_turned_off_after_approval(db: Database
     execution = execution_service(db, prices)
     billing = BillingService(db, catalog())
     auto = AutoExecutor(db, SETTINGS, catalog(), chain=risk_chain())
-    producer, _ = await make_world(db, users=0)
+    producer, _ = await paper_subscribers(db, users=0)
     await auto_user(db, billing, auto, 240)
     [decision_id] = await auto.run_for_signal(await new_signal(db, producer, "s1"))
     await auto.configure(240, enabled=False)

@@ -9,8 +9,10 @@ from sqlalchemy import func, select
 
 from bot.billing_texts import AutoCb
 from engine.store.models import Decision, Order, Position, User
-from tests.billing.bot_helpers import buy
-from tests.bot.harness import ADMIN, World, buttons, eventually
+from tests.support.billing_bot import buy
+from tests.support.bot_world import ADMIN, World
+from tests.support.telegram import buttons
+from tests.support.waiting import eventually
 
 SIGNAL = {"instrument": "EURUSD", "side": "buy", "sl": "1.09800", "tp": "1.10400"}
 
@@ -73,7 +75,7 @@ async def test_auto_execution_announces_with_a_close_button_and_stops_when_pause
     await world.say(ADMIN, "/pause")
     await world.wait_text(ADMIN, "Paused")
     await world.post_signal({**SIGNAL, "id": "auto-2"})
-    await asyncio.sleep(1.0)  # the relay has long delivered signal.accepted by now
+    await eventually(world.events_processed)  # signal.accepted has reached every subscriber
     assert len(await orders(world)) == 1
     async with world.db.session() as s:
         assert await s.scalar(select(func.count(Decision.id))) == 1
@@ -82,7 +84,8 @@ async def test_auto_execution_announces_with_a_close_button_and_stops_when_pause
     await world.wait_text(1001, "Auto-execution: off")
     await world.say(ADMIN, "/resume")
     dm = await world.wait_message(1001, lambda m: bool(buttons(m)) and "EURUSD" in (m.get("text") or ""))
-    await asyncio.sleep(0.5)
+    await eventually(world.events_processed)
+    await asyncio.sleep(0.5)  # a window for a wrong auto-execution to show (none may)
     assert len(await orders(world)) == 1  # turned off: the signal waits for a tap like any other
     assert await eventually(lambda: _pending(world))
 

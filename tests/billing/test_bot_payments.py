@@ -13,8 +13,10 @@ from sqlalchemy import select, update
 
 from engine.store.models import AuditLog, Order, ReferralEntry, Subscription, User
 from mt5sim import control
-from tests.billing.bot_helpers import buy, payments, subscription_of, url_buttons, user_row
-from tests.bot.harness import ADMIN, World, buttons, eventually
+from tests.support.billing_bot import buy, payments, subscription_of, user_row
+from tests.support.bot_world import ADMIN, World
+from tests.support.telegram import buttons, url_buttons
+from tests.support.waiting import eventually
 
 LOGIN = 5101
 PASSWORD = "pw-5101"

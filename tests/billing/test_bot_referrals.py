@@ -7,8 +7,10 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from engine.store.models import AuditLog, ReferralEntry
-from tests.billing.bot_helpers import buy, user_row
-from tests.bot.harness import ADMIN, BOT_USERNAME, World, eventually
+from tests.support.billing_bot import buy, user_row
+from tests.support.bot_world import ADMIN, World
+from tests.support.telegram import BOT_USERNAME
+from tests.support.waiting import eventually
 
 
 async def test_invite_attribution_and_balances(world: World) -> None:

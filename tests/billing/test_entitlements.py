@@ -14,8 +14,9 @@ from engine.risk.chain import TradeContext
 from engine.states import OrderStatus
 from engine.store.db import Database
 from engine.store.models import AutoTradeSettings, Decision, Subscription, User
-from tests.billing.helpers import account_of, catalog, execution_service, make_user, now, pay, shift_expiry
-from tests.execution.fixtures import FixedPrices, make_approval, make_world
+from tests.support.billing import catalog, execution_service, now, pay, shift_expiry
+from tests.support.factories import account_of, make_approval, make_user, paper_subscribers
+from tests.support.prices import FixedPrices
 
 
 def sub(**kw: object) -> Subscription:
@@ -49,7 +50,7 @@ async def test_gate_codes(db: Database) -> None:
     gate = EntitlementGate(catalog())
     billing = BillingService(db, catalog())
     free_mt5 = await make_user(db, 50, kind="mt5")
-    producer, _ = await make_world(db, users=0)
+    producer, _ = await paper_subscribers(db, users=0)
     account = await account_of(db, free_mt5)
     await make_approval(db, producer, free_mt5, account)
 
@@ -94,7 +95,7 @@ async def test_execution_refuses_an_expired_plan_and_runs_a_paid_one(db: Databas
     billing = BillingService(db, catalog())
     user = await make_user(db, 60, kind="mt5")
     account = await account_of(db, user)
-    producer, _ = await make_world(db, users=0)
+    producer, _ = await paper_subscribers(db, users=0)
 
     refused = await execution.execute_decision(await make_approval(db, producer, user, account, key="a"))
     assert (
@@ -120,7 +121,7 @@ async def test_execution_refuses_an_expired_plan_and_runs_a_paid_one(db: Databas
 async def test_decision_overrides_risk_and_volume(db: Database) -> None:
     prices = FixedPrices()
     execution = execution_service(db, prices)
-    producer, [(user, account)] = await make_world(db)
+    producer, [(user, account)] = await paper_subscribers(db)
     plain = await make_approval(db, producer, user, account, key="p")
     half = await make_approval(db, producer, user, account, key="h")
     capped = await make_approval(db, producer, user, account, key="c")

@@ -14,7 +14,9 @@ from engine.billing.invoices import BillingError, CheckoutRefusal, InvoicePayloa
 from engine.billing.payments import PAYMENT_RECEIVED, PAYMENT_REFUNDED, BillingService
 from engine.store.db import Database
 from engine.store.models import AuditLog, ReferralEntry, StarPayment, Subscription
-from tests.billing.helpers import catalog, events, make_user, now, pay, shift_expiry, subscription
+from tests.support.billing import catalog, now, pay, shift_expiry, subscription
+from tests.support.factories import make_user
+from tests.support.queries import events
 
 
 @pytest.fixture

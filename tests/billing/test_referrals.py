@@ -19,7 +19,8 @@ from engine.billing.referrals import (
 )
 from engine.store.db import Database
 from engine.store.models import AppendOnlyViolation, AuditLog, ReferralEntry, User
-from tests.billing.helpers import catalog, make_user, pay
+from tests.support.billing import catalog, pay
+from tests.support.factories import make_user
 
 
 async def referred_by(db: Database, user: User) -> int | None:

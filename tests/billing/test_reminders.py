@@ -8,7 +8,9 @@ from datetime import timedelta
 from engine.billing.payments import BillingService
 from engine.billing.reminders import SUBSCRIPTION_EXPIRED, SUBSCRIPTION_EXPIRING, BillingSweeper
 from engine.store.db import Database
-from tests.billing.helpers import catalog, events, make_user, now, pay, shift_expiry, subscription
+from tests.support.billing import catalog, now, pay, shift_expiry, subscription
+from tests.support.factories import make_user
+from tests.support.queries import events
 
 
 async def test_reminder_once_then_expiry(db: Database) -> None:

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from bot.callbacks import AccountCb
 from engine.store.models import AuditLog, ExecutionAccount, Order
 from mt5sim import control
-from tests.bot.conftest import WorldFactory
-from tests.bot.harness import World, buttons
+from tests.support.bot_world import World, WorldFactory
+from tests.support.telegram import buttons
 
 LOGIN = 5001
 PASSWORD = "pw-5001-secret"

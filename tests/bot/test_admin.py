@@ -16,7 +16,9 @@ from engine.store.events import (
     emit,
 )
 from engine.store.models import AuditLog, EngineState, Position
-from tests.bot.harness import ADMIN, OPS_CHAT, World, buttons, eventually
+from tests.support.bot_world import ADMIN, OPS_CHAT, World
+from tests.support.telegram import buttons
+from tests.support.waiting import eventually
 
 
 async def audit_lines(world: World, action: str) -> list[AuditLog]:

@@ -7,7 +7,9 @@ from sqlalchemy import select, update
 from bot.admin_gate import ADMIN_COMMANDS, command_name
 from engine.accounts.names import clean_name, display_name
 from engine.store.models import AuditLog, User
-from tests.bot.harness import ADMIN, World, buttons, eventually
+from tests.support.bot_world import ADMIN, World
+from tests.support.telegram import buttons
+from tests.support.waiting import eventually
 
 BIDI_AND_INVISIBLE = (
     "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200b\u200c\u200d\u200e\u200f\u2060\ufeff"

@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from engine.store.models import AuditLog, Decision, Order, PaperOrder, Signal
-from tests.bot.conftest import WorldFactory
-from tests.bot.harness import FAST, World, buttons, eventually
+from tests.support.bot_world import FAST, World, WorldFactory
+from tests.support.telegram import buttons
+from tests.support.waiting import eventually
 
 
 async def signal_dm(world: World, uid: int) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import select
 
 from engine.store.models import Decision, Order, Signal
-from tests.bot.conftest import WorldFactory
-from tests.bot.harness import BOT_USERNAME, CHANNEL, World, buttons, eventually
+from tests.support.bot_world import CHANNEL, World, WorldFactory
+from tests.support.telegram import BOT_USERNAME, buttons
+from tests.support.waiting import eventually
 
 
 async def channel_post(world: World) -> dict[str, Any]:

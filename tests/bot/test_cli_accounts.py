@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mt5sim import control
-from tests.bot.harness import SECRET_KEY
+from tests.support.bot_world import SECRET_KEY
 from tradebot.cli import app
 
 runner = CliRunner()

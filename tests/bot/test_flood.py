@@ -19,7 +19,9 @@ from bot.ratelimit import RateLimits
 from bot.throttle import ThrottleConfig
 from emulator import EmulatorConfig
 from engine.store.models import AuditLog, InboxUpdate
-from tests.bot.harness import FAST, World, buttons, eventually
+from tests.support.bot_world import FAST, World
+from tests.support.telegram import buttons
+from tests.support.waiting import eventually
 
 TELEGRAM_LIMITS = EmulatorConfig(
     set_webhook_min_interval=0.0, webhook_retry_initial=0.05, webhook_retry_max=0.2

@@ -8,7 +8,10 @@ from sqlalchemy import select
 
 from bot.callbacks import ConsentCb, SettingsCb, version_digest
 from engine.store.models import AuditLog, User
-from tests.bot.harness import ADMIN, CONSENT, World, buttons, eventually
+from tests.support.bot_world import ADMIN, World
+from tests.support.factories import CONSENT
+from tests.support.telegram import buttons
+from tests.support.waiting import eventually
 
 
 async def user_row(world: World, uid: int) -> User | None:

@@ -21,9 +21,9 @@ from engine.ops.views import Scope, as_json
 from engine.states import OrderStatus
 from engine.store.models import AuditLog, ExecutionAccount, Order, User
 from mt5sim import control
-from tests.bot.conftest import WorldFactory
-from tests.bot.harness import ADMIN, SECRET_KEY, World, buttons
-from tests.execution.fixtures import make_approval
+from tests.support.bot_world import ADMIN, SECRET_KEY, World, WorldFactory
+from tests.support.factories import make_approval
+from tests.support.telegram import buttons
 from tradebot.cli import app
 
 SERVER = "MT5Sim-Demo"

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from bot.ratelimit import RateLimits
 from emulator import EmulatorConfig
 from engine.store.models import OutboxMessage, User
-from tests.bot.conftest import WorldFactory
-from tests.bot.harness import FAST, World, eventually
+from tests.support.bot_world import FAST, World, WorldFactory
+from tests.support.waiting import eventually
 
 NOTES = ("first", "second", "third")
 
@@ -56,8 +56,8 @@ async def test_429_storm_and_5xx_outage_delay_but_lose_nothing_and_keep_order(wo
     await eventually(lambda: all_delivered(world, uids, list(NOTES)), timeout=15)
     stats = await world.client.stats()
     assert _count_429(stats) == 2
-    rows = [r for r in await outbox(world) if r.dedupe_key.startswith("signal:")]
-    assert len(rows) == 12 and {r.status for r in rows} == {"sent"}
+    # the sender marks a row sent after Telegram answers: the last message can be visible first
+    rows = await eventually(lambda: _all_signal_rows_sent(world, 12))
     assert stats["errors"] == {"429": 2, "502": 6}
     assert world.rt().sender.stats.rate_limited == 2 and world.rt().sender.stats.retried == 6
     assert sum(r.attempts for r in rows) == 12 + 6  # a 429 is a wait, not a failed attempt
@@ -109,10 +109,15 @@ async def test_restart_sends_what_was_pending_exactly_once(world: World) -> None
 
     await world.start_bot()  # a new runtime (new Bot, dispatcher, sender) on the same database
     await eventually(lambda: all_delivered(world, uids, ["first"]))
-    await asyncio.sleep(0.3)
+    await eventually(lambda: _all_signal_rows_sent(world, 3))  # marked after Telegram answers
     for uid in uids:
         assert await signal_notes(world, uid) == ["first"]
-    assert {r.status for r in await outbox(world) if r.dedupe_key.startswith("signal:")} == {"sent"}
+
+
+async def _all_signal_rows_sent(world: World, expected: int) -> list[Any]:
+    """The signal rows of the outbox once there are ``expected`` of them, all sent; else []."""
+    rows = [r for r in await outbox(world) if r.dedupe_key.startswith("signal:")]
+    return rows if len(rows) == expected and all(r.status == "sent" for r in rows) else []
 
 
 async def _retried(world: World) -> bool:

@@ -21,10 +21,11 @@ async def test_global_rate_holds_in_every_sliding_second() -> None:
     for n in range(100):
         await limiter.acquire(n)
         stamps.append(time.monotonic())
-    for i, t in enumerate(stamps):
-        assert sum(1 for u in stamps[i:] if u - t < 1.0) <= 40
-    elapsed = time.monotonic() - started
-    assert 2.0 <= elapsed < 3.2  # paced at the rate, not in bursts and not much slower
+    in_a_second = [sum(1 for u in stamps[i:] if u - t < 1.0) for i, t in enumerate(stamps)]
+    assert max(in_a_second) <= 40  # paced at the rate, not in bursts
+    # 100 sends at 40 a second take over two seconds; far more would mean pacing well below the rate
+    # (the upper bound is loose: on a loaded machine every sleep overshoots)
+    assert 2.0 <= time.monotonic() - started < 10
 
 
 async def test_per_chat_and_group_waits() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.bot.harness import World
+from tests.support.bot_world import World
 
 
 async def test_help_reply_survives_flood_control(world: World) -> None:

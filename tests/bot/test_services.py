@@ -29,7 +29,9 @@ from engine.store.models import (
     Signal,
     User,
 )
-from tests.bot.harness import CONSENT, SECRET_KEY, FixedPrices
+from tests.support.bot_world import SECRET_KEY
+from tests.support.factories import CONSENT
+from tests.support.prices import FixedPrices
 
 
 class World:

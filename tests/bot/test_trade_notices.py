@@ -7,7 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from engine.loop.management import TradeManager
-from tests.bot.harness import World, buttons
+from tests.support.bot_world import World
+from tests.support.telegram import buttons
 
 TWO = [("1.10300", 50), ("1.10400", 50)]
 TINY_SECOND = [("1.10300", 50), ("1.10400", 1), ("1.10500", 49)]  # 1 % of 0.47 lot is below 0.01

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from engine.settings import SettingsError
 from engine.store.models import Decision, Order
-from tests.bot.conftest import WorldFactory
-from tests.bot.harness import TOKEN, World, buttons
+from tests.support.bot_world import World, WorldFactory
+from tests.support.telegram import TOKEN, buttons
 
 
 async def test_webhook_mode_receives_updates_and_checks_the_secret(world_factory: WorldFactory) -> None:

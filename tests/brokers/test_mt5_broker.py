@@ -11,7 +11,7 @@ import pytest
 from engine.brokers.base import FillingMode, OrderType, Side, SubmitStatus
 from engine.brokers.mt5 import MT5Broker, create_mt5_broker
 from mt5sim import control
-from tests.brokers.conftest import LOGIN, PASSWORD, SERVER, order, pin
+from tests.support.mt5 import LOGIN, PASSWORD, SERVER, order, pin
 
 
 async def test_market_buy_is_accepted_with_exact_decimals(broker: MT5Broker) -> None:

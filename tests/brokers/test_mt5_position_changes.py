@@ -13,7 +13,7 @@ from engine.brokers.base import Side, SubmitStatus
 from engine.brokers.mt5 import MT5Broker, create_mt5_broker
 from mt5sim import constants as mc
 from mt5sim import control
-from tests.brokers.conftest import PASSWORD, SERVER, order, pin
+from tests.support.mt5 import PASSWORD, SERVER, order, pin
 
 HEDGING, NETTING = mc.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING, mc.ACCOUNT_MARGIN_MODE_RETAIL_NETTING
 LOGIN = 6001

@@ -16,7 +16,7 @@ import pytest
 
 import mt5sim
 from mt5sim import control
-from tests.brokers.conftest import LOGIN, OTHER_LOGIN, OTHER_PASSWORD, PASSWORD, SERVER
+from tests.support.mt5 import LOGIN, OTHER_LOGIN, OTHER_PASSWORD, PASSWORD, SERVER
 
 BUY = {"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 0, "type_filling": 1, "magic": 7}
 

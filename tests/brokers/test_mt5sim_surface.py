@@ -14,7 +14,7 @@ import pytest
 import mt5sim
 from mt5sim import control, feed
 from mt5sim.specs import market_open
-from tests.brokers.conftest import LOGIN, PASSWORD, SERVER
+from tests.support.mt5 import LOGIN, PASSWORD, SERVER
 
 NY = ZoneInfo("America/New_York")
 

@@ -10,7 +10,7 @@ import pytest
 
 import mt5sim
 from mt5sim import control
-from tests.brokers.conftest import PASSWORD, SERVER
+from tests.support.mt5 import PASSWORD, SERVER
 
 
 @pytest.fixture

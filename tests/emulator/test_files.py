@@ -9,7 +9,8 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import BufferedInputFile
 
 from emulator import BotAPIEmulator
-from tests.emulator.conftest import OTHER_TOKEN, CheckedClient, make_bot, png
+from tests.support.emulator_world import CheckedClient, make_bot, png
+from tests.support.telegram import OTHER_TOKEN
 
 
 async def test_photo_upload_sizes_download(bot: Bot, ctl: CheckedClient, alice: int) -> None:

@@ -7,7 +7,8 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, WebAppInfo
 
-from tests.emulator.conftest import BOT_ID, CheckedClient
+from tests.support.emulator_world import CheckedClient
+from tests.support.telegram import BOT_ID
 
 
 def keyboard(*data: str) -> InlineKeyboardMarkup:

@@ -11,7 +11,7 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import LabeledPrice, Update
 
 from emulator.control import EmulatorClient, EmulatorControlError
-from tests.emulator.conftest import CheckedClient, EmulatorFactory, make_bot
+from tests.support.emulator_world import CheckedClient, EmulatorFactory, make_bot
 
 PRICE = [LabeledPrice(label="Pro month", amount=250)]
 

@@ -7,7 +7,7 @@ import pytest
 
 from emulator import BotAPIEmulator
 from emulator.spec import REQUIRED, SpecChecker
-from tests.emulator.conftest import TOKEN
+from tests.support.telegram import TOKEN
 
 
 def test_every_method_exists_in_the_spec_with_the_same_required_parameters(spec: SpecChecker) -> None:

@@ -9,7 +9,8 @@ import pytest
 from aiogram.exceptions import TelegramNotFound, TelegramUnauthorizedError
 
 from emulator import BotAPIEmulator
-from tests.emulator.conftest import BOT_ID, OTHER_TOKEN, TOKEN, CheckedClient, EmulatorFactory, make_bot
+from tests.support.emulator_world import CheckedClient, EmulatorFactory, make_bot
+from tests.support.telegram import BOT_ID, OTHER_TOKEN, TOKEN
 
 
 async def raw(emulator: BotAPIEmulator, path: str, **kwargs: object) -> tuple[int, dict[str, object]]:

@@ -17,7 +17,8 @@ from aiogram.types import Message
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
 from aiohttp import web
 
-from tests.emulator.conftest import TOKEN, CheckedClient, EmulatorFactory, make_bot
+from tests.support.emulator_world import CheckedClient, EmulatorFactory, make_bot
+from tests.support.telegram import TOKEN
 
 
 class Receiver:

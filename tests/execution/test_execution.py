@@ -8,18 +8,14 @@ from engine.brokers.paper import PaperBroker
 from engine.brokers.registry import BrokerRegistry
 from engine.execution.orders import OrderRules
 from engine.execution.positions import PositionCloser
-from engine.execution.service import ExecutionConfig, ExecutionService, client_order_id_for
+from engine.execution.service import ExecutionService, client_order_id_for
 from engine.risk.control import EngineControl
-from engine.risk.market_hours import AlwaysOpen, MarketHours
 from engine.states import OrderStatus
 from engine.store.events import EventRelay
 from engine.store.models import AuditLog, DomainEvent, Order, PaperOrder, Position
-from tests.execution.fixtures import FixedPrices, make_approval, make_world
-
-OPEN = MarketHours(default=AlwaysOpen())  # the weekend must not decide these tests
-FAST = ExecutionConfig(
-    max_attempts=3, retry_initial_seconds=0.01, retry_max_seconds=0.05, stale_submitting_seconds=0
-)
+from tests.support.execution import FAST, OPEN
+from tests.support.factories import make_approval, paper_subscribers
+from tests.support.prices import FixedPrices
 
 
 class CountingBroker(PaperBroker):
@@ -65,7 +61,7 @@ async def events(db):
 
 async def test_approval_becomes_one_filled_order_and_position(db):
     prices = FixedPrices()
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     decision = await make_approval(db, producer, user, acct)
     brokers = {}
     svc, _, _ = service(db, prices, brokers)
@@ -85,7 +81,7 @@ async def test_approval_becomes_one_filled_order_and_position(db):
 
 async def test_ten_concurrent_executions_of_one_approval_send_one_order(db):
     prices = FixedPrices()
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     decision = await make_approval(db, producer, user, acct)
     brokers = {}
     svc, _, _ = service(db, prices, brokers)
@@ -104,7 +100,7 @@ async def test_ten_concurrent_executions_of_one_approval_send_one_order(db):
 
 async def test_lost_answer_is_resolved_by_lookup_not_resent(db):
     prices = FixedPrices()
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     decision = await make_approval(db, producer, user, acct)
     brokers = {}
     svc, _registry, _ = service(db, prices, brokers)
@@ -120,7 +116,7 @@ async def test_lost_answer_is_resolved_by_lookup_not_resent(db):
 
 async def test_broker_down_before_sending_retries_then_fills(db):
     prices = FixedPrices()
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     decision = await make_approval(db, producer, user, acct)
     brokers = {}
     svc, _, _ = service(db, prices, brokers)
@@ -132,7 +128,7 @@ async def test_broker_down_before_sending_retries_then_fills(db):
 
 async def test_retries_exhausted_fail_with_an_ops_event(db):
     prices = FixedPrices()
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     decision = await make_approval(db, producer, user, acct)
     brokers = {}
     svc, _, _ = service(db, prices, brokers)
@@ -145,7 +141,7 @@ async def test_retries_exhausted_fail_with_an_ops_event(db):
 
 async def test_rule_refusals_and_pause_store_the_reason(db):
     prices = FixedPrices()
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     bad_rr = await make_approval(db, producer, user, acct, tp="1.10100")
     svc, _, relay = service(db, prices, {})
     order = await svc.execute_decision(bad_rr)
@@ -159,7 +155,7 @@ async def test_rule_refusals_and_pause_store_the_reason(db):
 
 async def test_requote_reprices_and_fills(db):
     prices = FixedPrices()
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     decision = await make_approval(db, producer, user, acct)
     brokers = {}
     svc, _, _ = service(db, prices, brokers)
@@ -179,7 +175,7 @@ async def test_requote_reprices_and_fills(db):
 
 async def test_close_all_of_an_account_records_pnl(db):
     prices = FixedPrices()
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     brokers = {}
     svc, registry, relay = service(db, prices, brokers)
     for n in range(3):

@@ -15,8 +15,10 @@ from engine.states import OrderStatus
 from engine.store.models import Order, Position
 from mt5sim import constants as mc
 from mt5sim import control
-from tests.execution import target_fixtures as tf
-from tests.execution.fixtures import EURUSD, FixedPrices, make_world
+from tests.support import targets as tf
+from tests.support.factories import paper_subscribers
+from tests.support.prices import FixedPrices
+from tests.support.symbols import EURUSD
 
 
 def levels(*percents: int) -> tuple[TargetLevel, ...]:
@@ -64,7 +66,7 @@ async def _orders(db) -> list[Order]:
 
 
 async def test_paper_hedging_account_gets_one_order_per_target(db) -> None:
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     decision = await tf.approve_targets(db, producer, user, acct)
     registry = tf.paper_registry(db, FixedPrices())
     first = await tf.execution(db, registry).execute_decision(decision)
@@ -94,7 +96,7 @@ async def test_simulated_terminal_hedging_legs_or_one_netting_position(
     path = tmp_path / "mt5sim.sqlite3"
     monkeypatch.setenv("MT5SIM_STATE", str(path))
     tf.sim_account(path, 7101, mode)
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     await tf.as_mt5(db, acct.id, 7101)
     decision = await tf.approve_targets(db, producer, user, acct)
     registry = tf.sim_registry()

@@ -4,7 +4,8 @@ from decimal import Decimal
 from engine.brokers.base import FillingMode, OrderRequest, OrderType, Side, SubmitStatus
 from engine.brokers.paper import PaperBroker
 from engine.brokers.pricefeed import SimulatedFeed
-from tests.execution.fixtures import FixedPrices, make_world
+from tests.support.factories import paper_subscribers
+from tests.support.prices import FixedPrices
 
 
 def req(
@@ -32,7 +33,7 @@ def req(
 
 
 async def broker_for(db, prices, balance="10000"):
-    _, [(_, acct)] = await make_world(db, balance=balance)
+    _, [(_, acct)] = await paper_subscribers(db, balance=balance)
     return PaperBroker(db, acct.id, prices=prices)
 
 

@@ -7,11 +7,13 @@ from decimal import Decimal
 
 from engine.brokers.base import FillingMode, OrderRequest, OrderType, Side, SubmitStatus
 from engine.brokers.paper import PaperBroker
-from tests.execution.fixtures import EURUSD, FixedPrices, make_world
+from tests.support.factories import paper_subscribers
+from tests.support.prices import FixedPrices
+from tests.support.symbols import EURUSD
 
 
 async def _opened(db, prices: FixedPrices) -> tuple[PaperBroker, str]:
-    _, [(_, acct)] = await make_world(db)
+    _, [(_, acct)] = await paper_subscribers(db)
     broker = PaperBroker(db, acct.id, prices=prices)
     request = OrderRequest(
         "tb-pp-1", "EURUSD", Side.BUY, OrderType.MARKET, Decimal("0.30"), Decimal("1.10010"),

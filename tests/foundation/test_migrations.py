@@ -43,11 +43,11 @@ def test_sqlite_migrations(tmp_path):
 def test_postgres_migrations():
     import uuid
 
-    from tests.conftest import PG_ADMIN_URL, _pg_admin
+    from tests.support.databases import PG_ADMIN_URL, pg_admin
 
     name = f"tradebot_mig_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
     try:
         _check(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
     finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from mt5sim import control
-
-LOGIN, PASSWORD, SERVER = 6101, "pw-6101-secret", "MT5Sim-Demo"
+from tests.support.gateway import LOGIN, PASSWORD, SERVER
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ from engine.brokers.mt5 import create_mt5_broker
 from engine.gateway.protocol import CALL_PATH, CONSTANTS_PATH, encode, sign_headers
 from engine.observability.logs import setup_logging
 from mt5sim import control
-from tests.gateway.conftest import LOGIN, PASSWORD, SERVER
-from tests.gateway.harness import TOKEN, GatewayThread, Tls
+from tests.support.gateway import LOGIN, PASSWORD, SERVER, TOKEN, GatewayThread, Tls
 
 
 class Raw:

@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 from engine.settings import SettingsError, load_settings
 from engine.store.db import Database
 from engine.store.models import ExecutionAccount
-from tests.gateway.conftest import LOGIN, PASSWORD, SERVER
-from tests.gateway.harness import TOKEN, GatewayThread
+from tests.support.gateway import LOGIN, PASSWORD, SERVER, TOKEN, GatewayThread
 from tradebot.cli import app
 
 runner = CliRunner()

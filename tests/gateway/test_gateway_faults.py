@@ -23,10 +23,9 @@ from engine.states import OrderStatus
 from engine.store.events import EventRelay
 from engine.store.models import ExecutionAccount, Position
 from mt5sim import control
-from tests.brokers.conftest import order
-from tests.execution.fixtures import make_approval, make_world
-from tests.gateway.conftest import LOGIN, PASSWORD, SERVER
-from tests.gateway.harness import TOKEN, GatewayProcess, GatewayThread, Proxy, Tls
+from tests.support.factories import make_approval, paper_subscribers
+from tests.support.gateway import LOGIN, PASSWORD, SERVER, TOKEN, GatewayProcess, GatewayThread, Proxy, Tls
+from tests.support.mt5 import order
 
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05}
 
@@ -57,7 +56,7 @@ async def test_gateway_killed_during_order_send_after_the_fill_gives_one_positio
     sqlite_db, sim: Path, gateway_process: GatewayProcess
 ) -> None:
     db = sqlite_db
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     async with db.session() as s:
         row = await s.get(ExecutionAccount, acct.id)
         assert row is not None

@@ -7,8 +7,9 @@ from sqlalchemy import select
 from engine.brokers.base import SubmitResult, SubmitStatus
 from engine.store.events import POSITION_CLOSED
 from engine.store.models import AuditLog, PaperPosition, Position
-from tests.execution.fixtures import make_world
-from tests.loop.helpers import build_engine, events, open_recorded
+from tests.support.factories import paper_subscribers
+from tests.support.loop_world import build_engine, open_recorded
+from tests.support.queries import events
 
 
 async def statuses(db):
@@ -17,7 +18,7 @@ async def statuses(db):
 
 
 async def test_mixed_outcomes_in_one_close_all(db):
-    _, [(_, acct)] = await make_world(db)
+    _, [(_, acct)] = await paper_subscribers(db)
     engine = build_engine(db)
     broker = await engine.broker(acct.id)
     a = await open_recorded(engine, acct.id, volume="1")  # closes normally
@@ -57,7 +58,7 @@ async def test_mixed_outcomes_in_one_close_all(db):
 
 
 async def test_an_unreachable_broker_leaves_them_closing_for_reconciliation(db):
-    _, [(_, acct)] = await make_world(db)
+    _, [(_, acct)] = await paper_subscribers(db)
     engine = build_engine(db)
     await open_recorded(engine, acct.id, volume="1")
     (await engine.broker(acct.id)).down = True

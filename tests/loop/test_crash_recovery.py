@@ -37,7 +37,9 @@ from engine.settings import load_settings
 from engine.store.db import Database, utcnow
 from engine.store.models import AuditLog, Decision, DomainEvent, Order, OutboxMessage, Position, Subscription
 from mt5sim import control
-from tests.bot.harness import LOOSE_EMULATOR, SECRET_KEY, TOKEN, buttons, free_port
+from tests.support.bot_world import SECRET_KEY
+from tests.support.ports import free_port
+from tests.support.telegram import LOOSE_EMULATOR, TOKEN, buttons
 from tradebot.app import build_services
 
 pytestmark = pytest.mark.slow

@@ -7,16 +7,9 @@ from engine.settings import DrawdownReference
 from engine.states import OrderStatus
 from engine.store.events import DRAWDOWN_TRIGGERED, DRAWDOWN_WARNING, POSITION_CLOSED
 from engine.store.models import AuditLog, EngineState, EquityPoint, Order, Position, User
-from tests.execution.fixtures import make_approval, make_world
-from tests.loop.helpers import (
-    account_row,
-    build_engine,
-    count,
-    events,
-    open_at_broker,
-    open_recorded,
-    set_balance,
-)
+from tests.support.factories import make_approval, paper_subscribers
+from tests.support.loop_world import account_row, build_engine, open_at_broker, open_recorded, set_balance
+from tests.support.queries import count, events
 
 # Two buys of 2.5 lots at 1.10010: each point on the bid moves equity by $5 (10000 balance).
 SOFT_12 = ("1.09770", "1.09780")  # -240 points from the entry: equity 8800 -> 12 %
@@ -29,7 +22,7 @@ async def two_positions(engine, account_id):
 
 
 async def test_soft_then_hard_closes_pauses_alerts_once_and_stays_paused_after_rearm(db):
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     engine = build_engine(db)
     await two_positions(engine, acct.id)
     loop = engine.loop
@@ -114,7 +107,7 @@ async def test_soft_then_hard_closes_pauses_alerts_once_and_stays_paused_after_r
 
 
 async def test_equity_floor_acts_like_the_hard_tier(db):
-    _, [(_, acct)] = await make_world(db)
+    _, [(_, acct)] = await paper_subscribers(db)
     async with db.session() as s:
         (await s.get(type(acct), acct.id)).equity_floor = Decimal("9500")
     engine = build_engine(db, guard_config=GuardConfig(cap=Decimal(50), soft=Decimal(40)))
@@ -129,7 +122,7 @@ async def test_equity_floor_acts_like_the_hard_tier(db):
 
 
 async def test_settings_floor_applies_when_the_account_has_none(db):
-    _, [(_, acct)] = await make_world(db)
+    _, [(_, acct)] = await paper_subscribers(db)
     engine = build_engine(
         db, guard_config=GuardConfig(cap=Decimal(50), soft=Decimal(40), equity_floor=Decimal(9800))
     )
@@ -140,7 +133,7 @@ async def test_settings_floor_applies_when_the_account_has_none(db):
 
 
 async def test_high_water_reference_follows_the_peak(db):
-    _, [(_, acct)] = await make_world(db)
+    _, [(_, acct)] = await paper_subscribers(db)
     engine = build_engine(db, guard_config=GuardConfig(reference=DrawdownReference.HIGH_WATER))
     await two_positions(engine, acct.id)
     engine.prices.set("EURUSD", "1.10410", "1.10420")  # +400 points: 12000
@@ -156,7 +149,7 @@ async def test_high_water_reference_follows_the_peak(db):
 
 
 async def test_reference_is_set_on_first_read(db):
-    _, [(_, acct)] = await make_world(db, balance="5000")
+    _, [(_, acct)] = await paper_subscribers(db, balance="5000")
     async with db.session() as s:
         (await s.get(type(acct), acct.id)).reference_equity = None
     engine = build_engine(db)
@@ -167,7 +160,7 @@ async def test_reference_is_set_on_first_read(db):
 
 
 async def test_resume_during_the_hard_tier_needs_a_new_reference(db):
-    _, [(user, acct)] = await make_world(db)
+    _, [(user, acct)] = await paper_subscribers(db)
     engine = build_engine(db)
     await two_positions(engine, acct.id)
     engine.prices.set("EURUSD", *HARD_21)
@@ -190,7 +183,7 @@ async def test_resume_during_the_hard_tier_needs_a_new_reference(db):
 
 
 async def test_crash_between_trigger_and_alert_alerts_exactly_once_after_restart(db):
-    _, [(_, acct)] = await make_world(db)
+    _, [(_, acct)] = await paper_subscribers(db)
     first = build_engine(db)
     await two_positions(first, acct.id)
 
@@ -222,7 +215,7 @@ async def test_crash_between_trigger_and_alert_alerts_exactly_once_after_restart
 
 
 async def test_failed_closes_are_retried_without_a_second_alert(db):
-    _, [(_, acct)] = await make_world(db)
+    _, [(_, acct)] = await paper_subscribers(db)
     engine = build_engine(db)
     await two_positions(engine, acct.id)
     broker = await engine.broker(acct.id)
@@ -239,7 +232,7 @@ async def test_failed_closes_are_retried_without_a_second_alert(db):
 
 
 async def test_hard_tier_also_closes_a_manual_trade_the_store_had_not_seen(db):
-    _, [(_, acct)] = await make_world(db)
+    _, [(_, acct)] = await paper_subscribers(db)
     engine = build_engine(db)
     await open_recorded(engine, acct.id, volume="2.5")
     await engine.loop.tick()  # reconcile tick: nothing unknown yet

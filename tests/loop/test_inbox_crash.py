@@ -33,7 +33,10 @@ from engine.settings import load_settings
 from engine.store.db import Database, utcnow
 from engine.store.models import Decision, InboxUpdate, Order, Subscription
 from mt5sim import control
-from tests.bot.harness import LOOSE_EMULATOR, SECRET_KEY, TOKEN, buttons, eventually, free_port
+from tests.support.bot_world import SECRET_KEY
+from tests.support.ports import free_port
+from tests.support.telegram import LOOSE_EMULATOR, TOKEN, buttons
+from tests.support.waiting import eventually
 from tradebot.app import build_services
 
 pytestmark = pytest.mark.slow

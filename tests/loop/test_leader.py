@@ -10,8 +10,12 @@ from engine.loop.leader import LEASE_KEY, PostgresLease, SqliteLease, make_lease
 from engine.store.db import Database, utcnow
 from engine.store.events import HEARTBEAT
 from engine.store.models import EngineState
-from tests.execution.fixtures import make_world
-from tests.loop.helpers import build_engine, events
+from tests.support.factories import paper_subscribers
+from tests.support.loop_world import build_engine
+from tests.support.queries import events
+from tests.support.waiting import eventually, until
+
+TTL = 2.0
 
 
 async def test_only_one_lease_holder_on_either_database(db):
@@ -32,22 +36,18 @@ async def test_only_one_lease_holder_on_either_database(db):
 
 
 async def test_two_loops_one_leader_and_takeover_on_stop(db):
-    await make_world(db)
+    await paper_subscribers(db)
     a, b = build_engine(db).loop, build_engine(db).loop
     a.start()
-    await asyncio.sleep(0.3)
-    b.start()
-    await asyncio.sleep(0.5)
     try:
+        await until(lambda: a.is_leader and a.stats.heartbeats)
+        b.start()
+        await asyncio.sleep(0.5)  # a window for b to (wrongly) take the lead
         assert a.is_leader and not b.is_leader
         beats = {e.payload["loop_id"] for e in await events(db, HEARTBEAT)}
         assert beats == {a.loop_id}
         await a.stop(2.0)
-        for _ in range(100):
-            if b.is_leader and b.stats.heartbeats:
-                break
-            await asyncio.sleep(0.05)
-        assert b.is_leader
+        await until(lambda: b.is_leader and b.stats.heartbeats, timeout=10)
     finally:
         await a.stop(1.0)
         await b.stop(1.0)
@@ -84,7 +84,8 @@ async def _write_lease(db, **value):
 async def test_sqlite_lease_expires_and_dead_holders_are_taken_over(sqlite_db):
     db = sqlite_db
     soon = (utcnow() + timedelta(minutes=5)).isoformat()
-    lease = SqliteLease(db, ttl_seconds=0.3)
+    # expiries of a couple of seconds: every "not yet" below must still hold on a loaded machine
+    lease = SqliteLease(db, ttl_seconds=TTL)
     # A live process elsewhere on this host holds it: wait.
     await _write_lease(db, owner="other", host=socket.gethostname(), pid=os.getppid(), expires_at=soon)
     assert not await lease.acquire()
@@ -97,16 +98,14 @@ async def test_sqlite_lease_expires_and_dead_holders_are_taken_over(sqlite_db):
     await lease.release()
     # A holder on another host is only taken over after its expiry.
     await _write_lease(
-        db, owner="far", host="elsewhere", pid=1, expires_at=(utcnow() + timedelta(seconds=0.3)).isoformat()
+        db, owner="far", host="elsewhere", pid=1, expires_at=(utcnow() + timedelta(seconds=TTL)).isoformat()
     )
     assert not await lease.acquire()
-    await asyncio.sleep(0.35)
-    assert await lease.acquire()
+    await eventually(lease.acquire, timeout=TTL + 10)
     # Our own lease lapses if not renewed: another instance may then take it, and we learn it.
-    other = SqliteLease(db, ttl_seconds=0.3)
+    other = SqliteLease(db, ttl_seconds=TTL)
     assert not await other.acquire()
-    await asyncio.sleep(0.35)
-    assert await other.acquire()
+    await eventually(other.acquire, timeout=TTL + 10, interval=0.1)
     assert not await lease.renew()
     await other.release()
 

@@ -14,8 +14,10 @@ from engine.store.db import utcnow
 from engine.store.events import BROKER_DISCONNECTED, BROKER_RECONNECTED, DRAWDOWN_TRIGGERED, POSITION_CLOSED
 from engine.store.models import ExecutionAccount, Order, Position, Producer, User
 from mt5sim import control
-from tests.execution.fixtures import make_approval
-from tests.loop.helpers import build_engine, events, open_at_broker
+from tests.support.factories import make_approval
+from tests.support.loop_world import build_engine, open_at_broker
+from tests.support.queries import events
+from tests.support.waiting import eventually
 
 LOGIN, PASSWORD, SERVER = 7001, "pw-7001", "MT5Sim-Demo"
 
@@ -152,17 +154,24 @@ async def test_terminal_disconnect_alerts_once_and_reconnect_is_announced(db, si
     try:
         await engine.loop.tick()
         control.disconnect(login=LOGIN)
-        for _ in range(6):
+
+        async def alerted():
+            await engine.loop.tick()
+            return await events(db, BROKER_DISCONNECTED)
+
+        await eventually(alerted, timeout=10, interval=0.05)
+        for _ in range(5):  # more ticks while down: still one alert
             await engine.loop.tick()
             await asyncio.sleep(0.06)
         [down] = await events(db, BROKER_DISCONNECTED)
         assert down.payload["account_id"] == acct.id
         control.reconnect(login=LOGIN)
-        for _ in range(40):
+
+        async def announced():
             await engine.loop.tick()
-            if await events(db, BROKER_RECONNECTED):
-                break
-            await asyncio.sleep(0.05)
+            return await events(db, BROKER_RECONNECTED)
+
+        await eventually(announced, timeout=10, interval=0.05)
         assert (
             len(await events(db, BROKER_RECONNECTED)) == 1 and len(await events(db, BROKER_DISCONNECTED)) == 1
         )

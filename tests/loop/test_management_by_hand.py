@@ -12,8 +12,8 @@ from engine.loop.management import TradeManager
 from engine.store.models import AuditLog, DomainEvent, ExecutionAccount, Position, PositionFill
 from mt5sim import constants as mc
 from mt5sim import control
-from tests.execution import target_fixtures as tf
-from tests.execution.fixtures import make_world
+from tests.support import targets as tf
+from tests.support.factories import paper_subscribers
 
 LOGIN = 7301
 
@@ -23,7 +23,7 @@ async def _setup(db, tmp_path, monkeypatch, targets=tf.THREE):
     monkeypatch.setenv("MT5SIM_STATE", str(path))
     tf.sim_account(path, LOGIN, mc.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING)
     control.set_symbol("EURUSD", freeze_level=0, stops_level=0, state=path)
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     await tf.as_mt5(db, acct.id, LOGIN)
     decision = await tf.approve_targets(db, producer, user, acct, targets)
     registry = tf.sim_registry()

@@ -7,8 +7,9 @@ from engine.states import ORDER, OrderStatus
 from engine.store.db import utcnow
 from engine.store.events import ORDER_FILLED, POSITION_CLOSED, POSITION_OPENED
 from engine.store.models import AuditLog, Order, PaperPosition, Position
-from tests.execution.fixtures import make_approval, make_world
-from tests.loop.helpers import build_engine, count, events, open_at_broker
+from tests.support.factories import make_approval, paper_subscribers
+from tests.support.loop_world import build_engine, open_at_broker
+from tests.support.queries import count, events
 
 
 async def audit_actions(db):
@@ -22,7 +23,7 @@ async def positions(db):
 
 
 async def test_sl_hit_at_the_broker_closes_the_store_position_with_the_deal_pnl(db):
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     engine = build_engine(db)
     order = await engine.execution.execute_decision(await make_approval(db, producer, user, acct))
     assert order.status == OrderStatus.FILLED
@@ -42,7 +43,7 @@ async def test_sl_hit_at_the_broker_closes_the_store_position_with_the_deal_pnl(
 
 
 async def test_manual_trade_is_recorded_as_external_and_never_closed(db):
-    _, [(_, acct)] = await make_world(db)
+    _, [(_, acct)] = await paper_subscribers(db)
     engine = build_engine(db)
     broker = await engine.broker(acct.id)
     result = await open_at_broker(broker, volume="1")
@@ -87,7 +88,7 @@ async def _crashed_after_fill(engine, db, producer, user, acct, status):
 
 
 async def test_crash_between_fill_and_record_is_attached_not_resent(db):
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     engine = build_engine(db)
     for status in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN, OrderStatus.RETRY_WAIT):
         order, broker = await _crashed_after_fill(engine, db, producer, user, acct, status)
@@ -108,7 +109,7 @@ async def test_crash_between_fill_and_record_is_attached_not_resent(db):
 
 
 async def test_fresh_submission_in_flight_is_left_to_its_worker(db):
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     engine = build_engine(db)
     order, _ = await _crashed_after_fill(engine, db, producer, user, acct, OrderStatus.SUBMITTING)
     async with db.session() as s:
@@ -119,7 +120,7 @@ async def test_fresh_submission_in_flight_is_left_to_its_worker(db):
 
 
 async def test_filled_order_without_its_position_gets_it_attached(db):
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     engine = build_engine(db)
     order = await engine.execution.execute_decision(await make_approval(db, producer, user, acct))
     async with db.session() as s:
@@ -144,7 +145,7 @@ async def limit_order(engine, db, producer, user, acct, key):
 
 
 async def test_resting_orders_expired_filled_or_cancelled_at_the_broker(db):
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     engine = build_engine(db)
     broker = await engine.broker(acct.id)
     expired = await limit_order(engine, db, producer, user, acct, "a")
@@ -170,7 +171,7 @@ async def test_resting_orders_expired_filled_or_cancelled_at_the_broker(db):
 
 
 async def test_orphan_pending_order_is_cancelled_at_the_broker(db):
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     engine = build_engine(db)
     broker = await engine.broker(acct.id)
     order = await limit_order(engine, db, producer, user, acct, "o")
@@ -182,7 +183,7 @@ async def test_orphan_pending_order_is_cancelled_at_the_broker(db):
 
 
 async def test_stuck_closing_positions_are_finished(db):
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     engine = build_engine(db)
     broker = await engine.broker(acct.id)
     await engine.execution.execute_decision(await make_approval(db, producer, user, acct, key="x"))
@@ -209,7 +210,7 @@ async def test_stuck_closing_positions_are_finished(db):
 
 
 async def test_changes_made_by_hand_at_the_broker_are_taken_over(db):
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     engine = build_engine(db)
     await engine.execution.execute_decision(await make_approval(db, producer, user, acct))
     async with db.session() as s:
@@ -224,7 +225,7 @@ async def test_changes_made_by_hand_at_the_broker_are_taken_over(db):
 
 
 async def test_reconcile_all_reports_a_failing_account_and_goes_on(db):
-    _, [(_, a1), (_, a2)] = await make_world(db, users=2)
+    _, [(_, a1), (_, a2)] = await paper_subscribers(db, users=2)
     engine = build_engine(db)
     await open_at_broker(await engine.broker(a2.id), volume="1")
     (await engine.broker(a1.id)).down = True

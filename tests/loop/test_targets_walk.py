@@ -12,8 +12,9 @@ from engine.loop.management import TradeManager
 from engine.store.models import DomainEvent, ExecutionAccount, Position, PositionFill
 from mt5sim import constants as mc
 from mt5sim import control
-from tests.execution import target_fixtures as tf
-from tests.execution.fixtures import FixedPrices, make_world
+from tests.support import targets as tf
+from tests.support.factories import paper_subscribers
+from tests.support.prices import FixedPrices
 
 
 async def _state(db):
@@ -63,7 +64,7 @@ async def _walk(db, registry, account_id, move) -> None:
 
 async def test_paper_hedging_walk(db) -> None:
     prices = FixedPrices()
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     decision = await tf.approve_targets(db, producer, user, acct)
     registry = tf.paper_registry(db, prices)
     await tf.execution(db, registry).execute_decision(decision)
@@ -80,7 +81,7 @@ async def test_simulated_terminal_walk(db, tmp_path, monkeypatch, mode) -> None:
     monkeypatch.setenv("MT5SIM_STATE", str(path))
     tf.sim_account(path, 7201, mode)
     control.set_symbol("EURUSD", freeze_level=0, state=path)
-    producer, [(user, acct)] = await make_world(db)
+    producer, [(user, acct)] = await paper_subscribers(db)
     await tf.as_mt5(db, acct.id, 7201)
     decision = await tf.approve_targets(db, producer, user, acct)
     registry = tf.sim_registry()

@@ -31,7 +31,9 @@ from engine.settings import load_settings
 from engine.store.db import Database
 from engine.store.models import Decision, Position, PositionChange, Signal, Subscription, User
 from mt5sim import control
-from tests.bot.harness import LOOSE_EMULATOR, SECRET_KEY, TOKEN, free_port
+from tests.support.bot_world import SECRET_KEY
+from tests.support.ports import free_port
+from tests.support.telegram import LOOSE_EMULATOR, TOKEN
 from tradebot.app import build_services
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from engine.states import OrderStatus
 from engine.store.models import DomainEvent, Order, PositionChange, Signal
 from mt5sim import control
-from tests.management.world import World, build_world, login_of, start_sim, submit
+from tests.support.management_world import World, build_world, login_of, start_sim, submit
 
 USERS = 20
 REFUSING = 7  # the index of the subscriber whose account refuses

@@ -16,7 +16,7 @@ from engine.states import OrderStatus
 from engine.store.db import Database
 from engine.store.events import DRAWDOWN_TRIGGERED, ORDER_REJECTED
 from engine.store.models import AuditLog, DomainEvent, Order
-from tests.ops.helpers import ops_world
+from tests.support.ops import ops_world
 from tradebot.cli import app
 
 runner = CliRunner()
@@ -88,7 +88,7 @@ async def test_closeall_of_an_account_with_only_a_pending_order(db: Database) ->
 async def test_an_order_not_sent_yet_is_cancelled_and_never_sent(db: Database) -> None:
     async with ops_world(db) as world:
         user, account = world.pairs[0]
-        from tests.execution.fixtures import make_approval
+        from tests.support.factories import make_approval
 
         order = await world.services.execution.order_for_decision(
             await make_approval(world.db, world.producer, user, account)
@@ -134,7 +134,7 @@ async def test_pause_and_resume_by_scope(db: Database) -> None:
         status = await world.ops.status(live_seconds=None)
         assert [a.trading_state for a in status.accounts] == ["reducing", "active"]
         assert not status.paused  # an account's pause is not the global pause
-        from tests.execution.fixtures import make_approval
+        from tests.support.factories import make_approval
 
         refused = await world.services.execution.execute_decision(
             await make_approval(world.db, world.producer, user, account)

@@ -12,8 +12,8 @@ from engine.risk.chain import Refusal, RiskChain, TradeContext
 from engine.states import OrderStatus
 from engine.store.db import Database
 from engine.store.models import AuditLog, ExecutionAccount, Order, User
-from tests.execution.fixtures import make_approval
-from tests.ops.helpers import OpsWorld, ops_world
+from tests.support.factories import make_approval
+from tests.support.ops import OpsWorld, ops_world
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -45,7 +45,7 @@ async def set_account(world: OpsWorld, **values: object) -> None:
 def test_the_standard_chain_is_in_order() -> None:
     from engine.execution.orders import OrderRules
     from engine.risk.chain import standard_gates
-    from tests.billing.helpers import risk_chain
+    from tests.support.billing import risk_chain
 
     assert [g.name for g in standard_gates(lambda account: OrderRules())] == [
         "global_pause",

@@ -17,19 +17,8 @@ from engine.execution.orders import (
     choose_filling,
 )
 from engine.risk.market_hours import parse_market_hours
-from tests.orders.orders_helpers import (
-    EURUSD,
-    SATURDAY,
-    USDJPY,
-    WEDNESDAY,
-    account,
-    build,
-    built,
-    refused,
-    signal,
-    tick,
-    with_spec,
-)
+from tests.support.orders import SATURDAY, WEDNESDAY, account, build, built, refused, signal, tick
+from tests.support.symbols import EURUSD, USDJPY, with_spec
 
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, STOP = OrderType.LIMIT, OrderType.STOP

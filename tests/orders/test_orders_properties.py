@@ -27,7 +27,8 @@ from engine.execution.orders import (
     build_order,
 )
 from engine.risk.market_hours import MarketHours, parse_market_hours
-from tests.orders.orders_helpers import BTCUSD, EURUSD, TYPICAL_PRICE, US500, USDJPY, WEDNESDAY, XAUUSD
+from tests.support.orders import WEDNESDAY
+from tests.support.symbols import BTCUSD, EURUSD, TYPICAL_PRICE, US500, USDJPY, XAUUSD
 
 C = RefusalCode
 # The order the builder documents for its checks; a refusal must name the first broken rule.

@@ -13,20 +13,8 @@ from engine.execution.orders import (
     round_to_step,
 )
 from engine.risk.market_hours import parse_market_hours
-from tests.orders.orders_helpers import (
-    BTCUSD,
-    EURUSD,
-    SATURDAY,
-    US500,
-    USDJPY,
-    XAUUSD,
-    account,
-    build,
-    built,
-    refused,
-    signal,
-    with_spec,
-)
+from tests.support.orders import SATURDAY, account, build, built, refused, signal
+from tests.support.symbols import BTCUSD, EURUSD, US500, USDJPY, XAUUSD, with_spec
 
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, STOP = OrderType.LIMIT, OrderType.STOP

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sandbox.helpers import sandbox_process, wait_for
+from tests.support.sandbox_process import sandbox_process
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 

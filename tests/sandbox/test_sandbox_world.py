@@ -4,7 +4,6 @@ encrypted credentials, and the data directory is fresh, locked and keeps its sec
 
 from __future__ import annotations
 
-import asyncio
 import os
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,10 +18,12 @@ from engine.store.models import ExecutionAccount, User
 from sandbox import cast
 from sandbox.config import DataDir, SandboxError, SandboxOptions, sandbox_settings
 from sandbox.runner import Sandbox
-from tests.sandbox.helpers import free_port
+from tests.support.ports import free_port
+from tests.support.waiting import eventually
 
 BEN, LUCIA, ADMIN = 7000101, 7000102, cast.ADMIN.user_id
 Factory = Callable[..., Awaitable[Sandbox]]
+SLOW = 8.0  # seconds: a whole sandbox on a loaded machine
 
 
 @pytest.fixture
@@ -45,17 +46,6 @@ async def make_sandbox(tmp_path: Path) -> AsyncIterator[Factory]:
     yield make
     for sandbox in started:
         await sandbox.stop()
-
-
-async def eventually(probe: Callable[[], Awaitable[Any]], timeout: float = 8.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not within {timeout} s (last {value!r})")
-        await asyncio.sleep(0.05)
 
 
 def signal_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -98,7 +88,7 @@ async def test_people_join_as_users_and_the_first_demo_signal_reaches_them(make_
         chats = [await sandbox.client.messages(p.user_id) for p in cast.PEOPLE]
         return all(signal_messages(chat) for chat in chats)
 
-    await eventually(everyone_has_the_signal)
+    await eventually(everyone_has_the_signal, SLOW)
     first = sandbox.producer.posted[0]
     assert first.status == 201 and first.answer["id"]
     assert first.body["id"] == "demo-00001"
@@ -135,14 +125,14 @@ async def test_the_page_api_acts_as_the_sandbox_users(make_sandbox: Factory) -> 
         assert (await post("/api/send", {"user_id": ADMIN, "text": "  "}))[0] == 400
         # the admin's chat just had four messages (joining, the first signal): Telegram's per-chat
         # limit (about one a second, short bursts) needs a moment before the bot replies again
-        await eventually(lambda: _signals_in(sandbox, ADMIN))
-        await asyncio.sleep(1.5)
+        # (the bot waits its turn; the reply is awaited, not slept for)
+        await eventually(lambda: _signals_in(sandbox, ADMIN), SLOW)
         status, sent = await post("/api/send", {"user_id": ADMIN, "text": "/status"})
         assert status == 200 and sent["message"]["text"] == "/status"
-        reply = await sandbox.client.messages(ADMIN, after=sent["message"]["message_id"], wait=5)
+        reply = await sandbox.client.messages(ADMIN, after=sent["message"]["message_id"], wait=10)
         assert reply and "Engine status" in reply[0]["text"]
 
-        signal = (await eventually(lambda: _signals_in(sandbox, BEN)))[-1]
+        signal = (await eventually(lambda: _signals_in(sandbox, BEN), SLOW))[-1]
         approve = cast.callback_buttons(signal)[0]
         bad = await post(
             "/api/tap", {"user_id": BEN, "chat_id": BEN, "message_id": signal["message_id"], "data": "x"}
@@ -158,14 +148,14 @@ async def test_the_page_api_acts_as_the_sandbox_users(make_sandbox: Factory) -> 
             edited = next(m for m in chat if m["message_id"] == signal["message_id"])
             return "Filled" in edited["text"] or "Order placed" in edited["text"]
 
-        await eventually(filled)
+        await eventually(filled, SLOW)
 
         async def bens_trade() -> list[Any]:
             accounts = (await get("/api/portfolio"))["accounts"]
             ben = next(a for a in accounts if a["telegram_id"] == BEN)
             return ben["positions"] + ben["orders"]
 
-        trade = (await eventually(bens_trade))[0]
+        trade = (await eventually(bens_trade, SLOW))[0]
         assert trade["symbol"] == sandbox.producer.posted[0].body["instrument"]  # type: ignore[union-attr]
         async with http.get(base + "/api/files/nope") as resp:
             assert resp.status == 404
@@ -200,7 +190,7 @@ async def test_with_the_mt5_broker_people_trade_on_simulated_terminals(make_sand
     welcome = await sandbox.client.messages(LUCIA)
     assert any("Estás suscrito" in m["text"] for m in welcome)
 
-    signal = (await eventually(lambda: _signals_in(sandbox, BEN)))[-1]
+    signal = (await eventually(lambda: _signals_in(sandbox, BEN), SLOW))[-1]
     query = await sandbox.client.tap(BEN, BEN, signal["message_id"], cast.callback_buttons(signal)[0])
     assert await sandbox.client.callback_answer(query, wait=5)
     ben_login = sandbox.terminal.logins[BEN][0]
@@ -209,7 +199,7 @@ async def test_with_the_mt5_broker_people_trade_on_simulated_terminals(make_sand
         state = control.dump(state=sandbox.options.mt5sim_path)
         return [r for r in state["positions"] + state["orders"] if r.get("login") == ben_login]
 
-    assert await eventually(on_the_terminal)
+    assert await eventually(on_the_terminal, SLOW)
 
 
 async def test_each_run_starts_fresh_and_keeps_its_secret_key(make_sandbox: Factory, tmp_path: Path) -> None:

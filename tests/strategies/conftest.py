@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.strategies.sim import make_terminal
+from tests.support.strategy_terminal import make_terminal
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import numpy as np
 
 from engine.brokers.base import Side
 from engine.strategies.fib_rsi import FibRsi
-from tests.strategies.scenarios import LONG_A, SHORT_A, SHORT_TWO, WARMUP, Series, at, reference_rsi
+from tests.support.fib_rsi_scenarios import LONG_A, SHORT_A, SHORT_TWO, WARMUP, Series, at, reference_rsi
 
 TICK = Decimal("0.01")
 

@@ -13,7 +13,7 @@ from engine.backtest.specs import backtest_spec
 from engine.strategies.base import Bars
 from engine.strategies.fib_rsi import FibRsi
 from engine.strategies.rsi import RsiState, rsi, rsi_extend
-from tests.strategies.scenarios import T0, reference_rsi
+from tests.support.fib_rsi_scenarios import T0, reference_rsi
 
 
 def walk(seed: int, n: int, vol: float) -> Bars:

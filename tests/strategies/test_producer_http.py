@@ -22,8 +22,7 @@ from engine.ingest.signing import verify
 from engine.observability.metrics import Metrics
 from engine.strategies.base import Bars, utc
 from engine.strategies.producer import ProducerConfig, StrategyProducer
-from tests.backtest.test_backtest_golden import FLAT, pattern_bars
-from tests.strategies.scenarios import SHORT_A, WARMUP, Series
+from tests.support.fib_rsi_scenarios import FLAT, SHORT_A, WARMUP, Series, pattern_bars
 
 SECRET = "s" * 40
 FIRST = "TEST_H1_short_2024-01-02T19:00Z"

@@ -24,8 +24,9 @@ from engine.store.db import Database
 from engine.store.models import Signal
 from engine.strategies.producer import MT5Bars, ProducerConfig, StrategyProducer
 from mt5sim import control
-from tests.api.conftest import build_context, rows
-from tests.strategies.sim import LOGIN, PASSWORD, SEARCH_FROM, latest_setup
+from tests.support.api_world import build_context
+from tests.support.queries import rows
+from tests.support.strategy_terminal import LOGIN, PASSWORD, SEARCH_FROM, latest_setup
 
 
 @dataclass

@@ -3,9 +3,6 @@ and its signal arrives through the product's own webhook; a bad value stops star
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,15 +10,11 @@ import pytest
 
 from engine.settings import SettingsError, load_settings
 from engine.store.models import Producer, Signal
-from tests.api.conftest import rows
-from tests.strategies.sim import LOGIN, PASSWORD, SEARCH_FROM, latest_setup
+from tests.support.ports import free_port
+from tests.support.queries import rows
+from tests.support.strategy_terminal import LOGIN, PASSWORD, SEARCH_FROM, latest_setup
+from tests.support.waiting import eventually
 from tradebot.runtime import Runtime, RuntimeOptions
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_strategies_setting_runs_fib_rsi_in_the_product(
@@ -48,11 +41,9 @@ async def test_strategies_setting_runs_fib_rsi_in_the_product(
     runtime = Runtime(settings, RuntimeOptions(with_bot=False))
     await runtime.start()
     try:
-        deadline = time.monotonic() + 60
-        stored: list[Signal] = []
-        while time.monotonic() < deadline and not stored:
-            stored = await rows(runtime.engine.db, Signal)
-            await asyncio.sleep(0.1)
+        stored: list[Signal] = await eventually(
+            lambda: rows(runtime.engine.db, Signal), timeout=60, interval=0.1
+        )
         assert [s.external_id for s in stored] == [setup.setup_id]
         (producer,) = await rows(runtime.engine.db, Producer)
         assert producer.name == "strategy-fib-rsi" and stored[0].producer_id == producer.id

@@ -7,8 +7,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import func, select
-
 from engine.brokers.base import Broker, FillingMode, OrderRequest, OrderType, Side, SubmitStatus
 from engine.brokers.paper import PaperBroker
 from engine.brokers.registry import BrokerRegistry
@@ -19,16 +17,12 @@ from engine.loop.leader import LeaderLease, make_lease
 from engine.loop.trading import LoopConfig, TradingLoop, reconcile_hook
 from engine.reconcile.service import Reconciler
 from engine.risk.drawdown import DrawdownGuard, GuardConfig
-from engine.risk.market_hours import AlwaysOpen, MarketHours
 from engine.store.db import Database
 from engine.store.events import EventRelay
-from engine.store.models import DomainEvent, ExecutionAccount, Position
-from tests.execution.fixtures import FixedPrices
+from engine.store.models import ExecutionAccount, Position
+from tests.support.execution import FAST, OPEN
+from tests.support.prices import FixedPrices
 
-OPEN = MarketHours(default=AlwaysOpen())
-FAST = ExecutionConfig(
-    max_attempts=3, retry_initial_seconds=0.01, retry_max_seconds=0.05, stale_submitting_seconds=0
-)
 QUICK = LoopConfig(
     tick_seconds=0.02,
     heartbeat_seconds=0.2,
@@ -187,19 +181,6 @@ async def open_recorded(engine: Engine, account_id: int, **kw) -> Position:
         )
         s.add(pos)
     return pos
-
-
-async def events(db: Database, type_: str | None = None) -> list[DomainEvent]:
-    async with db.session() as s:
-        query = select(DomainEvent).order_by(DomainEvent.id)
-        if type_ is not None:
-            query = query.where(DomainEvent.type == type_)
-        return list((await s.scalars(query)).all())
-
-
-async def count(db: Database, model, *where) -> int:
-    async with db.session() as s:
-        return int(await s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
 async def account_row(db: Database, account_id: int) -> ExecutionAccount:

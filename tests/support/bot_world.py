@@ -3,16 +3,15 @@ MT5 accounts), the producer HTTP API with the Telegram webhook mounted, and the 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
 from sqlalchemy import select
 
 from bot.app import BotRuntime, bot_context, build_bot, build_storage
@@ -22,8 +21,9 @@ from bot.ratelimit import RateLimits
 from bot.sender import OutboxConfig
 from bot.throttle import ThrottleConfig
 from emulator import BotAPIEmulator, EmulatorClient, EmulatorConfig
-from engine.api import ApiContext, build_http_app, start_http_server
-from engine.brokers.base import Broker, FillingMode, SymbolSpec, Tick
+from engine.api import ApiContext, build_http_app
+from engine.api.server import AccessLogger
+from engine.brokers.base import Broker
 from engine.brokers.paper import PaperBroker
 from engine.execution.service import ExecutionConfig
 from engine.ingest.producers import NewProducer
@@ -31,41 +31,18 @@ from engine.ingest.signing import signature_header
 from engine.services import EngineServices
 from engine.settings import Settings
 from engine.store.events import SIGNAL_ACCEPTED, emit
-from engine.store.models import ExecutionAccount, Producer, Signal
+from engine.store.models import DomainEvent, ExecutionAccount, Producer, Signal
+from tests.support.factories import CONSENT
+from tests.support.ports import bound_socket
+from tests.support.prices import FixedPrices
+from tests.support.telegram import LOOSE_EMULATOR, TOKEN, buttons
+from tests.support.waiting import eventually
 from tradebot.app import build_services, default_broker_factory
 
-TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1"
-BOT_USERNAME = "bot123456789_bot"
 ADMIN = 900
 OPS_CHAT = -1001000000500
 CHANNEL = -1001000000600
 SECRET_KEY = "s" * 40
-CONSENT = "2026-11"
-
-EURUSD = SymbolSpec(
-    name="EURUSD",
-    digits=5,
-    point=Decimal("0.00001"),
-    tick_size=Decimal("0.00001"),
-    tick_value=Decimal("1"),
-    contract_size=Decimal("100000"),
-    volume_min=Decimal("0.01"),
-    volume_max=Decimal("100"),
-    volume_step=Decimal("0.01"),
-    stops_level=10,
-    filling_modes=frozenset({FillingMode.FOK, FillingMode.IOC}),
-)
-
-LOOSE_EMULATOR = EmulatorConfig(
-    per_chat_burst=1000,
-    per_chat_per_second=1000.0,
-    global_per_second=1000.0,
-    group_per_minute=1000,
-    set_webhook_min_interval=0.0,
-    webhook_retry_initial=0.05,
-    webhook_retry_max=0.2,
-    webhook_timeout=5.0,
-)
 
 FAST = BotConfig(
     limits=RateLimits(
@@ -89,47 +66,6 @@ FAST = BotConfig(
     drain_seconds=0.5,
 )
 FAST_EXECUTION = ExecutionConfig(max_attempts=3, retry_initial_seconds=0.01, retry_max_seconds=0.05)
-
-
-@dataclass
-class FixedPrices:
-    """A market that moves only when a test says so."""
-
-    quotes: dict[str, tuple[Decimal, Decimal]] = field(
-        default_factory=lambda: {"EURUSD": (Decimal("1.10000"), Decimal("1.10010"))}
-    )
-
-    def spec(self, symbol: str) -> SymbolSpec | None:
-        return EURUSD if symbol.upper() == "EURUSD" else None
-
-    def tick(self, symbol: str) -> Tick | None:
-        q = self.quotes.get(symbol.upper())
-        return None if q is None else Tick(symbol.upper(), q[0], q[1], datetime.now(UTC))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[Any]], timeout: float = 5.0, interval: float = 0.02
-) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
-        await asyncio.sleep(interval)
-
-
-def buttons(message: dict[str, Any]) -> list[str]:
-    rows = (message.get("reply_markup") or {}).get("inline_keyboard") or []
-    return [b["callback_data"] for row in rows for b in row if "callback_data" in b]
 
 
 @dataclass
@@ -241,7 +177,7 @@ class World:
         async with self.db.session() as session:
             signal = Signal(
                 producer_id=producer_id,
-                idempotency_key=f"k-{now.timestamp()}-{id(now)}",
+                idempotency_key=f"k-{uuid.uuid4().hex}",
                 body_hash="h",
                 instrument=instrument,
                 side=side,
@@ -289,9 +225,19 @@ class World:
             assert signal is not None
             signal.expires_at = datetime.now(UTC) - timedelta(seconds=1)
 
+    async def events_processed(self) -> bool:
+        """Whether the relay has handed every domain event to its subscribers."""
+        async with self.db.session() as session:
+            pending = select(DomainEvent.id).where(DomainEvent.processed_at.is_(None)).limit(1)
+            return await session.scalar(pending) is None
+
     async def account_of(self, uid: int) -> ExecutionAccount | None:
         assert self.services.accounts is not None
         return await self.services.accounts.account_of(uid)
+
+
+WorldFactory = Callable[..., Awaitable["World"]]
+"""The ``world_factory`` fixture: builds a world with settings overridden (closed after the test)."""
 
 
 async def make_world(
@@ -304,7 +250,8 @@ async def make_world(
 ) -> World:
     emulator = BotAPIEmulator(emulator_config)
     await emulator.start()
-    port = free_port()
+    http_socket = bound_socket()  # held from now on: no other process can take the port
+    port = int(http_socket.getsockname()[1])
     values: dict[str, Any] = {
         "bot_token": TOKEN,
         "telegram_api_url": emulator.base_url,
@@ -342,7 +289,9 @@ async def make_world(
     app = build_http_app(api_ctx)
     first = world.new_runtime()
     first.webhook_routes(app)  # mounted before the app starts, as the composition root does
-    runner = await start_http_server(app, "127.0.0.1", port)
+    runner = web.AppRunner(app, access_log_class=AccessLogger)
+    await runner.setup()
+    await web.SockSite(runner, http_socket).start()
     services.relay.start()
     if start:
         await world.start_bot(first)

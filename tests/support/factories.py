@@ -1,58 +1,28 @@
-"""Builders for execution tests: a fixed market, a subscriber with a paper account, approved decisions."""
+"""Rows a test starts from: producers, subscribers with paper accounts, signals and approved decisions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from engine.brokers.base import FillingMode, SymbolSpec, Tick
+from sqlalchemy import select
+
 from engine.states import DecisionStatus
+from engine.store.db import Database
 from engine.store.models import Decision, ExecutionAccount, Producer, Signal, User
 
-EURUSD = SymbolSpec(
-    name="EURUSD",
-    digits=5,
-    point=Decimal("0.00001"),
-    tick_size=Decimal("0.00001"),
-    tick_value=Decimal("1"),
-    contract_size=Decimal("100000"),
-    volume_min=Decimal("0.01"),
-    volume_max=Decimal("100"),
-    volume_step=Decimal("0.01"),
-    stops_level=10,
-    filling_modes=frozenset({FillingMode.FOK, FillingMode.IOC}),
-)
+CONSENT = "2026-11"  # the consent version every factory-made subscriber agreed to
 
 
-@dataclass
-class FixedPrices:
-    """A market that moves only when the test says so."""
-
-    quotes: dict[str, tuple[Decimal, Decimal]] = field(
-        default_factory=lambda: {"EURUSD": (Decimal("1.10000"), Decimal("1.10010"))}
-    )
-    specs: dict[str, SymbolSpec] = field(default_factory=lambda: {"EURUSD": EURUSD})
-
-    def set(self, symbol: str, bid: str, ask: str) -> None:
-        self.quotes[symbol] = (Decimal(bid), Decimal(ask))
-
-    def spec(self, symbol: str) -> SymbolSpec | None:
-        return self.specs.get(symbol.upper())
-
-    def tick(self, symbol: str) -> Tick | None:
-        q = self.quotes.get(symbol.upper())
-        return None if q is None else Tick(symbol.upper(), q[0], q[1], datetime.now(UTC))
-
-
-async def make_world(db, *, balance="10000", users=1):
+async def paper_subscribers(db, *, balance="10000", users=1):
     """A producer, N subscribers each with a paper account. Returns (producer_id, [(user, account)])."""
     async with db.session() as s:
         producer = Producer(name="p1", secret_enc="x", token_digest="d" * 64)
         s.add(producer)
         pairs = []
         for n in range(users):
-            user = User(telegram_id=1000 + n, referral_code=f"r{n}", consent_version="2026-11")
+            user = User(telegram_id=1000 + n, referral_code=f"r{n}", consent_version=CONSENT)
             s.add(user)
             await s.flush()
             acct = ExecutionAccount(
@@ -83,7 +53,7 @@ async def make_approval(
         now = datetime.now(UTC)
         sig = Signal(
             producer_id=producer_id,
-            idempotency_key=key or f"k-{now.timestamp()}-{user.id}-{side}-{sl}",
+            idempotency_key=key or f"k-{uuid.uuid4().hex}",
             body_hash="h",
             instrument="EURUSD",
             side=side,
@@ -104,8 +74,50 @@ async def make_approval(
             account_id=account.id,
             status=DecisionStatus.APPROVED.value,
             decided_at=now,
-            consent_version="2026-11",
+            consent_version=CONSENT,
         )
         s.add(dec)
         await s.flush()
     return dec.id
+
+
+async def make_user(
+    db: Database,
+    telegram_id: int,
+    *,
+    referred_by: int | None = None,
+    kind: str | None = "paper",
+    username: str | None = None,
+    status: str = "active",
+) -> User:
+    """A consented subscriber with (optionally) an active account of ``kind``."""
+    async with db.session() as s:
+        user = User(
+            telegram_id=telegram_id,
+            username=username,
+            first_name=f"U{telegram_id}",
+            referral_code=f"C{telegram_id}",
+            referred_by_id=referred_by,
+            consent_version=CONSENT,
+            status=status,
+        )
+        s.add(user)
+        await s.flush()
+        if kind is not None:
+            s.add(
+                ExecutionAccount(
+                    owner_id=user.id,
+                    kind=kind,
+                    balance=Decimal(10000),
+                    reference_equity=Decimal(10000),
+                    login="5001" if kind == "mt5" else None,
+                )
+            )
+    return user
+
+
+async def account_of(db: Database, user: User) -> ExecutionAccount:
+    async with db.session() as s:
+        account = await s.scalar(select(ExecutionAccount).where(ExecutionAccount.owner_id == user.id))
+        assert account is not None
+        return account

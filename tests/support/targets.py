@@ -17,7 +17,7 @@ from engine.states import DecisionStatus
 from engine.store.events import EventRelay
 from engine.store.models import Decision, ExecutionAccount, Signal
 from mt5sim import control
-from tests.execution.fixtures import FixedPrices
+from tests.support.prices import FixedPrices
 
 FAST = ExecutionConfig(
     max_attempts=3, retry_initial_seconds=0.01, retry_max_seconds=0.05, stale_submitting_seconds=0

@@ -6,27 +6,22 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
+
 TRADEBOT = str(Path(sys.executable).parent / "tradebot")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Output:
@@ -83,19 +78,12 @@ class Running:
         return self.stderr_path.read_text()
 
 
-def wait_for(probe: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s (last: {value!r})")
-        time.sleep(interval)
+PORT_TAKEN = "Address already in use"
+START_ATTEMPTS = 3
 
 
-@contextmanager
-def sandbox_process(tmp_path: Path, *args: str, signal_every: str = "3") -> Iterator[Running]:
+def _start(tmp_path: Path, args: tuple[str, ...], signal_every: str) -> Running:
+    """Start the sandbox on a free port and wait for its banner (or its exit)."""
     port = free_port()
     stderr_path = tmp_path / "sandbox.stderr"
     env = {**os.environ, "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
@@ -108,12 +96,24 @@ def sandbox_process(tmp_path: Path, *args: str, signal_every: str = "3") -> Iter
             command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=tmp_path
         )
     running = Running(proc, f"http://127.0.0.1:{port}", Output(proc), stderr_path)
+    wait_for(
+        lambda: "Press Ctrl-C" in running.banner or proc.poll() is not None,
+        START_TIMEOUT,
+        "the sandbox's banner",
+    )
+    return running
+
+
+@contextmanager
+def sandbox_process(tmp_path: Path, *args: str, signal_every: str = "3") -> Iterator[Running]:
+    """``tradebot sandbox`` on a free port. The port is picked before the process binds it, so
+    another process on the machine may take it first: then (and only then) start again."""
+    for _ in range(START_ATTEMPTS):
+        running = _start(tmp_path, args, signal_every)
+        if running.proc.poll() is None or PORT_TAKEN not in running.stderr:
+            break
+    proc = running.proc
     try:
-        wait_for(
-            lambda: "Press Ctrl-C" in running.banner or proc.poll() is not None,
-            START_TIMEOUT,
-            "the sandbox's banner",
-        )
         if proc.poll() is not None:
             raise AssertionError(
                 f"the sandbox did not start (exit {proc.returncode}):\n{running.banner}\n{running.stderr[-4000:]}"

@@ -25,14 +25,10 @@ from engine.gateway.certs import write_pair
 from engine.gateway.serve import KEEPALIVE_SECONDS
 from engine.gateway.server import build_gateway_app
 from engine.gateway.terminals import PoolConfig, TerminalPool
+from tests.support.ports import free_port
 
+LOGIN, PASSWORD, SERVER = 6101, "pw-6101-secret", "MT5Sim-Demo"  # the gateway suites' account
 TOKEN = "gateway-test-token-" + "k" * 24
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def eventually(check: Callable[[], Any], seconds: float = 10.0, every: float = 0.02) -> Any:

@@ -80,3 +80,19 @@ def reference_rsi(close: np.ndarray) -> np.ndarray:
     up_avg = up.ewm(alpha=1 / 14, min_periods=14, adjust=False).mean()
     down_avg = down.ewm(alpha=1 / 14, min_periods=14, adjust=False).mean()
     return np.where(down_avg == 0, 100, 100 - (100 / (1 + up_avg / down_avg)))
+
+
+FLAT = (99.0, 99.5, 98.5, 99.0)  # a bar that touches nothing (RSI stays near where it is)
+
+
+def pattern_bars(start: float, scale: float, jump: float) -> list[tuple[float, float, float, float]]:
+    """SHORT_A's shape again, ``scale`` times smaller, after its warm-up, ending with ``jump``."""
+    segments = [(1, scale)] + [(1, -scale), (1, scale)] * 15
+    segments += [(6, 2 * scale), (8, -2 * scale), (2, -0.5 * scale), (1, jump)]
+    out, last = [], start
+    for n, step in segments:
+        for _ in range(n):
+            close = round(last + step, 6)
+            out.append((last, round(max(last, close) + 0.1, 6), round(min(last, close) - 0.1, 6), close))
+            last = close
+    return out

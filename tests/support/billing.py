@@ -1,4 +1,5 @@
-"""Builders for billing tests: users, payments as Telegram delivers them, a paper execution service."""
+"""Builders for billing tests: the plan catalog, payments as Telegram delivers them, subscriptions,
+a paper execution service."""
 
 from __future__ import annotations
 
@@ -21,10 +22,9 @@ from engine.risk.chain import RiskChain, standard_gates
 from engine.risk.market_hours import AlwaysOpen, MarketHours
 from engine.store.db import Database
 from engine.store.events import EventRelay
-from engine.store.models import DomainEvent, ExecutionAccount, Subscription, User
-from tests.execution.fixtures import FixedPrices
+from engine.store.models import ExecutionAccount, Subscription, User
+from tests.support.prices import FixedPrices
 
-CONSENT = "2026-11"
 FAST = ExecutionConfig(
     max_attempts=2, retry_initial_seconds=0.01, retry_max_seconds=0.02, stale_submitting_seconds=0
 )
@@ -37,48 +37,6 @@ def catalog() -> PlanCatalog:
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-async def make_user(
-    db: Database,
-    telegram_id: int,
-    *,
-    referred_by: int | None = None,
-    kind: str | None = "paper",
-    username: str | None = None,
-    status: str = "active",
-) -> User:
-    """A consented subscriber with (optionally) an active account of ``kind``."""
-    async with db.session() as s:
-        user = User(
-            telegram_id=telegram_id,
-            username=username,
-            first_name=f"U{telegram_id}",
-            referral_code=f"C{telegram_id}",
-            referred_by_id=referred_by,
-            consent_version=CONSENT,
-            status=status,
-        )
-        s.add(user)
-        await s.flush()
-        if kind is not None:
-            s.add(
-                ExecutionAccount(
-                    owner_id=user.id,
-                    kind=kind,
-                    balance=Decimal(10000),
-                    reference_equity=Decimal(10000),
-                    login="5001" if kind == "mt5" else None,
-                )
-            )
-    return user
-
-
-async def account_of(db: Database, user: User) -> ExecutionAccount:
-    async with db.session() as s:
-        account = await s.scalar(select(ExecutionAccount).where(ExecutionAccount.owner_id == user.id))
-        assert account is not None
-        return account
 
 
 async def pay(
@@ -119,14 +77,6 @@ async def shift_expiry(db: Database, user: User, when: datetime) -> None:
         sub = await s.scalar(select(Subscription).where(Subscription.user_id == user.id))
         assert sub is not None
         sub.expires_at = when
-
-
-async def events(db: Database, type_: str | None = None) -> list[DomainEvent]:
-    async with db.session() as s:
-        query = select(DomainEvent).order_by(DomainEvent.id)
-        if type_ is not None:
-            query = query.where(DomainEvent.type == type_)
-        return list((await s.scalars(query)).all())
 
 
 def _rules(account: ExecutionAccount) -> OrderRules:

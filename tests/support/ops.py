@@ -18,7 +18,8 @@ from engine.settings import Settings
 from engine.states import OrderStatus
 from engine.store.db import Database
 from engine.store.models import AuditLog, ExecutionAccount, Order, User
-from tests.execution.fixtures import FixedPrices, make_approval, make_world
+from tests.support.factories import make_approval, paper_subscribers
+from tests.support.prices import FixedPrices
 from tradebot.app import build_services
 
 FAST = ExecutionConfig(max_attempts=2, retry_initial_seconds=0.01, retry_max_seconds=0.02)
@@ -102,7 +103,7 @@ async def ops_world(db: Database, *, users: int = 2, **overrides: Any) -> AsyncI
         settings_for(db.url, **overrides), broker_factory=factory, execution_config=FAST
     )
     holder["db"] = services.db
-    producer, pairs = await make_world(services.db, users=users)
+    producer, pairs = await paper_subscribers(services.db, users=users)
     try:
         yield OpsWorld(services, prices, producer, pairs)
     finally:

@@ -1,84 +1,23 @@
-"""Symbol specs and small builders shared by the order-construction tests."""
+"""Small builders for the order-construction tests (specs are in tests.support.symbols)."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal as D
 
-from engine.brokers.base import AccountSnapshot, FillingMode, OrderType, Side, SymbolSpec, Tick
+from engine.brokers.base import AccountSnapshot, OrderType, Side, SymbolSpec, Tick
 from engine.execution.orders import BuiltOrder, OrderRefusal, OrderRules, SignalParams, build_order
+from tests.support.symbols import EURUSD, with_spec
 
 # Wednesday 2024-06-05 12:00 UTC: every default schedule is open.
 WEDNESDAY = datetime(2024, 6, 5, 12, 0, tzinfo=UTC)
 # Saturday 2024-06-08 12:00 UTC: the FX/metals week is closed.
 SATURDAY = datetime(2024, 6, 8, 12, 0, tzinfo=UTC)
 
-EURUSD = SymbolSpec(
-    name="EURUSD",
-    digits=5,
-    point=D("0.00001"),
-    tick_size=D("0.00001"),
-    tick_value=D("1"),
-    contract_size=D("100000"),
-    volume_min=D("0.01"),
-    volume_max=D("100"),
-    volume_step=D("0.01"),
-)
-USDJPY = SymbolSpec(
-    name="USDJPY",
-    digits=3,
-    point=D("0.001"),
-    tick_size=D("0.001"),
-    tick_value=D("0.64"),
-    contract_size=D("100000"),
-    volume_min=D("0.01"),
-    volume_max=D("100"),
-    volume_step=D("0.01"),
-)
-XAUUSD = SymbolSpec(
-    name="XAUUSD",
-    digits=2,
-    point=D("0.01"),
-    tick_size=D("0.01"),
-    tick_value=D("1"),
-    contract_size=D("100"),
-    volume_min=D("0.01"),
-    volume_max=D("50"),
-    volume_step=D("0.01"),
-)
-US500 = SymbolSpec(
-    name="US500",
-    digits=2,
-    point=D("0.01"),
-    tick_size=D("0.25"),
-    tick_value=D("0.25"),
-    contract_size=D("1"),
-    volume_min=D("0.1"),
-    volume_max=D("500"),
-    volume_step=D("0.1"),
-)
-BTCUSD = SymbolSpec(
-    name="BTCUSD",
-    digits=2,
-    point=D("0.01"),
-    tick_size=D("0.01"),
-    tick_value=D("0.01"),
-    contract_size=D("1"),
-    volume_min=D("0.01"),
-    volume_max=D("10"),
-    volume_step=D("0.01"),
-    filling_modes=frozenset({FillingMode.IOC}),
-)
 
-# A typical price for each, so generated quotes look like the real market.
-TYPICAL_PRICE = {
-    "EURUSD": D("1.1"),
-    "USDJPY": D("156.5"),
-    "XAUUSD": D("2350"),
-    "US500": D("5000"),
-    "BTCUSD": D("60000"),
-}
+# EURUSD from a broker that sets no stops level, so only the rules' own minimums apply (the order
+# tests measure MIN_STOP_POINTS and friends; the stops level has tests of its own).
+EURUSD_NO_STOPS_LEVEL = with_spec(EURUSD, stops_level=0)
 
 
 def account(equity: str = "10000", free_margin: str | None = None) -> AccountSnapshot:
@@ -117,7 +56,7 @@ def signal(
 def build(
     sig: SignalParams,
     *,
-    spec: SymbolSpec = EURUSD,
+    spec: SymbolSpec = EURUSD_NO_STOPS_LEVEL,
     bid: str = "1.10000",
     ask: str = "1.10012",
     acct: AccountSnapshot | None = None,
@@ -143,7 +82,3 @@ def built(result: BuiltOrder | OrderRefusal) -> BuiltOrder:
 def refused(result: BuiltOrder | OrderRefusal) -> OrderRefusal:
     assert isinstance(result, OrderRefusal), result
     return result
-
-
-def with_spec(spec: SymbolSpec, **changes: object) -> SymbolSpec:
-    return dataclasses.replace(spec, **changes)  # type: ignore[arg-type]

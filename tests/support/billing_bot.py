@@ -8,12 +8,8 @@ from sqlalchemy import select
 
 from bot.billing_texts import BillingCb
 from engine.store.models import StarPayment, Subscription, User
-from tests.bot.harness import World, buttons
-
-
-def url_buttons(message: dict[str, Any]) -> list[str]:
-    rows = (message.get("reply_markup") or {}).get("inline_keyboard") or []
-    return [b["url"] for row in rows for b in row if "url" in b]
+from tests.support.bot_world import World
+from tests.support.telegram import buttons, url_buttons
 
 
 async def buy(world: World, uid: int, plan: str = "pro") -> dict[str, Any]:

@@ -23,7 +23,7 @@ from engine.store.db import Database
 from engine.store.events import EventRelay
 from engine.store.models import Decision, ExecutionAccount, Position, Producer, Signal, User
 from mt5sim import control
-from tests.execution.fixtures import FixedPrices
+from tests.support.prices import FixedPrices
 
 PASSWORD, SERVER = "pw-sim", "MT5Sim-Demo"
 FAST = ExecutionConfig(max_attempts=3, retry_initial_seconds=0.01, retry_max_seconds=0.05)
