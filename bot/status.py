@@ -43,7 +43,9 @@ def _heartbeat_at(row: EngineState | None) -> datetime | None:
     return row.updated_at
 
 
-async def status_text(db: Database, accounts: AccountService, *, live_timeout: float = 3.0) -> str:
+async def status_text(
+    db: Database, accounts: AccountService, *, live_timeout: float = 3.0, simulated_market: bool = False
+) -> str:
     async with db.session() as session:
         pause = await session.get(EngineState, PAUSE_KEY)
         heartbeat = await session.get(EngineState, HEARTBEAT_KEY)
@@ -73,6 +75,8 @@ async def status_text(db: Database, accounts: AccountService, *, live_timeout: f
         lines.append(
             _("💓 Last heartbeat: {time} ({seconds} s ago)").format(time=utc_time(beat), seconds=ago)
         )
+    if simulated_market:
+        lines.append(_("⚠️ Paper accounts trade a simulated market (random walk prices)."))
     lines.append(_("📂 Open positions: {count}").format(count=open_positions))
     lines.append(_("📬 Outbox: {count} pending").format(count=depth))
     lines.append(_("Accounts ({count}):").format(count=len(rows)))

@@ -20,7 +20,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 def _run(work: Callable[[Any], Awaitable[Any]]) -> Any:
     """Settings, migrations, then ``work(AccountService)`` on a fresh database connection."""
-    from tradebot.cli import settings_or_exit
+    from tradebot.cli_common import settings_or_exit
 
     settings = settings_or_exit()
     from engine.store.migrate import upgrade
@@ -30,21 +30,15 @@ def _run(work: Callable[[Any], Awaitable[Any]]) -> Any:
     except Exception as exc:
         _fail(f"migration failed: {exc}", code=1)
 
-    from engine.accounts.service import AccountService
-    from engine.brokers.registry import BrokerRegistry
-    from engine.store.crypto import SecretBox
-    from engine.store.db import Database
-    from tradebot.app import default_broker_factory
+    from tradebot.app import build_services
 
     async def main() -> Any:
-        db = Database(settings.database_url)
-        box = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
-        registry = BrokerRegistry(default_broker_factory(settings, db, box))
+        services = build_services(settings)
         try:
-            return await work(AccountService(db, settings, registry, box))
+            return await work(services.accounts)
         finally:
-            await registry.close()
-            await db.dispose()
+            await services.close()
+            await services.db.dispose()
 
     return asyncio.run(main())
 

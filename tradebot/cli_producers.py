@@ -20,7 +20,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _service(need_key: bool) -> Any:
     """Settings, migrated database and the producer service (async parts run by the caller)."""
-    from tradebot.cli import settings_or_exit
+    from tradebot.cli_common import settings_or_exit
 
     settings = settings_or_exit()
     if need_key and settings.secret_key is None:
@@ -35,17 +35,15 @@ def _service(need_key: bool) -> Any:
 
 
 def _run(settings: Any, work: Any) -> Any:
-    from engine.ingest.producers import ProducerService
-    from engine.store.crypto import SecretBox
-    from engine.store.db import Database
+    from tradebot.app import build_services
 
     async def main() -> Any:
-        db = Database(settings.database_url)
-        box = SecretBox(settings.secret_key.get_secret_value()) if settings.secret_key else None
+        services = build_services(settings)
         try:
-            return await work(ProducerService(db, box))
+            return await work(services.producers)
         finally:
-            await db.dispose()
+            await services.close()
+            await services.db.dispose()
 
     return asyncio.run(main())
 
@@ -129,7 +127,7 @@ def signal_send(
         )
     raw = (sys.stdin.read() if body in (None, "-") else body or "").encode()
     if url is None:
-        from tradebot.cli import settings_or_exit
+        from tradebot.cli_common import settings_or_exit
 
         settings = settings_or_exit()
         url = f"http://{settings.http_host}:{settings.http_port}"

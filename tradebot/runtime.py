@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from loguru import logger
 
-from engine.api.app import ApiContext, build_http_app
+from engine.api.app import build_http_app
 from engine.api.outbound import OutboundDispatcher, install_outbound
 from engine.api.server import start_http_server
 from engine.brokers.registry import BrokerFactory
@@ -32,7 +32,7 @@ from engine.services import EngineServices
 from engine.settings import Settings
 from engine.store.events import ENGINE_STARTED, ENGINE_STOPPING, emit
 from engine.store.migrate import upgrade_async
-from tradebot.app import build_services
+from tradebot.app import build_api_context, build_services
 
 
 @dataclass
@@ -78,20 +78,11 @@ class Runtime:
         )
         self.services = services
 
-        ctx = ApiContext(
-            db=services.db,
-            settings=settings,
-            relay=services.relay,
-            box=services.secrets,
-            metrics=self.metrics,
-            readiness=self.readiness,
-        )
-        app = build_http_app(ctx)
+        app = build_http_app(build_api_context(services, metrics=self.metrics, readiness=self.readiness))
         self.http_app = app
 
         self._dispatcher = install_outbound(services.relay, services.db, settings, metrics=self.metrics)
 
-        assert services.trading_loop is not None
         self.loop = services.trading_loop
         self.loop.register_metrics(self.metrics.registry)
         self.readiness.register("heartbeat", heartbeat_probe(services.db, float(settings.heartbeat_seconds)))
@@ -107,6 +98,16 @@ class Runtime:
 
         if self.options.on_http_app is not None:
             self.options.on_http_app(app)
+        market = services.paper_market
+        if market.simulated:
+            logger.warning(
+                "paper accounts trade a SIMULATED market ({}): prices are a random walk, not a real "
+                "market; set MT5_LOGIN, MT5_PASSWORD and MT5_SERVER to price them from your MT5 terminal",
+                market.description,
+            )
+        else:
+            logger.info("paper accounts price from {}", market.description)
+        await market.start()
         self._runner = await start_http_server(app, settings.http_host, settings.http_port)
         if self.bot is not None:
             await self.bot.start()  # subscribes fan-out and notifier before any event is relayed
@@ -162,9 +163,7 @@ class Runtime:
             await self._dispatcher.stop()
         if self._runner is not None:
             await self._runner.cleanup()
-        await services.brokers.close()
-        if services.analytics is not None:
-            services.analytics.close()
+        await services.close()
         await services.db.dispose()
         logger.info("tradebot stopped")
 

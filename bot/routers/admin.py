@@ -76,8 +76,10 @@ async def resume(message: Message, ctx: BotContext) -> None:
 
 
 async def status(message: Message, ctx: BotContext) -> None:
-    assert ctx.engine.accounts is not None
-    await message.answer(await status_text(ctx.engine.db, ctx.engine.accounts))
+    engine = ctx.engine
+    await message.answer(
+        await status_text(engine.db, engine.accounts, simulated_market=engine.paper_market.simulated)
+    )
 
 
 async def positions(message: Message, ctx: BotContext) -> None:

@@ -24,7 +24,7 @@ from aiohttp import web
 from loguru import logger
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from engine.api.app import CTX, ApiContext, route_label
+from engine.api.context import CTX, ApiContext, route_label
 from engine.api.problem import Problem
 from engine.ingest.producers import ProducerAuth
 from engine.ingest.schema import BodyNotJSON, SignalInvalid

@@ -27,7 +27,7 @@ from engine.billing.entitlements import VIA_AUTO, execution_entitlement, standin
 from engine.billing.plans import AUTO_EXECUTE, PlanCatalog
 from engine.risk.control import is_paused
 from engine.settings import Settings
-from engine.states import DecisionStatus, SignalStatus
+from engine.states import DecisionStatus, SignalStatus, UserStatus
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
 from engine.store.events import DECISION_RECORDED, ENGINE_RESUMED, SIGNAL_ACCEPTED, Event, EventRelay, emit
@@ -186,7 +186,7 @@ class AutoExecutor:
                 .join(ExecutionAccount, ExecutionAccount.owner_id == User.id)
                 .where(
                     AutoTradeSettings.enabled.is_(True),
-                    User.status == "active",
+                    User.status == UserStatus.ACTIVE.value,
                     User.consent_version == self._settings.consent_version,
                     ExecutionAccount.active.is_(True),
                 )

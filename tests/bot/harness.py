@@ -22,8 +22,8 @@ from bot.ratelimit import RateLimits
 from bot.sender import OutboxConfig
 from emulator import BotAPIEmulator, EmulatorClient, EmulatorConfig
 from engine.api import ApiContext, build_http_app, start_http_server
-from engine.brokers.base import Broker, FillingMode, SymbolSpec, Tick
-from engine.brokers.paper import PaperBroker
+from engine.brokers.base import FillingMode, SymbolSpec, Tick
+from engine.brokers.pricefeed import PaperMarket
 from engine.execution.service import ExecutionConfig
 from engine.ingest.producers import NewProducer
 from engine.ingest.signing import signature_header
@@ -31,7 +31,7 @@ from engine.services import EngineServices
 from engine.settings import Settings
 from engine.store.events import SIGNAL_ACCEPTED, emit
 from engine.store.models import ExecutionAccount, Producer, Signal
-from tradebot.app import build_services, default_broker_factory
+from tradebot.app import build_api_context, build_services
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1"
 BOT_USERNAME = "bot123456789_bot"
@@ -283,7 +283,6 @@ class World:
             signal.expires_at = datetime.now(UTC) - timedelta(seconds=1)
 
     async def account_of(self, uid: int) -> ExecutionAccount | None:
-        assert self.services.accounts is not None
         return await self.services.accounts.account_of(uid)
 
 
@@ -315,16 +314,9 @@ async def make_world(
     values.update(overrides)
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     prices = FixedPrices()
-    holder: dict[str, Any] = {}
-
-    async def factory(account: ExecutionAccount) -> Broker:
-        if account.kind == "paper":
-            return PaperBroker(holder["db"], account.id, currency=account.currency or "USD", prices=prices)
-        return await default_broker_factory(settings, holder["db"], holder["secrets"])(account)
-
-    services = build_services(settings, broker_factory=factory, execution_config=FAST_EXECUTION)
-    holder["db"], holder["secrets"] = services.db, services.secrets
-    api_ctx = ApiContext(db=services.db, settings=settings, relay=services.relay, box=services.secrets)
+    market = PaperMarket(prices, simulated=False, description="fixed test prices")
+    services = build_services(settings, paper_market=market, execution_config=FAST_EXECUTION)
+    api_ctx = build_api_context(services)
     client = EmulatorClient(emulator.base_url)
     for chat_id, kind, title in ((OPS_CHAT, "supergroup", "Ops"), (CHANNEL, "channel", "Signals")):
         await client.add_chat(chat_id, kind, title)
@@ -343,7 +335,7 @@ async def make_world(
             await world.runtime.stop()
         await services.relay.stop()
         await services.execution.drain(5)
-        await services.brokers.close()
+        await services.close()
         await runner.cleanup()
         await client.close()
         await emulator.stop()
