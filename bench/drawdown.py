@@ -37,7 +37,7 @@ class _Market:
     """Paper-broker prices the benchmark moves (mt5sim's symbol specs, a held quote)."""
 
     def __init__(self) -> None:
-        from engine.brokers.pricefeed import SimulatedFeed
+        from mt5sim.pricefeed import SimulatedFeed
 
         self._feed = SimulatedFeed()
         self.quote = (Decimal("1.10000"), Decimal("1.10010"))
@@ -76,18 +76,14 @@ async def one_run(n_positions: int, kind: str) -> dict[str, Any]:
     control.create_account(LOGIN, PASSWORD, server=SERVER, balance=BALANCE)
     control.set_price("EURUSD", Decimal("1.10000"), Decimal("1.10010"))
     settings = load_settings(database_url=url, mt5_module="mt5sim", secret_key="b" * 64, _env_file=None)
+    from engine.brokers.pricefeed import PaperMarket
+
     market = _Market()
-    factory = None
-    if kind == "paper":
-        from engine.brokers.paper import PaperBroker
-
-        async def paper_factory(account: ExecutionAccount) -> PaperBroker:
-            return PaperBroker(services.db, account.id, prices=market)
-
-        factory = paper_factory
-    services = build_services(settings, broker_factory=factory)
+    services = build_services(
+        settings, paper_market=PaperMarket(market, simulated=True, description="benchmark quotes")
+    )
     loop = services.trading_loop
-    assert loop is not None and services.secrets is not None
+    assert services.secrets is not None
     db = services.db
     async with db.session() as s:
         user = User(telegram_id=1, referral_code="bench")

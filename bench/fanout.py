@@ -133,9 +133,9 @@ async def build(base_url: str, database_url: str, n: int, channel: bool) -> tupl
 
 
 async def accept_signal(services: Any) -> str:
-    from engine.brokers.pricefeed import SimulatedFeed
     from engine.store.events import SIGNAL_ACCEPTED, emit
     from engine.store.models import Producer, Signal
+    from mt5sim.pricefeed import SimulatedFeed
 
     tick = SimulatedFeed().tick("EURUSD")
     assert tick is not None

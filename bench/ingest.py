@@ -46,23 +46,20 @@ PG_ADMIN = os.environ.get("TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.
 async def _serve(database_url: str, port: int, relay_on: bool) -> None:
     from decimal import Decimal
 
-    from engine.api import ApiContext, build_http_app, start_http_server
+    from engine.api import build_http_app, start_http_server
     from engine.observability.logs import setup_logging
     from engine.settings import Settings
-    from engine.store.crypto import SecretBox
-    from engine.store.db import Database
-    from engine.store.events import EventRelay
     from engine.store.migrate import upgrade_async
+    from tradebot.app import build_api_context, build_services
 
     setup_logging("WARNING")
 
     secret_key = "bench-" + "k" * 40
     settings = Settings(_env_file=None, database_url=database_url, secret_key=secret_key)  # type: ignore[call-arg]
     await upgrade_async(settings.database_url)
-    db = Database(settings.database_url)
-    relay = EventRelay(db)
-    ctx = ApiContext(db=db, settings=settings, relay=relay, box=SecretBox(secret_key))
-    assert ctx.producers is not None
+    services = build_services(settings)
+    relay = services.relay
+    ctx = build_api_context(services)
     producer = await ctx.producers.add(
         f"bench-{uuid.uuid4().hex[:8]}", rate_per_second=Decimal(1_000_000), burst=1_000_000
     )
@@ -88,7 +85,8 @@ async def _serve(database_url: str, port: int, relay_on: bool) -> None:
     if relay_on:
         await relay.stop()
     await runner.cleanup()
-    await db.dispose()
+    await services.close()
+    await services.db.dispose()
 
 
 def serve_main(args: argparse.Namespace) -> None:

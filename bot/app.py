@@ -50,10 +50,6 @@ from bot.retry import BudgetMiddleware
 from bot.routers import all_routers
 from bot.sender import OutboxSender
 from bot.throttle import Throttle
-from engine.accounts.service import AccountService
-from engine.accounts.subscribers import SubscriberService
-from engine.approvals.executor import ApprovalExecutor
-from engine.approvals.service import ApprovalService
 from engine.services import EngineServices
 from engine.settings import DEFAULT_TELEGRAM_API_URL, Settings, SettingsError, TelegramMode
 from engine.store.events import Event, EventRelay
@@ -94,24 +90,12 @@ def build_storage(settings: Settings) -> BaseStorage:
 def bot_context(
     services: EngineServices, i18n: CatalogI18n | None = None, config: BotConfig | None = None
 ) -> BotContext:
-    """The bot's view of the engine; builds the subscriber services the composition root did not."""
-    accounts = services.accounts or AccountService(
-        services.db, services.settings, services.brokers, services.secrets
-    )
-    subscribers = services.subscribers or SubscriberService(services.db, services.settings, accounts)
-    approvals = services.approvals or ApprovalService(
-        services.db,
-        services.settings,
-        accounts,
-        services.relay,
-        ApprovalExecutor.for_database(services.execution, services.db),
-    )
-    services.accounts, services.subscribers, services.approvals = accounts, subscribers, approvals
+    """The bot's view of the engine: the services the composition root built, as they are."""
     return BotContext(
         engine=services,
-        subscribers=subscribers,
-        accounts=accounts,
-        approvals=approvals,
+        subscribers=services.subscribers,
+        accounts=services.accounts,
+        approvals=services.approvals,
         i18n=i18n or build_i18n(),
         config=config or BotConfig(),
     )

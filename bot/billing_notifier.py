@@ -9,16 +9,14 @@
   (a filled order with a one-tap "close" button);
 - ``referral.attributed``: the referrer hears that someone joined with their link.
 
-``attach_billing(ctx, tasks)`` is called once per bot start: it makes sure the billing services
-exist, subscribes the notifier and the auto-executor to the event relay (after the fan-out, so
-the fan-out opens its pending DM decisions first), and starts the expiry/reminder sweep.
+``attach_billing(ctx, tasks)`` is called once per bot start: it subscribes the notifier and the
+auto-executor to the event relay (after the fan-out, so the fan-out opens its pending DM decisions first), and starts the expiry/reminder sweep.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from dataclasses import dataclass
 from typing import Any
 
 from aiogram.utils.i18n import gettext as _
@@ -40,33 +38,17 @@ from bot.outbox import Outgoing, enqueue
 from bot.render import esc, in_locale, price, result_line, side_label, signal_text
 from engine.accounts.names import display_name
 from engine.approvals.auto_execute import AutoExecutor
-from engine.billing import install_billing
 from engine.billing.entitlements import VIA_AUTO
-from engine.billing.payments import PAYMENT_RECEIVED, PAYMENT_REFUNDED, SUBSCRIPTION_RENEWAL, BillingService
-from engine.billing.referrals import REFERRAL_ATTRIBUTED, ReferralService
-from engine.billing.reminders import SUBSCRIPTION_EXPIRED, SUBSCRIPTION_EXPIRING, BillingSweeper
+from engine.billing.payments import PAYMENT_RECEIVED, PAYMENT_REFUNDED, SUBSCRIPTION_RENEWAL
+from engine.billing.referrals import REFERRAL_ATTRIBUTED
+from engine.billing.reminders import SUBSCRIPTION_EXPIRED, SUBSCRIPTION_EXPIRING
+from engine.states import UserStatus
 from engine.store import events as ev
 from engine.store.events import Event, EventRelay
 from engine.store.models import Decision, OutboxMessage, Signal, User
 
 SWEEP_SECONDS = 60.0
 _AUTO_RESULTS = (ev.POSITION_OPENED, ev.ORDER_PLACED, ev.ORDER_REJECTED, ev.ORDER_FAILED)
-
-
-@dataclass(frozen=True)
-class BillingParts:
-    billing: BillingService
-    sweeper: BillingSweeper
-    referrals: ReferralService
-    auto: AutoExecutor
-
-
-def billing_parts(ctx: BotContext) -> BillingParts:
-    """The engine's billing services (installed on first use)."""
-    install_billing(ctx.engine)
-    e = ctx.engine
-    assert e.billing and e.billing_sweeper and e.referrals and e.auto_execute
-    return BillingParts(e.billing, e.billing_sweeper, e.referrals, e.auto_execute)
 
 
 def _dm(user: User, text: str, markup: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -79,7 +61,7 @@ def _dm(user: User, text: str, markup: dict[str, Any] | None = None) -> dict[str
 class BillingNotifier:
     def __init__(self, ctx: BotContext) -> None:
         self._ctx = ctx
-        self._catalog = billing_parts(ctx).billing.catalog
+        self._catalog = ctx.engine.billing.catalog
 
     async def handle(self, event: Event) -> None:
         async with self._ctx.engine.db.session() as session:
@@ -90,7 +72,7 @@ class BillingNotifier:
 
     async def _user(self, session: AsyncSession, user_id: Any) -> User | None:
         user = await session.get(User, int(user_id)) if user_id is not None else None
-        return user if user is not None and user.status == "active" else None
+        return user if user is not None and user.status == UserStatus.ACTIVE else None
 
     async def _messages(self, session: AsyncSession, event: Event) -> list[Outgoing]:
         p, t = event.payload, event.type
@@ -197,12 +179,11 @@ _hooks: weakref.WeakKeyDictionary[EventRelay, _Hook] = weakref.WeakKeyDictionary
 
 
 def attach_billing(ctx: BotContext, tasks: list[asyncio.Task[Any]]) -> None:
-    parts = billing_parts(ctx)
     relay = ctx.engine.relay
     hook = _hooks.get(relay)
     if hook is None:
         hook = _hooks[relay] = _Hook()
         relay.subscribe("billing.auto_execute", hook.on_auto)
         relay.subscribe("billing.notifier", hook.on_event)
-    hook.notifier, hook.auto = BillingNotifier(ctx), parts.auto
-    tasks.append(asyncio.create_task(parts.sweeper.run(SWEEP_SECONDS), name="billing-sweep"))
+    hook.notifier, hook.auto = BillingNotifier(ctx), ctx.engine.auto_execute
+    tasks.append(asyncio.create_task(ctx.engine.billing_sweeper.run(SWEEP_SECONDS), name="billing-sweep"))

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from bot.context import BotContext
 from bot.outbox import Outgoing, enqueue
 from bot.render_stats import render_daily_summary, render_ops_daily
+from engine.states import UserStatus
 from engine.store.db import utcnow
 from engine.store.models import User
 
@@ -51,7 +52,9 @@ async def send_daily(ctx: BotContext, day: date) -> int:
         if wanted:
             active = set(
                 await session.scalars(
-                    select(User.id).where(User.id.in_([s.user_id for s in wanted]), User.status == "active")
+                    select(User.id).where(
+                        User.id.in_([s.user_id for s in wanted]), User.status == UserStatus.ACTIVE.value
+                    )
                 )
             )
             for sub in wanted:

@@ -49,6 +49,8 @@ def status_text(status: EngineStatus) -> str:
         lines.append(_("🔁 Trading loop: {instance}").format(instance=esc(status.leader.instance)))
     else:
         lines.append(_("🔁 Trading loop: not running"))
+    if status.simulated_market:
+        lines.append(_("⚠️ Paper accounts trade a simulated market (random walk prices)."))
     lines.append(_("📂 Open positions: {count}").format(count=status.open_positions))
     lines.append(_("🕒 Pending orders: {count}").format(count=status.pending_orders))
     lines.append(_("📬 Outbox: {count} pending").format(count=status.outbox_pending))

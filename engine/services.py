@@ -1,7 +1,8 @@
-"""The engine's services, built once by the composition root and handed to the bot as one object.
+"""The engine's services, built once by the composition root (``tradebot.app.build_services``).
 
-Handlers receive it as the ``engine`` argument (aiogram workflow data); nothing reaches for a
-module-level global.
+Every field is required: the root builds each service exactly once, from settings, and nothing is
+filled in or patched later. Handlers receive this object as the ``engine`` argument (aiogram
+workflow data); nothing reaches for a module-level global.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ if TYPE_CHECKING:
     from engine.billing.payments import BillingService
     from engine.billing.referrals import ReferralService
     from engine.billing.reminders import BillingSweeper
+    from engine.brokers.pricefeed import PaperMarket
     from engine.brokers.registry import BrokerRegistry
     from engine.execution.positions import PositionCloser
     from engine.execution.service import ExecutionService
+    from engine.ingest.producers import ProducerService
+    from engine.ingest.service import IngestService
     from engine.loop.trading import TradingLoop
     from engine.management.changes import ChangeService
     from engine.management.updates import UpdateService
@@ -34,28 +38,43 @@ if TYPE_CHECKING:
     from engine.store.events import EventRelay
 
 
-@dataclass
+@dataclass(frozen=True)
 class EngineServices:
     settings: Settings
     db: Database
     relay: EventRelay
-    control: EngineControl
-    brokers: BrokerRegistry
-    execution: ExecutionService
-    closer: PositionCloser
-    secrets: SecretBox | None
-    # Each part that adds a service adds a typed field here (with a default), never a dict of extras.
-    accounts: AccountService | None = None  # execution accounts (bot /account, `tradebot account`)
-    subscribers: SubscriberService | None = None  # Telegram subscribers, consent, preferences
-    approvals: ApprovalService | None = None  # decisions on signals, exactly once
-    drawdown: DrawdownGuard | None = None  # drawdown guard; resume_account() for /resume
-    reconciler: Reconciler | None = None  # store vs broker, per account
-    trading_loop: TradingLoop | None = None  # started and stopped by the runtime
-    billing: BillingService | None = None  # plans, Stars payments, refunds (engine.billing.install_billing)
-    billing_sweeper: BillingSweeper | None = None  # expiry reminders and drops to the free plan
-    referrals: ReferralService | None = None  # referral ledger, summaries, payouts
-    auto_execute: AutoExecutor | None = None  # opt-in auto-execution (relay subscriber)
-    analytics: AnalyticsService | None = None  # metrics, charts, exports, daily summaries (/stats)
-    updates: UpdateService | None = None  # producer updates and subscriber controls, stored once
-    changes: ChangeService | None = None  # those updates applied to each position exactly once
-    ops: OpsService | None = None  # the command layer: status, positions, pause/resume, close-all
+    secrets: SecretBox | None  # None when SECRET_KEY is not set (no MT5 links, no producers)
+    control: EngineControl  # global pause/resume
+    brokers: BrokerRegistry  # one broker per execution account, made on first use
+    paper_market: PaperMarket  # where paper accounts get prices, and whether that market is simulated
+    execution: ExecutionService  # idempotent order submission
+    closer: PositionCloser  # closes positions (close-all, drawdown guard, subscriber's Close)
+    accounts: AccountService  # execution accounts (bot /account, `tradebot account`)
+    subscribers: SubscriberService  # Telegram subscribers, consent, preferences
+    approvals: ApprovalService  # decisions on signals, exactly once
+    drawdown: DrawdownGuard  # drawdown guard; resume_account() for /resume
+    reconciler: Reconciler  # store vs broker, per account
+    trading_loop: TradingLoop  # started and stopped by the runtime
+    producers: ProducerService  # producer credentials (webhook auth, `tradebot producer`)
+    ingest: IngestService  # validate, dedupe and store incoming signals
+    billing: BillingService  # plans, Stars payments, refunds (billing off: one plan with everything)
+    billing_sweeper: BillingSweeper  # expiry reminders and drops to the free plan
+    referrals: ReferralService  # referral ledger, summaries, payouts
+    auto_execute: AutoExecutor  # opt-in auto-execution (relay subscriber)
+    analytics: AnalyticsService  # metrics, charts, exports, daily summaries (/stats)
+    updates: UpdateService  # producer updates and subscriber controls, stored once
+    changes: ChangeService  # those updates applied to each position exactly once
+    ops: OpsService  # the command layer: status, positions, pause/resume, close-all
+
+    @property
+    def billing_enabled(self) -> bool:
+        """Plans, /subscribe and entitlement gating apply (``BILLING=on`` or a ``PLANS_FILE``)."""
+        return self.billing.catalog.billing
+
+    async def close(self) -> None:
+        """Release what the services hold (broker connections, worker threads); the caller disposes
+        of the database afterwards."""
+        await self.brokers.close()
+        self.analytics.close()
+        self.ingest.close()
+        await self.paper_market.close()

@@ -31,6 +31,11 @@ class BrokerKind(StrEnum):
     MT5 = "mt5"
 
 
+class BillingMode(StrEnum):
+    OFF = "off"  # every user has every entitlement; no plans, no /subscribe
+    ON = "on"  # plans (PLANS_FILE or the shipped defaults), Stars payments, entitlement gating
+
+
 class DrawdownReference(StrEnum):
     START = "start"  # equity when the account started trading under the bot
     HIGH_WATER = "high_water"  # highest equity seen since
@@ -155,7 +160,9 @@ class Settings(BaseSettings):
     order_batch_size: int = Field(default=10, ge=1, le=1000)
     consent_version: str = "2026-11"
 
-    # Billing: the plans file (TOML); empty = the defaults shipped in engine/billing/plans.toml
+    # Billing is opt-in: BILLING=on, or a PLANS_FILE, turns plans and gating on (docs/billing.md).
+    billing: BillingMode = BillingMode.OFF
+    # The plans file (TOML); empty = the defaults shipped in engine/billing/plans.toml
     plans_file: str | None = None
 
     # Outbound events
@@ -270,6 +277,11 @@ class Settings(BaseSettings):
         if self.drawdown_soft_percent is not None:
             return self.drawdown_soft_percent
         return self.drawdown_cap_percent / 2
+
+    @property
+    def billing_enabled(self) -> bool:
+        """Plans and gating apply: ``BILLING=on``, or a ``PLANS_FILE`` given."""
+        return self.billing is BillingMode.ON or bool(self.plans_file)
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,7 +1,8 @@
-"""The state machines of signal, decision, order and position: each defined once, here.
+"""The state machines of signal, decision, order, position, user and subscription: each defined once, here.
 
 Code never assigns a ``status`` column directly; it calls ``MACHINE.move(row, NEW)``, which
 checks the transition and raises ``IllegalTransition`` for one the machine does not allow.
+A set-based ``UPDATE`` moves only rows whose status is in ``MACHINE.sources(NEW)``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,26 @@ class TradingState(StrEnum):
     # guard still act on it (the drawdown guard's hard tier halts the account)
 
 
+class UserStatus(StrEnum):
+    ACTIVE = "active"  # receives signals (once consented)
+    BLOCKED = "blocked"  # the user blocked the bot (403 or my_chat_member "kicked")
+    LEFT = "left"  # the user sent /stop
+    BANNED = (
+        "banned"  # set by the operator in the database: no signals, no purchases, /start does not undo it
+    )
+
+
+class SubscriptionStatus(StrEnum):
+    ACTIVE = "active"  # paid period running (or in the renewal grace)
+    EXPIRED = "expired"  # the period ended; the user is on the default plan
+    REVOKED = "revoked"  # refunded before the period ended
+
+
+class PaymentStatus(StrEnum):
+    PAID = "paid"
+    REFUNDED = "refunded"
+
+
 S = TypeVar("S", bound=StrEnum)
 
 
@@ -91,6 +112,11 @@ class StateMachine(Generic[S]):
         if not self.can(current, target):
             raise IllegalTransition(self.name, str(current), str(target))
         return self.states(target)
+
+    def sources(self, target: S | str) -> frozenset[str]:
+        """The states that may move to ``target``: the ``WHERE status IN (...)`` of a set-based update."""
+        goal = self.states(target)
+        return frozenset(state.value for state, allowed in self.transitions.items() if goal in allowed)
 
     def is_final(self, state: S | str) -> bool:
         return not self.transitions[self.states(state)]
@@ -180,6 +206,35 @@ TRADING = StateMachine(
         _T.REDUCING: _f(_T.ACTIVE, _T.HALTED),
         _T.HALTED: _f(_T.ACTIVE, _T.REDUCING),
     },
+)
+
+_U = UserStatus
+USER = StateMachine(
+    "user",
+    UserStatus,
+    {
+        _U.ACTIVE: _f(_U.BLOCKED, _U.LEFT, _U.BANNED),
+        _U.BLOCKED: _f(_U.ACTIVE, _U.LEFT, _U.BANNED),  # /start again, or /stop after unblocking
+        _U.LEFT: _f(_U.ACTIVE, _U.BLOCKED, _U.BANNED),
+        _U.BANNED: _f(),
+    },
+)
+
+_S = SubscriptionStatus
+SUBSCRIPTION = StateMachine(
+    "subscription",
+    SubscriptionStatus,
+    {
+        _S.ACTIVE: _f(_S.EXPIRED, _S.REVOKED),  # an extension keeps it ACTIVE (no transition)
+        _S.EXPIRED: _f(_S.ACTIVE),  # paid again
+        _S.REVOKED: _f(_S.ACTIVE),
+    },
+)
+
+PAYMENT = StateMachine(
+    "payment",
+    PaymentStatus,
+    {PaymentStatus.PAID: _f(PaymentStatus.REFUNDED), PaymentStatus.REFUNDED: _f()},
 )
 
 # Orders in these states have no reliable broker outcome yet: resolve by lookup, never resend blindly.

@@ -1,31 +1,48 @@
 """The composition root: settings in, a running product out.
 
-``build_services`` makes the engine (store, event relay, brokers, execution); the bot and the
-HTTP server are layered on top by ``tradebot.runtime``. Tests build the same graph with other
-settings (a temporary database, the emulator's URL, the simulated terminal).
+``build_services`` makes every engine service once (store, event relay, brokers, execution,
+accounts, approvals, billing, the trading loop...); the bot and the HTTP server are layered on top
+by ``tradebot.runtime``. ``tradebot run``, the sandbox, the benchmarks and the tests all build
+through it; tests swap only the edges (see ``build_services``'s keyword arguments).
+This is the one place that may wire ``mt5sim``'s simulated market into the engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.accounts.service import AccountService, Mt5Connector
 from engine.accounts.subscribers import SubscriberService
 from engine.analytics import AnalyticsService
+from engine.api.context import ApiContext
+from engine.api.refusals import RefusalAggregator
+from engine.approvals.auto_execute import AutoExecutor
 from engine.approvals.executor import ApprovalExecutor
 from engine.approvals.service import ApprovalService
-from engine.billing import install_billing
+from engine.billing.entitlements import EntitlementGate
+from engine.billing.payments import BillingService
+from engine.billing.plans import catalog_for
+from engine.billing.referrals import ReferralService
+from engine.billing.reminders import BillingSweeper
 from engine.brokers.base import Broker
+from engine.brokers.mt5 import create_mt5_broker
+from engine.brokers.mt5_prices import TerminalPrices
+from engine.brokers.paper import PaperBroker
+from engine.brokers.pricefeed import PaperMarket
 from engine.brokers.registry import BrokerFactory, BrokerRegistry
+from engine.brokers.remote import module_for
 from engine.execution.orders import OrderRules
 from engine.execution.positions import PositionCloser
 from engine.execution.service import ExecutionConfig, ExecutionService
 from engine.ingest.producers import ProducerService
-from engine.loop.leader import make_lease
+from engine.ingest.service import IngestService
+from engine.loop.leader import LeaderLease, make_lease
 from engine.loop.trading import LoopConfig, TradingLoop, reconcile_hook
 from engine.management.changes import ChangeService
 from engine.management.updates import UpdateService
+from engine.observability.metrics import Metrics
+from engine.observability.readiness import Readiness
 from engine.ops.queries import OpsQueries
 from engine.ops.service import OpsService
 from engine.reconcile.service import Reconciler
@@ -38,6 +55,7 @@ from engine.store.crypto import SecretBox
 from engine.store.db import Database
 from engine.store.events import EventRelay
 from engine.store.models import ExecutionAccount
+from mt5sim.pricefeed import SimulatedFeed
 
 
 def order_rules_for(settings: Settings) -> Callable[[ExecutionAccount], OrderRules]:
@@ -67,8 +85,11 @@ def secret_box(settings: Settings) -> SecretBox | None:
     return SecretBox(settings.secret_key.get_secret_value(), old)
 
 
-def default_broker_factory(settings: Settings, db: Database, secrets: SecretBox | None) -> BrokerFactory:
-    """Paper accounts run inside the engine; MT5 accounts through the module named by ``MT5_MODULE``."""
+def default_broker_factory(
+    settings: Settings, db: Database, secrets: SecretBox | None, market: PaperMarket
+) -> BrokerFactory:
+    """Paper accounts run inside the engine, priced by ``market``; MT5 accounts through the module
+    named by ``MT5_MODULE`` (or the gateway the account names)."""
 
     if settings.gateway_names():  # MT5 accounts on gateways: tell the client module where they are
         from engine.brokers.remote import configure_from_settings
@@ -77,13 +98,9 @@ def default_broker_factory(settings: Settings, db: Database, secrets: SecretBox 
 
     async def factory(account: ExecutionAccount) -> Broker:
         if account.kind == "paper":
-            from engine.brokers.paper import PaperBroker
-
-            return PaperBroker(db, account.id, currency=account.currency or "USD")
+            currency = account.currency or "USD"
+            return PaperBroker(db, account.id, currency=currency, prices=market.prices(currency))
         if account.kind == "mt5":
-            from engine.brokers.mt5 import create_mt5_broker
-            from engine.brokers.remote import module_for
-
             if account.credentials_enc is None or account.login is None or account.server is None:
                 raise SettingsError(f"MT5 account {account.id} has no stored login, server or password")
             if secrets is None:
@@ -101,18 +118,54 @@ def default_broker_factory(settings: Settings, db: Database, secrets: SecretBox 
     return factory
 
 
+def paper_market_for(settings: Settings) -> PaperMarket:
+    """Paper prices: the operator's MT5 terminal when ``MT5_LOGIN``/``MT5_SERVER`` name one, else the
+    simulated market (``mt5sim``'s random walk), which then says so everywhere it shows."""
+    if settings.mt5_login is not None and settings.mt5_server:
+        password = settings.mt5_password.get_secret_value() if settings.mt5_password else ""
+        terminal = create_mt5_broker(
+            settings.mt5_module,
+            login=settings.mt5_login,
+            password=password,
+            server=settings.mt5_server,
+            path=settings.mt5_path,
+            magic=settings.mt5_magic,
+        )
+        source = TerminalPrices(terminal, settings.instruments)
+        return PaperMarket(source, simulated=False, description=f"MT5 terminal {settings.mt5_server}")
+    return PaperMarket(
+        SimulatedFeed(),
+        simulated=True,
+        description="mt5sim random walk",
+        per_currency=SimulatedFeed,
+    )
+
+
 def build_services(
     settings: Settings,
     *,
+    db: Database | None = None,
     broker_factory: BrokerFactory | None = None,
+    paper_market: PaperMarket | None = None,
     execution_config: ExecutionConfig | None = None,
     mt5_connector: Mt5Connector | None = None,
-    loop_overrides: dict[str, Any] | None = None,
+    loop_overrides: Mapping[str, Any] | None = None,
+    lease: LeaderLease | None = None,
+    relay_poll_seconds: float | None = None,
+    producer_cache_seconds: float | None = None,
 ) -> EngineServices:
-    db = Database(settings.database_url)
+    """Every engine service, built once from ``settings``.
+
+    The keyword arguments are the edges tests, the sandbox and the benchmarks may swap: an open
+    database (a test's fixture), how brokers are made, where paper prices come from, retry timing,
+    the MT5 login check, the trading loop's timing and leader lease, the event relay's poll, how long
+    producer credentials are cached.
+    """
+    db = db or Database(settings.database_url)
     secrets = secret_box(settings)
-    relay = EventRelay(db)
-    registry = BrokerRegistry(broker_factory or default_broker_factory(settings, db, secrets))
+    relay = EventRelay(db) if relay_poll_seconds is None else EventRelay(db, poll_seconds=relay_poll_seconds)
+    market = paper_market or paper_market_for(settings)
+    registry = BrokerRegistry(broker_factory or default_broker_factory(settings, db, secrets, market))
     execution = ExecutionService(db, registry, order_rules_for(settings), relay, execution_config)
     accounts = AccountService(db, settings, registry, secrets, mt5_connector)
     closer = PositionCloser(db, registry, relay)
@@ -129,19 +182,27 @@ def build_services(
         guard=guard,
         reconciler=reconciler,
         relay=relay,
-        lease=make_lease(db, ttl_seconds=loop_config.lease_ttl_seconds),
+        lease=lease or make_lease(db, ttl_seconds=loop_config.lease_ttl_seconds),
         config=loop_config,
         changes=changes,
     )
-    services = EngineServices(
+    catalog = catalog_for(settings)  # billing off: one free plan with every entitlement
+    execution.chain.add(EntitlementGate(catalog), before="drawdown")
+    producers = (
+        ProducerService(db, secrets)
+        if producer_cache_seconds is None
+        else ProducerService(db, secrets, cache_seconds=producer_cache_seconds)
+    )
+    return EngineServices(
         settings=settings,
         db=db,
         relay=relay,
+        secrets=secrets,
         control=EngineControl(db, relay),
         brokers=registry,
+        paper_market=market,
         execution=execution,
         closer=closer,
-        secrets=secrets,
         accounts=accounts,
         subscribers=SubscriberService(db, settings, accounts),
         approvals=ApprovalService(
@@ -150,18 +211,49 @@ def build_services(
         drawdown=guard,
         reconciler=reconciler,
         trading_loop=trading_loop,
+        producers=producers,
+        ingest=IngestService(db, settings, relay),
+        billing=BillingService(db, catalog, relay),
+        billing_sweeper=BillingSweeper(db, catalog, relay),
+        referrals=ReferralService(db),
+        auto_execute=AutoExecutor(
+            db, settings, catalog, relay, execution.submit_in_background, chain=execution.chain
+        ),
         analytics=AnalyticsService(db),
         updates=UpdateService(db, relay),
         changes=changes,
         ops=OpsService(
             db,
-            OpsQueries(db, registry, heartbeat_seconds=float(settings.heartbeat_seconds)),
+            OpsQueries(
+                db,
+                registry,
+                heartbeat_seconds=float(settings.heartbeat_seconds),
+                simulated_market=market.simulated,
+            ),
             closer,
             guard,
-            ProducerService(db, secrets),
+            producers,
             relay,
             refresh=reconcile_hook(reconciler, db),
         ),
     )
-    install_billing(services)  # plans, Stars payments, referrals, auto-execution, entitlement gate
-    return services
+
+
+def build_api_context(
+    services: EngineServices, *, metrics: Metrics | None = None, readiness: Readiness | None = None
+) -> ApiContext:
+    """The HTTP layer's view of the engine (the producer API, health, readiness, metrics)."""
+    readiness = readiness or Readiness()
+    readiness.register("database", services.db.ping)
+    metrics = metrics or Metrics()
+    return ApiContext(
+        db=services.db,
+        settings=services.settings,
+        producers=services.producers,
+        ingest=services.ingest,
+        updates=services.updates,
+        ops=services.ops,
+        refusals=RefusalAggregator(services.db, metrics),
+        metrics=metrics,
+        readiness=readiness,
+    )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 
-from engine.settings import Settings, SettingsError, load_settings
+from engine.settings import SettingsError
+from tradebot.cli_accounts import register as _register_account_commands
+from tradebot.cli_common import fail, settings_or_exit
+from tradebot.cli_producers import register as _register_producer_commands
 
 app = typer.Typer(
     name="tradebot",
@@ -22,36 +24,6 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Telegram-first trading-signal bot with an embedded execution engine."""
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """One clear line on stderr and a non-zero exit status."""
-    typer.echo(f"tradebot: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def settings_or_exit(**overrides: object) -> Settings:
-    try:
-        settings = load_settings(**overrides)
-    except SettingsError as exc:
-        fail(f"configuration error: {exc}")
-    from engine.observability.logs import register_secret, setup_logging
-
-    for secret in (
-        settings.bot_token,
-        settings.mt5_password,
-        settings.outbound_secret,
-        settings.secret_key,
-        settings.secret_key_old,
-        settings.webhook_secret,
-        settings.mt5_gateway_token,
-        settings.gateway_token,
-        *settings.mt5_gateway_tokens.values(),
-    ):
-        if secret is not None:
-            register_secret(secret.get_secret_value())
-    setup_logging(settings.log_level, settings.log_json)
-    return settings
 
 
 @app.command()
@@ -170,7 +142,7 @@ def sandbox_command(
 ) -> None:
     """Everything offline: emulator, bot, engine, broker, demo producer, and a page to act as subscribers."""
     from sandbox.config import SandboxError, SandboxOptions, parse_interval
-    from sandbox.runner import main as run_sandbox
+    from tradebot.sandbox import main as run_sandbox
 
     try:
         options = SandboxOptions(
@@ -185,12 +157,7 @@ def sandbox_command(
     raise typer.Exit(run_sandbox(options))
 
 
-from tradebot.cli_producers import register as _register_producer_commands  # noqa: E402
-
 _register_producer_commands(app)
-
-from tradebot.cli_accounts import register as _register_account_commands  # noqa: E402
-
 _register_account_commands(app)
 
 from tradebot.cli_strategy import register as _register_strategy_commands  # noqa: E402

@@ -23,7 +23,7 @@ def _run(work: Callable[[Any], Awaitable[Any]], *, check_key: bool = False) -> A
 
     ``check_key``: first make sure SECRET_KEY is the key of the stored secrets (exit 2 if not).
     """
-    from tradebot.cli import settings_or_exit
+    from tradebot.cli_common import settings_or_exit
 
     settings = settings_or_exit()
     from engine.store.migrate import upgrade
@@ -37,20 +37,15 @@ def _run(work: Callable[[Any], Awaitable[Any]], *, check_key: bool = False) -> A
 
         require_matching_key(settings)
 
-    from engine.accounts.service import AccountService
-    from engine.brokers.registry import BrokerRegistry
-    from engine.store.db import Database
-    from tradebot.app import default_broker_factory, secret_box
+    from tradebot.app import build_services
 
     async def main() -> Any:
-        db = Database(settings.database_url)
-        box = secret_box(settings)
-        registry = BrokerRegistry(default_broker_factory(settings, db, box))
+        services = build_services(settings)
         try:
-            return await work(AccountService(db, settings, registry, box))
+            return await work(services.accounts)
         finally:
-            await registry.close()
-            await db.dispose()
+            await services.close()
+            await services.db.dispose()
 
     return asyncio.run(main())
 

@@ -23,7 +23,7 @@ def gateway_serve(
     from engine.gateway.serve import ServeOptions, parse_listen, serve
     from engine.observability.logs import register_secret
     from engine.settings import SettingsError
-    from tradebot.cli import fail, settings_or_exit
+    from tradebot.cli_common import fail, settings_or_exit
 
     settings = settings_or_exit()
     if settings.gateway_token is not None:
@@ -51,7 +51,7 @@ def gateway_cert(
 ) -> None:
     """Make a self-signed certificate: the gateway serves it, the engine pins it (MT5_GATEWAY_CA)."""
     from engine.gateway.certs import write_pair
-    from tradebot.cli import fail
+    from tradebot.cli_common import fail
 
     try:
         cert, key = write_pair(out, host)

@@ -46,7 +46,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 def _run(work: Callable[[Any], Awaitable[Any]]) -> Any:
     """Settings, migrations, the services from the composition root, then ``work(services)``."""
-    from tradebot.cli import settings_or_exit
+    from tradebot.cli_common import settings_or_exit
 
     settings = settings_or_exit()
     from engine.store.migrate import upgrade

@@ -20,7 +20,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 def _service(need_key: bool) -> Any:
     """Settings, migrated database and the producer service (async parts run by the caller)."""
-    from tradebot.cli import settings_or_exit
+    from tradebot.cli_common import settings_or_exit
 
     settings = settings_or_exit()
     if need_key and settings.secret_key is None:
@@ -39,17 +39,15 @@ def _service(need_key: bool) -> Any:
 
 
 def _run(settings: Any, work: Any) -> Any:
-    from engine.ingest.producers import ProducerService
-    from engine.store.db import Database
-    from tradebot.app import secret_box
+    from tradebot.app import build_services
 
     async def main() -> Any:
-        db = Database(settings.database_url)
-        box = secret_box(settings)
+        services = build_services(settings)
         try:
-            return await work(ProducerService(db, box))
+            return await work(services.producers)
         finally:
-            await db.dispose()
+            await services.close()
+            await services.db.dispose()
 
     return asyncio.run(main())
 
@@ -170,7 +168,7 @@ def _sign_and_post(
         )
     raw = (sys.stdin.read() if body in (None, "-") else body or "").encode()
     if url is None:
-        from tradebot.cli import settings_or_exit
+        from tradebot.cli_common import settings_or_exit
 
         settings = settings_or_exit()
         url = f"http://{settings.http_host}:{settings.http_port}"

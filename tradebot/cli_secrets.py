@@ -43,7 +43,7 @@ def require_matching_key(settings: Settings) -> None:
 @secrets_app.command("rotate")
 def rotate() -> None:
     """Re-encrypt every stored secret under SECRET_KEY (decrypting with it or SECRET_KEY_OLD)."""
-    from tradebot.cli import settings_or_exit
+    from tradebot.cli_common import settings_or_exit
 
     settings = settings_or_exit()
     if settings.secret_key is None:

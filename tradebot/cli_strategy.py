@@ -132,7 +132,7 @@ def strategy_run(
         _fail(
             "--producer-id and --secret (or TRADEBOT_PRODUCER_ID and TRADEBOT_PRODUCER_SECRET) are required"
         )
-    from tradebot.cli import settings_or_exit
+    from tradebot.cli_common import settings_or_exit
 
     settings = settings_or_exit()
     if settings.mt5_login is None:

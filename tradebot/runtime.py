@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from loguru import logger
 
-from engine.api.app import ApiContext, build_http_app
+from engine.api.app import build_http_app
 from engine.api.connections import ConnectionLimits
 from engine.api.outbound import OutboundDispatcher, install_outbound
 from engine.api.server import start_http_server
@@ -35,7 +35,7 @@ from engine.settings import Settings
 from engine.store.events import ENGINE_STARTED, ENGINE_STOPPING, emit
 from engine.store.keycheck import verify_key
 from engine.store.migrate import upgrade_async
-from tradebot.app import build_services
+from tradebot.app import build_api_context, build_services
 
 
 @dataclass
@@ -83,28 +83,16 @@ class Runtime:
         try:  # a wrong SECRET_KEY stops here: nothing has started yet
             await verify_key(services.db, services.secrets)
         except BaseException:
-            if services.analytics is not None:
-                services.analytics.close()
+            await services.close()
             await services.db.dispose()
             raise
         self.services = services
 
-        ctx = ApiContext(
-            db=services.db,
-            settings=settings,
-            relay=services.relay,
-            box=services.secrets,
-            metrics=self.metrics,
-            readiness=self.readiness,
-            updates=services.updates,
-            ops=services.ops,
-        )
-        app = build_http_app(ctx)
+        app = build_http_app(build_api_context(services, metrics=self.metrics, readiness=self.readiness))
         self.http_app = app
 
         self._dispatcher = install_outbound(services.relay, services.db, settings, metrics=self.metrics)
 
-        assert services.trading_loop is not None
         self.loop = services.trading_loop
         self.loop.register_metrics(self.metrics.registry)
         self.readiness.register("heartbeat", heartbeat_probe(services.db, float(settings.heartbeat_seconds)))
@@ -121,6 +109,16 @@ class Runtime:
 
         if self.options.on_http_app is not None:
             self.options.on_http_app(app)
+        market = services.paper_market
+        if market.simulated:
+            logger.warning(
+                "paper accounts trade a SIMULATED market ({}): prices are a random walk, not a real "
+                "market; set MT5_LOGIN, MT5_PASSWORD and MT5_SERVER to price them from your MT5 terminal",
+                market.description,
+            )
+        else:
+            logger.info("paper accounts price from {}", market.description)
+        await market.start()
         self._runner = await start_http_server(
             app,
             settings.http_host,
@@ -135,11 +133,9 @@ class Runtime:
             self._dispatcher.start()
         self.loop.start()
         if settings.strategies.strip():
-            from engine.ingest.producers import ProducerService
             from engine.strategies.runner import start_configured
 
-            producers = ProducerService(services.db, services.secrets)
-            self.strategies = await start_configured(settings, producers, self.metrics)
+            self.strategies = await start_configured(settings, services.producers, self.metrics)
         async with services.db.session() as session:
             emit(session, ENGINE_STARTED, loop_id=self.loop.loop_id)
         services.relay.notify()
@@ -201,9 +197,7 @@ class Runtime:
             await self._dispatcher.stop()
         if self._runner is not None:
             await self._runner.cleanup()
-        await services.brokers.close()
-        if services.analytics is not None:
-            services.analytics.close()
+        await services.close()
         await services.db.dispose()
         logger.info("tradebot stopped")
 

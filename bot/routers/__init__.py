@@ -6,8 +6,17 @@ from aiogram import Router
 
 
 def all_routers() -> list[Router]:
-    from bot.routers import account, admin, approvals, onboarding, settings, stats
-    from bot.routers.billing import billing_routers
+    from bot.routers import (
+        account,
+        admin,
+        approvals,
+        autotrade,
+        billing,
+        onboarding,
+        referrals,
+        settings,
+        stats,
+    )
 
     # Approvals first (the hot path); onboarding last, as it holds the fallback for other text.
     return [
@@ -16,6 +25,8 @@ def all_routers() -> list[Router]:
         account.build_router(),
         settings.build_router(),
         stats.build_router(),  # analytics: /stats, /export
-        *billing_routers(),  # billing: /subscribe, payments, /auto, referrals (bot/routers/billing.py)
+        billing.build_router(),  # billing: /subscribe, payments (before onboarding's text fallback)
+        autotrade.build_router(),  # /auto
+        referrals.build_router(),  # /invite, /referrals, /leaderboard, /payout
         onboarding.build_router(),
     ]

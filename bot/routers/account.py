@@ -65,6 +65,8 @@ async def account_text(ctx: BotContext, telegram_id: int) -> tuple[str, str | No
         ]
     else:
         lines = [_("<b>Paper account #{id}</b>").format(id=account.id)]
+        if ctx.engine.paper_market.simulated:
+            lines.append(_("⚠️ Simulated market: prices are a random walk, not a real market."))
     view = await ctx.accounts.view(account)
     if view.snapshot is None:
         lines.append(_("The broker is unavailable right now: {reason}").format(reason=esc(view.error or "?")))

@@ -15,7 +15,6 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 
-from bot.billing_notifier import billing_parts
 from bot.billing_texts import AutoCb
 from bot.context import BotContext
 from bot.render import price, signed_money
@@ -74,7 +73,7 @@ def _decimal(text: str) -> Decimal | None:
 async def auto_command(message: Message, command: CommandObject, ctx: BotContext) -> None:
     if message.from_user is None:
         return
-    auto = billing_parts(ctx).auto
+    auto = ctx.engine.auto_execute
     uid = message.from_user.id
     args = (command.args or "").lower().split()
     try:
@@ -102,7 +101,7 @@ async def auto_command(message: Message, command: CommandObject, ctx: BotContext
 
 async def toggle(query: CallbackQuery, callback_data: AutoCb, ctx: BotContext) -> None:
     try:
-        view = await billing_parts(ctx).auto.configure(
+        view = await ctx.engine.auto_execute.configure(
             query.from_user.id, enabled=callback_data.action == "on"
         )
     except AutoTradeError as exc:

@@ -29,29 +29,31 @@ from aiogram.types import (
 )
 from aiogram.utils.i18n import gettext as _
 from loguru import logger
-from sqlalchemy import select
 
-from bot.billing_notifier import billing_parts
 from bot.billing_texts import BillingCb, checkout_error, pay_keyboard, plans_keyboard, plans_text
 from bot.context import BotContext
 from bot.render import esc
 from engine.accounts.subscribers import actor_for
 from engine.billing.invoices import BillingError
 from engine.billing.plans import CURRENCY
-from engine.store.audit import audit
 from engine.store.models import User
 
 CHECKOUT_TIMEOUT_SECONDS = 8.0  # Telegram drops the checkout if the answer takes over 10 s
 
 
 async def subscribe(message: Message, ctx: BotContext, user: User | None) -> None:
-    billing = billing_parts(ctx).billing
+    billing = ctx.engine.billing
+    if not billing.catalog.billing:
+        await message.answer(
+            _("Billing is off on this bot: every feature is included, there is nothing to buy.")
+        )
+        return
     st = await billing.standing(message.from_user.id) if message.from_user else None
     await message.answer(plans_text(billing.catalog, st), reply_markup=plans_keyboard(billing.catalog, st))
 
 
 async def buy(query: CallbackQuery, callback_data: BillingCb, ctx: BotContext, user: User | None) -> None:
-    billing = billing_parts(ctx).billing
+    billing = ctx.engine.billing
     if user is None:
         await query.answer(_("Please send /start to the bot first."), show_alert=True)
         return
@@ -93,7 +95,7 @@ async def buy(query: CallbackQuery, callback_data: BillingCb, ctx: BotContext, u
 
 
 async def pre_checkout(query: PreCheckoutQuery, ctx: BotContext) -> None:
-    billing = billing_parts(ctx).billing
+    billing = ctx.engine.billing
     try:
         refusal = await asyncio.wait_for(
             billing.check_checkout(
@@ -108,16 +110,6 @@ async def pre_checkout(query: PreCheckoutQuery, ctx: BotContext) -> None:
     if refusal is None:
         await query.answer(ok=True)
         return
-    async with ctx.engine.db.session() as session:
-        audit(
-            session,
-            actor_for(query.from_user.id),
-            "payment.checkout_refused",
-            None,
-            reason=refusal.value,
-            payload=query.invoice_payload,
-            amount=query.total_amount,
-        )
     await query.answer(ok=False, error_message=checkout_error(refusal))
 
 
@@ -125,7 +117,7 @@ async def paid(message: Message, ctx: BotContext) -> None:
     payment = message.successful_payment
     if payment is None or message.from_user is None:
         return
-    await billing_parts(ctx).billing.record_payment(
+    await ctx.engine.billing.record_payment(
         message.from_user.id,
         currency=payment.currency,
         total_amount=payment.total_amount,
@@ -142,20 +134,11 @@ async def refunded(message: Message, ctx: BotContext) -> None:
     """Telegram's notice of a refund (ours, or one made elsewhere): revoke the period (idempotent)."""
     refund = message.refunded_payment
     if refund is not None:
-        await billing_parts(ctx).billing.refund(refund.telegram_payment_charge_id, "telegram")
+        await ctx.engine.billing.refund(refund.telegram_payment_charge_id, "telegram")
 
 
 async def subscription_changed(update: BotSubscriptionUpdated, ctx: BotContext) -> None:
-    await billing_parts(ctx).billing.renewal_changed(update.user.id, update.invoice_payload, update.state)
-
-
-async def find_user(ctx: BotContext, ref: str) -> User | None:
-    """A user by Telegram id or @username."""
-    async with ctx.engine.db.session() as session:
-        if ref.lstrip("-").isdigit():
-            return await session.scalar(select(User).where(User.telegram_id == int(ref)))
-        name = ref.lstrip("@")
-        return await session.scalar(select(User).where(User.username == name)) if name else None
+    await ctx.engine.billing.renewal_changed(update.user.id, update.invoice_payload, update.state)
 
 
 async def refund(message: Message, command: CommandObject, ctx: BotContext) -> None:
@@ -164,8 +147,8 @@ async def refund(message: Message, command: CommandObject, ctx: BotContext) -> N
     if len(args) != 2:
         await message.answer(_("Usage: /refund &lt;user id or @username&gt; &lt;charge id&gt;"))
         return
-    target = await find_user(ctx, args[0])
-    billing = billing_parts(ctx).billing
+    target = await ctx.subscribers.find(args[0])
+    billing = ctx.engine.billing
     payment = await billing.payment(args[1])
     if target is None or payment is None or payment.user_id != target.id:
         await message.answer(_("No payment with that charge id for that user."))
@@ -205,10 +188,3 @@ def build_router() -> Router:
     router.subscription.register(subscription_changed)
     router.message.register(refund, Command("refund"))
     return router
-
-
-def billing_routers() -> list[Router]:
-    """Billing's routers, in order (included before onboarding's text fallback)."""
-    from bot.routers import autotrade, referrals
-
-    return [build_router(), autotrade.build_router(), referrals.build_router()]

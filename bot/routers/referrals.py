@@ -10,11 +10,9 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
-from bot.billing_notifier import billing_parts
 from bot.billing_texts import stars
 from bot.context import BotContext
 from bot.render import esc, price
-from bot.routers.billing import find_user
 from engine.accounts.names import display_name
 from engine.accounts.subscribers import actor_for
 from engine.billing.referrals import REFERRAL_PREFIX, ReferralError
@@ -30,7 +28,7 @@ async def invite(message: Message, ctx: BotContext, user: User | None) -> None:
     if user is None:
         await message.answer(_("Please send /start to the bot first."))
         return
-    share = billing_parts(ctx).billing.catalog.referral_share_percent
+    share = ctx.engine.billing.catalog.referral_share_percent
     await message.answer(
         _(
             "🔗 Your invite link:\n{link}\n\n"
@@ -44,7 +42,7 @@ async def referrals(message: Message, ctx: BotContext, user: User | None) -> Non
     if user is None or message.from_user is None:
         await message.answer(_("Please send /start to the bot first."))
         return
-    summary = await billing_parts(ctx).referrals.summary(message.from_user.id)
+    summary = await ctx.engine.referrals.summary(message.from_user.id)
     assert summary is not None
     text = _(
         "👥 <b>Your referrals</b>\nInvited: {invited}\nPaying: {paying}\n"
@@ -63,7 +61,7 @@ async def referrals(message: Message, ctx: BotContext, user: User | None) -> Non
 
 
 async def leaderboard(message: Message, ctx: BotContext) -> None:
-    rows = await billing_parts(ctx).referrals.leaderboard(20)
+    rows = await ctx.engine.referrals.leaderboard(20)
     if not rows:
         await message.answer(_("Nobody has invited anyone yet."))
         return
@@ -98,12 +96,12 @@ async def payout(message: Message, command: CommandObject, ctx: BotContext) -> N
     if amount is None:
         await message.answer(_("Usage: /payout &lt;user id or @username&gt; &lt;amount&gt; [note]"))
         return
-    target = await find_user(ctx, args[0])
+    target = await ctx.subscribers.find(args[0])
     if target is None:
         await message.answer(_("No such user."))
         return
     try:
-        left = await billing_parts(ctx).referrals.payout(
+        left = await ctx.engine.referrals.payout(
             target, amount, actor_for(sender), args[2] if len(args) > 2 else None
         )
     except ReferralError as exc:

@@ -18,6 +18,7 @@ from loguru import logger
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine.accounts.users import new_user
 from engine.brokers.base import AccountSnapshot, Broker, BrokerPosition
 from engine.brokers.registry import BrokerRegistry
 from engine.settings import BrokerKind, Settings
@@ -67,12 +68,6 @@ def default_mt5_connector(settings: Settings) -> Mt5Connector:
         )
 
     return connect
-
-
-def _referral_code() -> str:
-    from engine.accounts.subscribers import new_referral_code
-
-    return new_referral_code()
 
 
 class AccountService:
@@ -151,7 +146,7 @@ class AccountService:
     async def _ensure_user(self, session: AsyncSession, telegram_id: int) -> User:
         user = await session.scalar(select(User).where(User.telegram_id == telegram_id))
         if user is None:
-            user = User(telegram_id=telegram_id, referral_code=_referral_code(), status="active")
+            user = new_user(telegram_id)
             session.add(user)
             await session.flush()
             audit(session, "operator", "user.created", f"user:{user.id}", telegram_id=telegram_id)

@@ -9,7 +9,6 @@ referrer, and any start payload is kept as given (marketing attribution).
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -17,23 +16,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.accounts.service import AccountService
+from engine.accounts.users import new_user
 from engine.settings import Settings
+from engine.states import USER, UserStatus
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
 from engine.store.models import ExecutionAccount, User
 
-STATUS_ACTIVE = "active"
-STATUS_BLOCKED = "blocked"  # the user blocked the bot (403 or my_chat_member "kicked")
-STATUS_LEFT = "left"  # the user sent /stop
+STATUS_ACTIVE = UserStatus.ACTIVE.value
 
 REFERRAL_PREFIX = "ref_"
-_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
-CODE_LENGTH = 8
 MAX_PAYLOAD = 64
-
-
-def new_referral_code() -> str:
-    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(CODE_LENGTH))
 
 
 def actor_for(telegram_id: int) -> str:
@@ -126,7 +119,7 @@ class SubscriberService:
                     # Not onboarded yet (e.g. the operator created the account first): nobody chose
                     # a language in /settings, so Telegram's is the best guess.
                     user.language = language
-                reactivated = user.status != STATUS_ACTIVE
+                reactivated = USER.can(user.status, UserStatus.ACTIVE)  # not a ban
                 if reactivated:
                     audit(
                         session,
@@ -135,16 +128,14 @@ class SubscriberService:
                         f"user:{user.id}",
                         was=user.status,
                     )
-                    user.status = STATUS_ACTIVE
+                    USER.move(user, UserStatus.ACTIVE)
                 return Registration(user, created=False, reactivated=reactivated)
-            user = User(
-                telegram_id=telegram_id,
+            user = new_user(
+                telegram_id,
                 username=username,
                 first_name=first_name,
                 language=language or "en",
-                status=STATUS_ACTIVE,
                 role=role,
-                referral_code=new_referral_code(),
                 start_payload=payload,
                 notifications=True,
             )
@@ -181,6 +172,14 @@ class SubscriberService:
             account = await self._accounts.ensure_default(session, user)
             return ConsentResult(user, account, first_time)
 
+    async def find(self, ref: str) -> User | None:
+        """A user by Telegram id or @username (an admin's command argument)."""
+        async with self._db.session() as session:
+            if ref.lstrip("-").isdigit():
+                return await session.scalar(select(User).where(User.telegram_id == int(ref)))
+            name = ref.lstrip("@")
+            return await session.scalar(select(User).where(User.username == name)) if name else None
+
     async def set_language(self, telegram_id: int, language: str) -> bool:
         return await self._update(telegram_id, "user.language", language=language)
 
@@ -189,11 +188,11 @@ class SubscriberService:
 
     async def unsubscribe(self, telegram_id: int) -> bool:
         """``/stop``: nothing more is sent until the user sends ``/start`` again."""
-        return await self._set_status(telegram_id, STATUS_LEFT, "user.left")
+        return await self._set_status(telegram_id, UserStatus.LEFT, "user.left")
 
     async def mark_blocked(self, telegram_id: int) -> bool:
         """The user blocked the bot: stop sending to them (``/start`` re-activates)."""
-        return await self._set_status(telegram_id, STATUS_BLOCKED, "user.blocked")
+        return await self._set_status(telegram_id, UserStatus.BLOCKED, "user.blocked")
 
     async def _update(self, telegram_id: int, action: str, **values: object) -> bool:
         async with self._db.session() as session:
@@ -205,12 +204,12 @@ class SubscriberService:
             audit(session, actor_for(telegram_id), action, f"user:{user.id}", **values)
             return True
 
-    async def _set_status(self, telegram_id: int, status: str, action: str) -> bool:
+    async def _set_status(self, telegram_id: int, status: UserStatus, action: str) -> bool:
         async with self._db.session() as session:
             result = await session.execute(
                 update(User)
-                .where(User.telegram_id == telegram_id, User.status != status)
-                .values(status=status)
+                .where(User.telegram_id == telegram_id, User.status.in_(USER.sources(status)))
+                .values(status=status.value)
                 .returning(User.id)
             )
             user_id = result.scalar_one_or_none()

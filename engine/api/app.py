@@ -9,98 +9,30 @@ status, and turns any error into an RFC 7807 problem document.
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from loguru import logger
 
+from engine.api import health, openapi, signal_updates, signals
 from engine.api.admin import ADMIN_API, AdminApi
 from engine.api.admin import routes as admin_routes
+from engine.api.context import (
+    CTX,
+    REQUEST_ID_HEADER,
+    SERVER_NAME,
+    ApiContext,
+    Handler,
+    request_id,
+    route_label,
+)
 from engine.api.problem import Problem
-from engine.api.refusals import RefusalAggregator
-from engine.ingest.producers import ProducerService
-from engine.ingest.ratelimit import RateLimiter
-from engine.ingest.service import IngestService
-from engine.management.updates import UpdateService
 from engine.observability.logs import correlation
-from engine.observability.metrics import Metrics
-from engine.observability.readiness import Readiness
-from engine.ops.service import OpsService
 from engine.ops.tokens import AdminTokens
-from engine.settings import Settings
-from engine.store.crypto import SecretBox
-from engine.store.db import Database
-from engine.store.events import EventRelay
-from engine.store.ids import hex_id
 
-REQUEST_ID_HEADER = "X-Request-Id"
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,32}$")
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-UNMATCHED = "<unmatched>"
-SERVER_NAME = "tradebot"
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass
-class ApiContext:
-    """Everything the HTTP layer needs, built once by the composition root (or a test)."""
-
-    db: Database
-    settings: Settings
-    relay: EventRelay | None = None
-    box: SecretBox | None = None
-    metrics: Metrics = field(default_factory=Metrics)
-    readiness: Readiness | None = None
-    producers: ProducerService | None = None
-    ingest: IngestService | None = None
-    updates: UpdateService | None = None  # producers' updates to their signals (CONTRACTS 1a)
-    limiter: RateLimiter = field(default_factory=RateLimiter)
-    ops: OpsService | None = None  # the command layer, for the admin API (/api/v1/admin/)
-    refusals: RefusalAggregator | None = None  # unauthenticated refusals, audited per source and minute
-
-    def __post_init__(self) -> None:
-        if self.readiness is None:
-            self.readiness = Readiness()
-        self.readiness.register("database", self.db.ping)
-        if self.producers is None:
-            self.producers = ProducerService(self.db, self.box)
-        if self.ingest is None:
-            self.ingest = IngestService(self.db, self.settings, self.relay)
-        if self.updates is None:
-            self.updates = UpdateService(self.db, self.relay)
-        if self.refusals is None:
-            self.refusals = RefusalAggregator(self.db, self.metrics)
-
-
-CTX: web.AppKey[ApiContext] = web.AppKey("tradebot_api_context", ApiContext)
-
-
-def request_id(incoming: str | None) -> tuple[str, bool]:
-    """The correlation id for a request and whether it is the caller's ``X-Request-Id``.
-
-    A sane incoming id (up to 32 characters of ``[A-Za-z0-9._:-]``, or a UUID, used without its
-    dashes) is honoured; anything else is replaced by a new random id.
-    """
-    if incoming:
-        if _UUID.match(incoming):
-            return incoming.replace("-", "").lower(), True
-        if _SANE_REQUEST_ID.match(incoming):
-            return incoming, True
-    return hex_id(8), False
-
-
-def route_label(request: web.Request) -> str:
-    info = request.match_info
-    route = info.route if info is not None else None
-    resource = route.resource if route is not None else None
-    if resource is None or info.http_exception is not None:
-        return UNMATCHED
-    return resource.canonical
+__all__ = ["CTX", "ApiContext", "build_http_app", "request_id", "route_label"]
 
 
 def _status_of(exc: web.HTTPException) -> Problem:
@@ -155,21 +87,16 @@ def build_http_app(
     middlewares: Iterable[Middleware] = (),
 ) -> web.Application:
     """The HTTP application; add more routes to the returned app before starting it."""
-    from engine.api import health, openapi, signal_updates, signals
-
     app = web.Application(middlewares=[_middleware(ctx), *middlewares])
     app[CTX] = ctx
     app[ADMIN_API] = AdminApi(ctx.ops, AdminTokens(ctx.db))
 
     async def _open(_app: web.Application) -> None:
-        if ctx.refusals is not None:
-            ctx.refusals.start()
+        ctx.refusals.start()
 
     async def _close(_app: web.Application) -> None:
-        if ctx.refusals is not None:
-            await ctx.refusals.stop()  # the last minute's counts are written, not lost
-        if ctx.ingest is not None:
-            ctx.ingest.close()
+        await ctx.refusals.stop()  # the last minute's counts are written, not lost
+        ctx.ingest.close()
 
     app.on_startup.append(_open)
     app.on_cleanup.append(_close)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from engine.api.app import CTX
+from engine.api.context import CTX
 
 routes = web.RouteTableDef()
 

@@ -67,6 +67,10 @@ SCHEMAS: dict[str, Any] = {
             "pending_orders": {"type": "integer"},
             "outbox_pending": {"type": "integer"},
             "accounts_total": {"type": "integer"},
+            "simulated_market": {
+                "type": "boolean",
+                "description": "Paper accounts trade the simulated random-walk market (no terminal prices)",
+            },
             "accounts": {
                 "type": "array",
                 "items": _object(

@@ -18,7 +18,7 @@ from aiohttp import web
 from loguru import logger
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from engine.api.app import CTX
+from engine.api.context import CTX
 from engine.api.problem import Problem
 from engine.api.signals import (
     IDEMPOTENCY_HEADER,
@@ -63,7 +63,6 @@ async def _post(request: web.Request, token_route: bool) -> web.Response:
     started = time.perf_counter()
     try:
         producer, raw, signature = await authenticated_post(request, ctx, caller, token_route)
-        assert ctx.updates is not None
         try:
             outcome = await ctx.updates.submit(
                 producer.id,
@@ -102,7 +101,6 @@ async def _post(request: web.Request, token_route: bool) -> web.Response:
 async def _get(request: web.Request, token_route: bool) -> web.Response:
     ctx = request.app[CTX]
     producer = await authenticated_get(request, ctx, token_route)
-    assert ctx.updates is not None
     view = await ctx.updates.progress(
         producer.id, request.match_info["signal_id"], request.match_info["update_id"]
     )

@@ -25,7 +25,7 @@ from aiohttp import web
 from loguru import logger
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from engine.api.app import CTX, ApiContext, route_label
+from engine.api.context import CTX, ApiContext, route_label
 from engine.api.problem import Problem
 from engine.ingest.producers import ProducerAuth
 from engine.ingest.schema import BodyNotJSON, SignalInvalid
@@ -104,7 +104,6 @@ async def _by_header(ctx: ApiContext, request: web.Request, caller: Caller) -> P
     caller.claimed = claimed[:_MAX_ID]
     if len(claimed) > _MAX_ID:
         raise Problem(401, "unknown_producer", "no producer has this id")
-    assert ctx.producers is not None
     producer = await _lookup(ctx.producers.by_id(claimed))
     if producer is None:
         raise Problem(401, "unknown_producer", "no producer has this id")
@@ -113,7 +112,6 @@ async def _by_header(ctx: ApiContext, request: web.Request, caller: Caller) -> P
 
 async def _by_token(ctx: ApiContext, request: web.Request) -> ProducerAuth:
     token = request.match_info["token"]
-    assert ctx.producers is not None
     producer = None
     if 16 <= len(token) <= 128 and token.isascii() and token.isprintable():
         producer = await _lookup(ctx.producers.by_token(token))
@@ -158,7 +156,7 @@ def _allow(ctx: ApiContext, producer: ProducerAuth, caller: Caller) -> None:
 
 
 async def audit_refusal(ctx: ApiContext, request: web.Request, problem: Problem, caller: Caller) -> None:
-    if caller.producer_id is None and ctx.refusals is not None:
+    if caller.producer_id is None:
         # Not authenticated: counted and audited per source and minute, never a row per request.
         ctx.refusals.record(request.remote, problem.reason, route_label(request))
         return
@@ -232,7 +230,6 @@ async def authenticated_get(request: web.Request, ctx: ApiContext, token_route: 
 
 async def _post(request: web.Request, ctx: ApiContext, caller: Caller, token_route: bool) -> web.Response:
     producer, raw, signature = await authenticated_post(request, ctx, caller, token_route)
-    assert ctx.ingest is not None
     try:
         outcome = await ctx.ingest.ingest(
             producer.id, raw, idempotency_key=request.headers.get(IDEMPOTENCY_HEADER), signature=signature
@@ -287,7 +284,6 @@ async def post_signal_by_token(request: web.Request) -> web.Response:
 async def _get(request: web.Request, token_route: bool) -> web.Response:
     ctx = request.app[CTX]
     producer = await authenticated_get(request, ctx, token_route)
-    assert ctx.ingest is not None
     signal_id = request.match_info["signal_id"]
     row = await ctx.ingest.get(producer.id, signal_id) if len(signal_id) <= 36 else None
     if row is None:

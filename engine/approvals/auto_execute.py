@@ -28,7 +28,7 @@ from engine.billing.entitlements import VIA_AUTO, standing
 from engine.billing.plans import AUTO_EXECUTE, PlanCatalog
 from engine.risk.chain import RiskChain, TradeContext
 from engine.settings import Settings
-from engine.states import DecisionStatus, SignalStatus
+from engine.states import DecisionStatus, SignalStatus, UserStatus
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
 from engine.store.events import DECISION_RECORDED, ENGINE_RESUMED, SIGNAL_ACCEPTED, Event, EventRelay, emit
@@ -188,7 +188,7 @@ class AutoExecutor:
                 .join(ExecutionAccount, ExecutionAccount.owner_id == User.id)
                 .where(
                     AutoTradeSettings.enabled.is_(True),
-                    User.status == "active",
+                    User.status == UserStatus.ACTIVE.value,
                     User.consent_version == self._settings.consent_version,
                     ExecutionAccount.active.is_(True),
                 )

@@ -21,15 +21,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.billing.plans import AUTO_EXECUTE, EXECUTE_MT5, EXECUTE_PAPER, Plan, PlanCatalog
 from engine.risk.chain import Refusal, TradeContext
+from engine.states import SubscriptionStatus
 from engine.store.db import utcnow
 from engine.store.models import AutoTradeSettings, Subscription
 
 VIA_AUTO = "auto"  # Decision.via of an auto-executed signal
 
-ACTIVE = "active"
+# A user's standing: the subscription's stored status, plus two derived ones (grace, none).
+ACTIVE = SubscriptionStatus.ACTIVE.value
 GRACE = "grace"  # past the end, waiting for Telegram's renewal charge
-EXPIRED = "expired"
-REVOKED = "revoked"  # refunded
+EXPIRED = SubscriptionStatus.EXPIRED.value
+REVOKED = SubscriptionStatus.REVOKED.value  # refunded
 NONE = "none"
 
 _FEATURE = {

@@ -29,10 +29,12 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from engine.billing.entitlements import ACTIVE, GRACE, REVOKED, Standing, standing, standing_of
+from engine.accounts.users import new_user
+from engine.billing.entitlements import ACTIVE, GRACE, Standing, standing, standing_of
 from engine.billing.invoices import BillingError, CheckoutRefusal, Invoice, InvoicePayload
 from engine.billing.plans import CURRENCY, SUBSCRIPTION_PERIOD_SECONDS, PlanCatalog
 from engine.billing.referrals import credit_for_payment, reverse_for_payment
+from engine.states import PAYMENT, SUBSCRIPTION, PaymentStatus, SubscriptionStatus, UserStatus
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
 from engine.store.events import EventRelay, emit
@@ -42,9 +44,9 @@ PAYMENT_RECEIVED = "payment.received"
 PAYMENT_REFUNDED = "payment.refunded"
 SUBSCRIPTION_RENEWAL = "subscription.renewal"
 
-STATUS_BANNED = "banned"
-PAID = "paid"
-REFUNDED = "refunded"
+STATUS_BANNED = UserStatus.BANNED.value
+PAID = PaymentStatus.PAID.value
+REFUNDED = PaymentStatus.REFUNDED.value
 RENEWAL_STATES = ("active", "canceled", "failed")
 
 
@@ -113,7 +115,24 @@ class BillingService:
     async def check_checkout(
         self, telegram_id: int, currency: str, total_amount: int, invoice_payload: str
     ) -> CheckoutRefusal | None:
-        """Validate a ``pre_checkout_query``; None means answer ok."""
+        """Validate a ``pre_checkout_query``; None means answer ok. A refusal is audited."""
+        refusal = await self._checkout_refusal(telegram_id, currency, total_amount, invoice_payload)
+        if refusal is not None:
+            async with self._db.session() as session:
+                audit(
+                    session,
+                    f"tg:{telegram_id}",
+                    "payment.checkout_refused",
+                    None,
+                    reason=refusal.value,
+                    payload=invoice_payload,
+                    amount=total_amount,
+                )
+        return refusal
+
+    async def _checkout_refusal(
+        self, telegram_id: int, currency: str, total_amount: int, invoice_payload: str
+    ) -> CheckoutRefusal | None:
         payload = InvoicePayload.parse(invoice_payload)
         if payload is None:
             return CheckoutRefusal.BAD_PAYLOAD
@@ -202,9 +221,7 @@ class BillingService:
         if user is not None:
             return user
         # Money arrived from someone we do not know (never /started): keep the payment anyway.
-        from engine.accounts.subscribers import new_referral_code
-
-        user = User(telegram_id=telegram_id, referral_code=new_referral_code(), status="active")
+        user = new_user(telegram_id)
         session.add(user)
         await session.flush()
         audit(session, "billing", "user.created", f"user:{user.id}", telegram_id=telegram_id)
@@ -265,11 +282,18 @@ class BillingService:
         payment.period_start, payment.period_end = start, end
         if end > start:
             if sub is None:
-                sub = Subscription(user_id=user.id, plan=plan_key, started_at=start, expires_at=end)
+                sub = Subscription(
+                    user_id=user.id,
+                    plan=plan_key,
+                    status=SubscriptionStatus.ACTIVE.value,
+                    started_at=start,
+                    expires_at=end,
+                )
                 session.add(sub)
             elif not running:  # a new plan, or the same one after it lapsed: it starts now
                 sub.plan, sub.started_at = plan_key, start
-            sub.status = ACTIVE
+            if sub.status != SubscriptionStatus.ACTIVE:
+                SUBSCRIPTION.move(sub, SubscriptionStatus.ACTIVE)
             sub.expires_at = end
             sub.reminded_at = None
             if is_recurring:
@@ -317,7 +341,10 @@ class BillingService:
             # and serializes the rest of the transaction (SQLite's write lock; PostgreSQL's row locks).
             claimed = await session.execute(
                 update(StarPayment)
-                .where(StarPayment.telegram_payment_charge_id == charge_id, StarPayment.status == PAID)
+                .where(
+                    StarPayment.telegram_payment_charge_id == charge_id,
+                    StarPayment.status.in_(PAYMENT.sources(REFUNDED)),
+                )
                 .values(status=REFUNDED, refunded_at=now)
             )
             payment = await session.scalar(
@@ -342,7 +369,7 @@ class BillingService:
             if sub is not None and sub.plan == payment.plan and sub.status == ACTIVE:
                 sub.expires_at = sub.expires_at - (payment.period_end - payment.period_start)
                 if sub.expires_at <= now:
-                    sub.status = REVOKED
+                    SUBSCRIPTION.move(sub, SubscriptionStatus.REVOKED)
                 if payment.is_recurring:
                     sub.renewal_state = "canceled"
             await reverse_for_payment(session, payment)

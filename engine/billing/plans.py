@@ -17,7 +17,7 @@ from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from engine.settings import SettingsError
+from engine.settings import Settings, SettingsError
 
 DEFAULT_PLANS_FILE = Path(__file__).resolve().parent / "plans.toml"
 
@@ -66,6 +66,22 @@ class PlanCatalog:
     reminder_days: int = 3
     renewal_grace: timedelta = timedelta(hours=24)
     referral_share_percent: Decimal = Decimal(20)
+    billing: bool = True  # False: billing is off, the one free plan includes everything
+
+    @classmethod
+    def everything(cls) -> PlanCatalog:
+        """Billing off: one free plan with every entitlement, nothing for sale, no referral share."""
+        plan = Plan(
+            key="all",
+            title="All",
+            description="Every feature (billing is off).",
+            price_stars=0,
+            period_days=SUBSCRIPTION_PERIOD_DAYS,
+            recurring=False,
+            entitlements=frozenset(ENTITLEMENTS),
+            rank=0,
+        )
+        return cls((plan,), plan.key, reminder_days=0, referral_share_percent=Decimal(0), billing=False)
 
     def get(self, key: str) -> Plan | None:
         return next((p for p in self.plans if p.key == key), None)
@@ -188,3 +204,10 @@ def load_plans(path: str | Path | None = None) -> PlanCatalog:
         raise SettingsError(f"PLANS_FILE: {source} is not valid TOML: {exc}") from None
     except _Invalid as exc:
         raise SettingsError(f"PLANS_FILE: {source}: {exc}") from None
+
+
+def catalog_for(settings: Settings) -> PlanCatalog:
+    """The plans in force: the file's when billing is on, else everything for everyone."""
+    if not settings.billing_enabled:
+        return PlanCatalog.everything()
+    return load_plans(settings.plans_file or None)

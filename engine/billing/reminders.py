@@ -24,6 +24,7 @@ from sqlalchemy import and_, or_, select, update
 
 from engine.billing.entitlements import ACTIVE, EXPIRED
 from engine.billing.plans import PlanCatalog
+from engine.states import SUBSCRIPTION
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
 from engine.store.events import EventRelay, emit
@@ -81,7 +82,7 @@ class BillingSweeper:
                     update(Subscription)
                     .where(
                         Subscription.id == sub.id,
-                        Subscription.status == ACTIVE,
+                        Subscription.status.in_(SUBSCRIPTION.sources(EXPIRED)),
                         Subscription.expires_at == sub.expires_at,
                     )
                     .values(status=EXPIRED)

@@ -40,7 +40,7 @@ from engine.brokers.base import (
     SymbolSpec,
     Tick,
 )
-from engine.brokers.pricefeed import PriceSource, SimulatedFeed
+from engine.brokers.pricefeed import PriceSource
 from engine.brokers.stops import ChangeRefusal, Refused, close_volume_refusal, frozen, stop_change_refusal
 from engine.store.db import Database, utcnow
 from engine.store.models import ExecutionAccount, PaperDeal, PaperOrder, PaperPosition
@@ -54,13 +54,11 @@ def _money(value: Decimal) -> Decimal:
 
 
 class PaperBroker(Broker):
-    def __init__(
-        self, db: Database, account_id: int, *, currency: str = "USD", prices: PriceSource | None = None
-    ) -> None:
+    def __init__(self, db: Database, account_id: int, *, prices: PriceSource, currency: str = "USD") -> None:
         self._db = db
         self._account_id = account_id
         self._currency = currency
-        self._prices = prices or SimulatedFeed(currency)
+        self._prices = prices
         self._lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ helpers

@@ -1,16 +1,19 @@
-"""Where the paper broker gets symbols and prices: by default the simulated terminal's feed.
+"""Where the paper broker gets symbols and prices, and whether that market is real.
 
-The feed is a pure function of (symbol, time, seed), so a paper account and a simulated MT5
-account in another process see the same market.
+A ``PriceSource`` answers ``spec(symbol)`` and ``tick(symbol)`` without blocking (it may answer
+``None``: no such symbol, or no fresh price). The composition root picks one: the operator's MT5
+terminal (``engine.brokers.mt5_prices``) when one is configured, else the simulated market
+(``mt5sim.pricefeed``), and wraps it in a ``PaperMarket`` that says which it is, so the bot, the
+status report and the start-up log can tell a subscriber plainly that the market is simulated.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import Decimal
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
-from engine.brokers.base import FillingMode, SymbolSpec, Tick
+from engine.brokers.base import SymbolSpec, Tick
 
 
 class PriceSource(Protocol):
@@ -19,66 +22,24 @@ class PriceSource(Protocol):
     def tick(self, symbol: str) -> Tick | None: ...
 
 
-_FILLING_BITS = {1: FillingMode.FOK, 2: FillingMode.IOC}
+@dataclass(frozen=True)
+class PaperMarket:
+    source: PriceSource
+    simulated: bool  # True: a random walk, not a real market; every front end says so
+    description: str  # for the log and the operator ("MT5 terminal Demo-Server", "simulated market")
+    per_currency: Callable[[str], PriceSource] | None = None  # a source valued in the account's currency
 
+    def prices(self, currency: str) -> PriceSource:
+        """The source for a paper account kept in ``currency``."""
+        return self.per_currency(currency) if self.per_currency is not None else self.source
 
-class SimulatedFeed:
-    """Symbols and quotes of ``mt5sim`` (imported on first use), valued in ``account_currency``."""
+    async def start(self) -> None:
+        """Start polling when the source polls (a terminal); a computed feed has nothing to start."""
+        start = getattr(self.source, "start", None)
+        if callable(start):
+            await start()
 
-    def __init__(self, account_currency: str = "USD", seed: int | None = None) -> None:
-        self._currency = account_currency
-        self._seed = seed
-
-    def _sim_spec(self, symbol: str):  # type: ignore[no-untyped-def]
-        from mt5sim.specs import DEFAULT_SPECS
-
-        return DEFAULT_SPECS.get(symbol.upper())
-
-    def tick(self, symbol: str) -> Tick | None:
-        from mt5sim import feed
-
-        if self._sim_spec(symbol) is None:
-            return None
-        now = datetime.now(UTC)
-        bid, ask = feed.quote(symbol.upper(), now, self._seed)
-        return Tick(symbol.upper(), bid, ask, now)
-
-    def spec(self, symbol: str) -> SymbolSpec | None:
-        sim = self._sim_spec(symbol)
-        if sim is None:
-            return None
-        tick_value = self._tick_value(sim.name, sim.tick_size, sim.contract_size, sim.currency_profit)
-        if tick_value is None:
-            return None
-        modes = frozenset(mode for bit, mode in _FILLING_BITS.items() if sim.filling_mode & bit)
-        return SymbolSpec(
-            name=sim.name,
-            digits=sim.digits,
-            point=sim.point,
-            tick_size=sim.tick_size,
-            tick_value=tick_value,
-            contract_size=sim.contract_size,
-            volume_min=sim.volume_min,
-            volume_max=sim.volume_max,
-            volume_step=sim.volume_step,
-            stops_level=sim.stops_level,
-            freeze_level=sim.freeze_level,
-            filling_modes=modes | {FillingMode.RETURN},
-            trade_allowed=sim.trade_mode != 0,
-            currency_profit=sim.currency_profit,
-        )
-
-    def _tick_value(
-        self, name: str, tick_size: Decimal, contract: Decimal, profit_ccy: str
-    ) -> Decimal | None:
-        """Account-currency value of one tick for one lot (converting the profit currency if needed)."""
-        raw = tick_size * contract
-        if profit_ccy == self._currency:
-            return raw
-        direct = self.tick(f"{self._currency}{profit_ccy}")  # e.g. USDJPY for a JPY-profit symbol
-        if direct is not None:
-            return raw / direct.bid
-        inverse = self.tick(f"{profit_ccy}{self._currency}")
-        if inverse is not None:
-            return raw * inverse.bid
-        return None
+    async def close(self) -> None:
+        close = getattr(self.source, "close", None)
+        if callable(close):
+            await close()

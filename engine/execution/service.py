@@ -15,7 +15,6 @@ import asyncio
 import base64
 import dataclasses
 import hashlib
-import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -171,14 +170,45 @@ class ExecutionService:
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=deadline_seconds)
 
+    def is_stale(self, order: Order) -> bool:
+        """A SUBMITTING order whose worker has been silent too long (or never said when it sent it):
+        nobody will record its outcome, so it must be looked up at the broker."""
+        if order.submitted_at is None:
+            return True
+        return utcnow() - order.submitted_at > timedelta(seconds=self.config.stale_submitting_seconds)
+
+    @property
+    def _backoff(self) -> wait_exponential_jitter:
+        """The one backoff rule, from the current config: exponential from ``retry_initial_seconds``
+        with up to that much jitter, capped at ``retry_max_seconds``."""
+        return wait_exponential_jitter(
+            multiplier=self.config.retry_initial_seconds,
+            max=self.config.retry_max_seconds,
+            jitter=self.config.retry_initial_seconds,
+        )
+
+    def backoff_seconds(self, attempts: int) -> float:
+        """The wait before attempt ``attempts + 1``: the one backoff rule (tenacity's exponential
+        with jitter), used in-line by ``process`` and for ``next_attempt_at`` by the loop's path."""
+        state = RetryCallState(AsyncRetrying(), None, (), {})
+        state.attempt_number = max(attempts, 1)
+        return float(self._backoff(state))
+
+    async def resolve(self, order_id: str) -> Order | None:
+        """Settle an order whose outcome is unknown by looking it up at the broker, under the order's
+        lock; None when a worker of this process holds it (it resolves on its next attempt)."""
+        lock = self._lock(order_id)
+        if lock.locked():
+            return None
+        async with lock:
+            return await self._resolve(order_id)
+
     async def process(self, order_id: str) -> Order:
         """Drive one order until it is settled or waiting for a later retry."""
         async with self._lock(order_id):
             retrying = AsyncRetrying(
                 stop=stop_after_attempt(self.config.max_attempts),
-                wait=wait_exponential_jitter(
-                    multiplier=self.config.retry_initial_seconds, max=self.config.retry_max_seconds
-                ),
+                wait=self._backoff,
                 retry=retry_if_result(lambda o: OrderStatus(o.status) in _RETRYABLE and self._accepting),
                 before_sleep=self._remember_next_attempt(order_id),
                 retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
@@ -223,10 +253,7 @@ class ExecutionService:
             order, account, signal, decision, user = loaded
             status = OrderStatus(order.status)
             if status in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN):
-                stale = order.submitted_at is None or (
-                    utcnow() - order.submitted_at > timedelta(seconds=self.config.stale_submitting_seconds)
-                )
-                if status is OrderStatus.UNKNOWN or stale:
+                if status is OrderStatus.UNKNOWN or self.is_stale(order):
                     return await self._resolve(order_id)
                 return order
             if status not in (OrderStatus.PENDING, OrderStatus.RETRY_WAIT):
@@ -435,7 +462,8 @@ class ExecutionService:
         assert order is not None
         return order
 
-    def _payload(self, order: Order) -> dict[str, Any]:
+    def order_payload(self, order: Order) -> dict[str, Any]:
+        """The fields every order event carries (also for events the reconciler emits)."""
         return {
             "order_id": order.id,
             "decision_id": order.decision_id,
@@ -469,7 +497,7 @@ class ExecutionService:
         if order.order_type != OrderType.MARKET.value and not position_ticket:
             ORDER.move(order, OrderStatus.PLACED)
             audit(session, "engine", "order.placed", f"order:{order.id}", ticket=ticket)
-            emit(session, ORDER_PLACED, **self._payload(order))
+            emit(session, ORDER_PLACED, **self.order_payload(order))
             self._notify()
             return order
         volume = filled_volume if filled_volume is not None else order.volume
@@ -479,7 +507,7 @@ class ExecutionService:
         order.fill_price = price if price is not None else order.price
         order.position_ticket = position_ticket
         audit(session, "engine", "order.filled", f"order:{order.id}", ticket=ticket, volume=str(volume))
-        emit(session, ORDER_FILLED, **self._payload(order))
+        emit(session, ORDER_FILLED, **self.order_payload(order))
         if position_ticket and volume is not None and order.fill_price is not None:
             exists = await session.scalar(
                 select(Position.id).where(
@@ -500,7 +528,7 @@ class ExecutionService:
                 )
                 session.add(position)
                 await session.flush()
-                emit(session, POSITION_OPENED, position_id=position.id, **self._payload(order))
+                emit(session, POSITION_OPENED, position_id=position.id, **self.order_payload(order))
         self._notify()
         return order
 
@@ -518,7 +546,7 @@ class ExecutionService:
         order.reason_code = code[:32]
         order.reason = message[:500]
         audit(session, "engine", "order.refused", f"order:{order.id}", code=code, reason=message, gate=gate)
-        emit(session, ORDER_REJECTED, **self._payload(order), reason_params=dict(params or {}))
+        emit(session, ORDER_REJECTED, **self.order_payload(order), reason_params=dict(params or {}))
         self._notify()
         return order
 
@@ -536,7 +564,7 @@ class ExecutionService:
         order.reason_code = "retries_exhausted"
         order.reason = message[:500]
         audit(session, "engine", "order.failed", f"order:{order.id}", reason=message)
-        emit(session, ORDER_FAILED, **self._payload(order))
+        emit(session, ORDER_FAILED, **self.order_payload(order))
         self._notify()
         return order
 
@@ -583,12 +611,9 @@ class ExecutionService:
         async with self._lock(order_id):
             order = await self._attempt(order_id)
             if order.status == OrderStatus.RETRY_WAIT:
-                # Same exponential backoff with jitter as ``process``; without it the loop would
-                # retry on every tick and use up the attempts within seconds of an outage.
-                delay = min(
-                    self.config.retry_max_seconds,
-                    self.config.retry_initial_seconds * 2 ** max(order.attempts - 1, 0),
-                ) + random.uniform(0, self.config.retry_initial_seconds)
+                # The same backoff as ``process``; without it the loop would retry on every tick
+                # and use up the attempts within seconds of an outage.
+                delay = self.backoff_seconds(order.attempts)
                 async with self._db.session() as session:
                     await session.execute(
                         update(Order)

@@ -96,10 +96,19 @@ async def _counts(session: AsyncSession, column: Any, where: Any) -> dict[int, i
 
 
 class OpsQueries:
-    def __init__(self, db: Database, brokers: BrokerRegistry, *, heartbeat_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        brokers: BrokerRegistry,
+        *,
+        heartbeat_seconds: float = 10.0,
+        simulated_market: bool = False,
+    ) -> None:
+        """``simulated_market``: paper accounts trade the random-walk market (status says so)."""
         self._db = db
         self._brokers = brokers
         self._heartbeat_seconds = heartbeat_seconds
+        self._simulated_market = simulated_market
 
     async def status(self, *, limit: int = 20, live_seconds: float | None = 3.0) -> EngineStatus:
         async with self._db.session() as session:
@@ -172,6 +181,7 @@ class OpsQueries:
             outbox_pending=int(outbox or 0),
             accounts_total=total,
             accounts=tuple(accounts),
+            simulated_market=self._simulated_market,
         )
 
     async def _last_point(

@@ -106,6 +106,7 @@ class EngineStatus:
     outbox_pending: int
     accounts_total: int
     accounts: tuple[AccountStatus, ...]  # at most the first ``limit``, by id
+    simulated_market: bool = False  # paper accounts trade the random-walk market (no terminal prices)
 
 
 @dataclass(frozen=True, slots=True)

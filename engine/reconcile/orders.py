@@ -1,16 +1,15 @@
 """Reconciliation, the orders pass: our orders as the broker knows them (see ``engine.reconcile.service``).
 
 Orders are recognised by the client order id the broker echoes back. Orders whose broker outcome
-is known are settled through the execution service's own resolve path (``_lock``/``_resolve``/
-``_payload`` are used on purpose: an order is settled by exactly the code that settles it on the
-immediate path).
+is known are settled through the execution service's own public resolve path
+(``ExecutionService.resolve``, ``is_stale``, ``order_payload``): an order is settled by exactly the
+code that settles it on the immediate path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from loguru import logger
 from sqlalchemy import select
@@ -18,14 +17,12 @@ from sqlalchemy.exc import IntegrityError
 
 from engine.brokers.base import Broker, BrokerOrder, BrokerPosition, SubmitStatus
 from engine.execution.service import ExecutionService
+from engine.reconcile.report import ReconcileReport
 from engine.states import ORDER, OrderStatus
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
 from engine.store.events import POSITION_OPENED, emit
 from engine.store.models import ExecutionAccount, Order, Position
-
-if TYPE_CHECKING:
-    from engine.reconcile.service import ReconcileReport
 
 ACTOR = "reconcile"
 _SETTLE_VIA_EXECUTION = frozenset(
@@ -189,8 +186,7 @@ class OrderReconciler:
                 return False
             status = OrderStatus(order.status)
             if status is OrderStatus.SUBMITTING:
-                stale = timedelta(seconds=execution.config.stale_submitting_seconds)
-                if order.submitted_at is not None and utcnow() - order.submitted_at < stale:
+                if not execution.is_stale(order):
                     return False  # in flight: its worker records the outcome
             elif status in (OrderStatus.PENDING, OrderStatus.RETRY_WAIT):
                 # It is at the broker after all: never send it again; look it up instead.
@@ -199,15 +195,13 @@ class OrderReconciler:
                 audit(session, ACTOR, "order.found_at_broker", f"order:{order.id}", was=status.value)
             elif status not in (OrderStatus.UNKNOWN, OrderStatus.PLACED):
                 return False
-        lock = execution._lock(order_id)
-        if lock.locked():
-            return False  # a worker of this process holds it; it resolves on its next attempt
         try:
-            async with lock:
-                settled = await execution._resolve(order_id)
+            settled = await execution.resolve(order_id)
         except Exception as exc:
             self._report_once(f"settle:{order_id}", f"order {order_id} could not be settled: {exc!r}", report)
             return False
+        if settled is None:
+            return False  # a worker of this process holds it; it resolves on its next attempt
         if OrderStatus(settled.status) in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN):
             return False  # the lookup failed; still unknown
         async with self._db.session() as session:
@@ -245,7 +239,7 @@ class OrderReconciler:
                     POSITION_OPENED,
                     position_id=position.id,
                     **{
-                        **self._execution._payload(order),
+                        **self._execution.order_payload(order),
                         "volume": str(bp.volume),
                         "price": str(bp.open_price),
                     },

@@ -29,7 +29,6 @@ The orders pass lives in ``engine.reconcile.service.orders``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -42,6 +41,7 @@ from engine.brokers.registry import BrokerRegistry
 from engine.execution.positions import PositionCloser, apply_close, closing_deal
 from engine.execution.service import ExecutionService
 from engine.reconcile.orders import ACTOR, OrderReconciler, position_row
+from engine.reconcile.report import ReconcileReport
 from engine.states import PositionStatus
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
@@ -52,34 +52,6 @@ CLOSED_AT_BROKER = "broker"  # close_reason when the broker's deal gives none be
 CLOSE_RETRY = "close_retry"
 DEALS_LOOKBACK = timedelta(days=1)  # generous: broker server clocks are not ours
 _OPEN = (PositionStatus.OPEN.value, PositionStatus.CLOSING.value)
-
-
-@dataclass
-class ReconcileReport:
-    account_id: int
-    closed: int = 0  # store positions closed from the broker's deals
-    external: int = 0  # positions opened outside the bot, now recorded
-    attached: int = 0  # broker positions attached to the order that opened them
-    resolved: int = 0  # orders settled through the execution service
-    expired: int = 0  # resting orders past expiry cancelled, or found cancelled/expired
-    orphans_cancelled: int = 0
-    close_retried: int = 0
-    updated: int = 0  # volume / SL / TP corrections
-    unresolved: list[str] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def corrections(self) -> int:
-        return (
-            self.closed
-            + self.external
-            + self.attached
-            + self.resolved
-            + self.expired
-            + self.orphans_cancelled
-            + self.close_retried
-            + self.updated
-        )
 
 
 class Reconciler:

@@ -13,11 +13,12 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from jsonschema import Draft202012Validator
 
-from engine.api import ApiContext, build_http_app
+from engine.api import build_http_app
 from engine.api.openapi import DOCUMENT
 from engine.ops.tokens import AdminTokens
 from engine.store.db import Database
 from tests.support.ops import OpsWorld, ops_world
+from tradebot.app import build_api_context
 
 
 @dataclass
@@ -52,7 +53,7 @@ async def check(response: ClientResponse, path: str, method: str) -> None:
 async def admin(db: Database) -> AsyncIterator[Admin]:
     async with ops_world(db) as world:
         services = world.services
-        ctx = ApiContext(db=services.db, settings=services.settings, relay=services.relay, ops=services.ops)
+        ctx = build_api_context(services)
         client = TestClient(TestServer(build_http_app(ctx), host="127.0.0.1"))
         await client.start_server()
         try:

@@ -417,12 +417,10 @@ async def test_relay_is_woken_after_commit(sqlite_db):
 
     from aiohttp.test_utils import TestClient, TestServer
 
-    from engine.api import ApiContext, build_http_app
-    from engine.store.crypto import SecretBox
-    from engine.store.events import EventRelay
-    from tests.support.api_world import SECRET_KEY, Harness, make_settings
+    from engine.api import build_http_app
+    from tests.support.api_world import Harness, build_context
 
-    relay = EventRelay(sqlite_db, poll_seconds=60)  # only notify() can deliver within the test
+    ctx, relay = await build_context(sqlite_db, relay_poll_seconds=60)  # only notify() delivers in time
     got: list = []
     arrived = asyncio.Event()
 
@@ -431,9 +429,6 @@ async def test_relay_is_woken_after_commit(sqlite_db):
         arrived.set()
 
     relay.subscribe("test", subscriber)
-    ctx = ApiContext(
-        db=sqlite_db, settings=make_settings(sqlite_db.url), relay=relay, box=SecretBox(SECRET_KEY)
-    )
     producer = await ctx.producers.add("p")
     relay.start()
     try:

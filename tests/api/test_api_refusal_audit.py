@@ -8,13 +8,13 @@ import json
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from engine.api import ApiContext, build_http_app
+from engine.api import build_http_app
 from engine.api.refusals import ACTION, OTHER_SOURCES, RefusalAggregator
 from engine.observability.metrics import Metrics
 from engine.settings import Settings
-from engine.store.crypto import SecretBox
 from engine.store.db import Database
 from engine.store.models import AuditLog
+from tradebot.app import build_api_context, build_services
 
 KEY = "r" * 40
 
@@ -32,7 +32,7 @@ async def _lines(db: Database, action: str) -> list[AuditLog]:
 async def test_a_flood_from_unknown_producer_ids_is_a_handful_of_audit_lines(db: Database) -> None:
     settings = Settings(_env_file=None, database_url=db.url, secret_key=KEY)  # type: ignore[call-arg,arg-type]
     metrics = Metrics()
-    ctx = ApiContext(db=db, settings=settings, box=SecretBox(KEY), metrics=metrics)
+    ctx = build_api_context(build_services(settings, db=db), metrics=metrics)
     body = json.dumps({"instrument": "EURUSD"}).encode()
     async with TestClient(TestServer(build_http_app(ctx))) as client:
 

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 
-from engine.api import ApiContext, build_http_app, start_http_server
+from engine.api import build_http_app, start_http_server
 from engine.api.connections import ConnectionLimits
 from engine.observability.metrics import Metrics
 from engine.settings import Settings
 from engine.store.db import Database
+from tradebot.app import build_api_context, build_services
 
 HEADER_TIMEOUT = 1.5
 IDLE_TIMEOUT = 4.0
@@ -43,7 +44,7 @@ class Server:
 async def server(sqlite_db: Database) -> AsyncIterator[Server]:
     settings = Settings(_env_file=None, database_url=sqlite_db.url)  # type: ignore[call-arg]
     metrics = Metrics()
-    ctx = ApiContext(db=sqlite_db, settings=settings, metrics=metrics)
+    ctx = build_api_context(build_services(settings, db=sqlite_db), metrics=metrics)
     limits = ConnectionLimits(
         header_timeout_seconds=HEADER_TIMEOUT,
         idle_timeout_seconds=IDLE_TIMEOUT,

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.billing import install_billing
-from engine.billing.plans import AUTO_EXECUTE, EXECUTE_MT5, EXECUTE_PAPER, SIGNALS, load_plans
+from engine.billing.plans import AUTO_EXECUTE, ENTITLEMENTS, EXECUTE_MT5, EXECUTE_PAPER, SIGNALS, load_plans
 from engine.settings import Settings, SettingsError
 from tradebot.app import build_services
 
@@ -105,8 +104,28 @@ async def test_plans_file_setting_reaches_the_services(tmp_path: Path) -> None:
     )  # type: ignore[call-arg]
     services = build_services(settings)
     try:
-        assert services.billing is not None and services.billing.catalog.get("week") is not None
-        assert install_billing(services) is services.billing  # idempotent: one gate, one set of services
-        assert services.auto_execute is not None and services.referrals is not None
+        assert services.billing_enabled  # a plans file turns billing on without BILLING=on
+        assert services.billing.catalog.get("week") is not None
     finally:
+        await services.close()
+        await services.db.dispose()
+
+
+async def test_billing_is_off_by_default_and_then_every_plan_gate_is_open(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/x.db"
+    services = build_services(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
+    try:
+        assert not services.billing_enabled
+        catalog = services.billing.catalog
+        assert catalog.paid == [] and catalog.default.entitlements == frozenset(ENTITLEMENTS)
+    finally:
+        await services.close()
+        await services.db.dispose()
+    services = build_services(Settings(_env_file=None, database_url=url, billing="on"))  # type: ignore[call-arg]
+    try:
+        assert services.billing_enabled
+        assert services.billing.catalog.get("pro") is not None  # the shipped plans
+        assert not services.billing.catalog.default.allows(EXECUTE_MT5)
+    finally:
+        await services.close()
         await services.db.dispose()

@@ -193,3 +193,40 @@ async def test_link_conversation_keeps_its_state_in_redis(
         for key in await redis.keys("fsm:*:740:740:*"):
             await redis.delete(key)
         await redis.aclose()
+
+
+async def test_with_billing_off_by_default_an_mt5_approval_executes(world: World, sim_state: Path) -> None:
+    """No PLANS_FILE, no BILLING: every entitlement, so the simulated terminal behind the real MT5
+    broker gets the order; /subscribe says billing is off."""
+    assert not world.settings.billing_enabled
+    await world.subscribe(730)
+    assert "✅ Linked MT5 account 5001" in (await link(world, 730, PASSWORD))["text"]
+    await world.post_signal({"instrument": "EURUSD", "side": "buy", "sl": "1.09800", "tp": "1.10400"})
+    dm = await world.wait_message(730, lambda m: bool(buttons(m)) and "EURUSD" in m["text"])
+    await world.tap(730, 730, dm["message_id"], buttons(dm)[0])
+    done = await world.wait_message(
+        730, lambda m: m["message_id"] == dm["message_id"] and "Filled" in m["text"], 15
+    )
+    assert "lots EURUSD at 1.1001" in done["text"]
+    assert len([p for p in control.dump(state=sim_state)["positions"] if p["login"] == LOGIN]) == 1
+    await world.say(730, "/subscribe")
+    await world.wait_text(730, "Billing is off on this bot")
+
+
+async def test_with_billing_on_the_free_plan_does_not_execute_on_mt5(
+    world_factory: WorldFactory, sim_state: Path
+) -> None:
+    world = await world_factory(billing="on")
+    await world.subscribe(731)
+    assert "✅ Linked MT5 account 5001" in (await link(world, 731, PASSWORD))["text"]
+    await world.post_signal({"instrument": "EURUSD", "side": "buy", "sl": "1.09800", "tp": "1.10400"})
+    dm = await world.wait_message(731, lambda m: bool(buttons(m)) and "EURUSD" in m["text"])
+    await world.tap(731, 731, dm["message_id"], buttons(dm)[0])
+    refused = await world.wait_message(
+        731, lambda m: m["message_id"] == dm["message_id"] and "Not executed" in m["text"], 15
+    )
+    assert "plan" in refused["text"]
+    async with world.db.session() as session:
+        order = await session.scalar(select(Order))
+    assert order is not None and order.reason_code == "plan_required"
+    assert [p for p in control.dump(state=sim_state)["positions"] if p["login"] == LOGIN] == []

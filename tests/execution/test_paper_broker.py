@@ -3,7 +3,7 @@ from decimal import Decimal
 
 from engine.brokers.base import FillingMode, OrderRequest, OrderType, Side, SubmitStatus
 from engine.brokers.paper import PaperBroker
-from engine.brokers.pricefeed import SimulatedFeed
+from mt5sim.pricefeed import SimulatedFeed
 from tests.support.factories import paper_subscribers
 from tests.support.prices import FixedPrices
 

@@ -15,8 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from engine.api import ApiContext, build_http_app
-from engine.brokers.registry import BrokerRegistry
+from engine.api import build_http_app
 from engine.ingest.signing import signature_header
 from engine.settings import Settings
 from engine.store.crypto import SecretBox, key_check_value
@@ -24,7 +23,7 @@ from engine.store.db import Database
 from engine.store.keycheck import KEY_CHECK, KeyMismatch, rotate_secrets, verify_key
 from engine.store.models import EngineState, ExecutionAccount, Producer
 from mt5sim import control
-from tradebot.app import default_broker_factory, secret_box
+from tradebot.app import build_api_context, build_services, secret_box
 from tradebot.cli import app
 
 OLD = "old-key-" + "o" * 40
@@ -76,7 +75,8 @@ async def _works_with(url: str, key: str, old: str | None, producer_id: str, sec
     box = secret_box(config)
     try:
         await verify_key(db, box)
-        ctx = ApiContext(db=db, settings=config, box=box)
+        services = build_services(config, db=db)
+        ctx = build_api_context(services)
         body = json.dumps(
             {
                 "instrument": "EURUSD",
@@ -95,7 +95,7 @@ async def _works_with(url: str, key: str, old: str | None, producer_id: str, sec
         async with TestClient(TestServer(build_http_app(ctx))) as client:
             resp = await client.post("/api/v1/signals", data=body, headers=headers)
             assert resp.status in (200, 201), await resp.text()  # 200: the same signal, already stored
-        registry = BrokerRegistry(default_broker_factory(config, db, box))
+        registry = services.brokers
         try:
             async with db.sessions() as session:
                 account = (

@@ -5,8 +5,11 @@ from hypothesis import strategies as st
 from engine.states import (
     DECISION,
     ORDER,
+    PAYMENT,
     POSITION,
     SIGNAL,
+    SUBSCRIPTION,
+    USER,
     DecisionStatus,
     IllegalTransition,
     OrderStatus,
@@ -14,7 +17,7 @@ from engine.states import (
     SignalStatus,
 )
 
-MACHINES = [SIGNAL, DECISION, ORDER, POSITION]
+MACHINES = [SIGNAL, DECISION, ORDER, POSITION, USER, SUBSCRIPTION, PAYMENT]
 
 
 class Row:
@@ -67,3 +70,25 @@ def test_specific_rules_that_protect_money():
 def test_illegal_transition_message():
     with pytest.raises(IllegalTransition, match="order: illegal transition filled -> submitting"):
         ORDER.check("filled", "submitting")
+
+
+@pytest.mark.parametrize("machine", MACHINES, ids=lambda m: m.name)
+def test_sources_are_exactly_the_states_that_may_move_to_the_target(machine):
+    for target in machine.states:
+        expected = {s.value for s in machine.states if machine.can(s, target)}
+        assert machine.sources(target) == expected
+
+
+def test_a_user_who_left_can_come_back_but_never_moves_to_the_same_status():
+    row = Row("left")
+    USER.move(row, "active")
+    assert row.status == "active"
+    with pytest.raises(IllegalTransition):
+        USER.move(row, "active")
+
+
+def test_a_refunded_payment_stays_refunded():
+    row = Row("paid")
+    PAYMENT.move(row, "refunded")
+    with pytest.raises(IllegalTransition):
+        PAYMENT.move(row, "paid")

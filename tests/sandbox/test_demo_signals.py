@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 
 from emulator.state import TOKEN_RE
 from engine.brokers.base import AccountSnapshot, OrderType, Side, Tick
-from engine.brokers.pricefeed import SimulatedFeed
 from engine.execution.orders import BuiltOrder, OrderRules, SignalParams, build_order
 from engine.ingest.schema import parse_signal
 from engine.risk.market_hours import parse_market_hours
 from mt5sim import feed
+from mt5sim.pricefeed import SimulatedFeed
 from mt5sim.specs import DEFAULT_SPECS
 from sandbox.config import SandboxError, new_bot_token, parse_interval
 from sandbox.signals import propose, read_market, stop_distance, tradable

@@ -17,9 +17,9 @@ from sqlalchemy import select
 from engine.store.models import ExecutionAccount, User
 from sandbox import cast
 from sandbox.config import DataDir, SandboxError, SandboxOptions, sandbox_settings
-from sandbox.runner import Sandbox
 from tests.support.ports import free_port
 from tests.support.waiting import eventually
+from tradebot.sandbox import Sandbox
 
 BEN, LUCIA, ADMIN = 7000101, 7000102, cast.ADMIN.user_id
 Factory = Callable[..., Awaitable[Sandbox]]

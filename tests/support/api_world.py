@@ -18,9 +18,9 @@ from engine.ingest.producers import NewProducer, ProducerService
 from engine.ingest.signing import signature_header
 from engine.observability.metrics import Metrics
 from engine.settings import Settings
-from engine.store.crypto import SecretBox
 from engine.store.db import Database
 from engine.store.events import EventRelay
+from tradebot.app import build_api_context, build_services
 
 SECRET_KEY = "k" * 40
 
@@ -106,11 +106,22 @@ class Harness:
         return await self.client.post("/api/v1/signals", data=raw, headers=all_headers)
 
 
-async def build_context(db: Database, **overrides: Any) -> tuple[ApiContext, EventRelay]:
-    settings = make_settings(db.url, **overrides)
-    relay = EventRelay(db)
-    ctx = ApiContext(db=db, settings=settings, relay=relay, box=SecretBox(SECRET_KEY), metrics=Metrics())
-    return ctx, relay
+async def build_context(
+    db: Database,
+    *,
+    relay_poll_seconds: float | None = None,
+    producer_cache_seconds: float | None = None,
+    metrics: Metrics | None = None,
+    **overrides: Any,
+) -> tuple[ApiContext, EventRelay]:
+    """The HTTP layer as the composition root builds it, over the test's database."""
+    services = build_services(
+        make_settings(db.url, **overrides),
+        db=db,
+        relay_poll_seconds=relay_poll_seconds,
+        producer_cache_seconds=producer_cache_seconds,
+    )
+    return build_api_context(services, metrics=metrics), services.relay
 
 
 class LiveServer:
@@ -146,8 +157,9 @@ class LiveServer:
 
     async def _start(self) -> None:
         self._db = Database(self.database_url)
-        self.ctx, _relay = await build_context(self._db, **self.overrides)
-        self.ctx.producers = ProducerService(self._db, self.ctx.box, cache_seconds=self.cache_seconds)
+        self.ctx, _relay = await build_context(
+            self._db, producer_cache_seconds=self.cache_seconds, **self.overrides
+        )
         burst = None if self.producer_rate is None else int(self.producer_rate)
         self.producer = await self.ctx.producers.add(
             f"live-{time.monotonic_ns()}", rate_per_second=self.producer_rate, burst=burst

@@ -23,8 +23,7 @@ from bot.throttle import ThrottleConfig
 from emulator import BotAPIEmulator, EmulatorClient, EmulatorConfig
 from engine.api import ApiContext, build_http_app
 from engine.api.server import AccessLogger
-from engine.brokers.base import Broker
-from engine.brokers.paper import PaperBroker
+from engine.brokers.pricefeed import PaperMarket
 from engine.execution.service import ExecutionConfig
 from engine.ingest.producers import NewProducer
 from engine.ingest.signing import signature_header
@@ -37,7 +36,7 @@ from tests.support.ports import bound_socket
 from tests.support.prices import FixedPrices
 from tests.support.telegram import LOOSE_EMULATOR, TOKEN, buttons
 from tests.support.waiting import eventually
-from tradebot.app import build_services, default_broker_factory
+from tradebot.app import build_api_context, build_services
 
 ADMIN = 900
 OPS_CHAT = -1001000000500
@@ -232,7 +231,6 @@ class World:
             return await session.scalar(pending) is None
 
     async def account_of(self, uid: int) -> ExecutionAccount | None:
-        assert self.services.accounts is not None
         return await self.services.accounts.account_of(uid)
 
 
@@ -269,18 +267,9 @@ async def make_world(
     values.update(overrides)
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     prices = FixedPrices()
-    holder: dict[str, Any] = {}
-
-    async def factory(account: ExecutionAccount) -> Broker:
-        if account.kind == "paper":
-            return PaperBroker(holder["db"], account.id, currency=account.currency or "USD", prices=prices)
-        return await default_broker_factory(settings, holder["db"], holder["secrets"])(account)
-
-    services = build_services(settings, broker_factory=factory, execution_config=FAST_EXECUTION)
-    holder["db"], holder["secrets"] = services.db, services.secrets
-    api_ctx = ApiContext(
-        db=services.db, settings=settings, relay=services.relay, box=services.secrets, ops=services.ops
-    )
+    market = PaperMarket(prices, simulated=False, description="fixed test prices")
+    services = build_services(settings, paper_market=market, execution_config=FAST_EXECUTION)
+    api_ctx = build_api_context(services)
     client = EmulatorClient(emulator.base_url)
     for chat_id, kind, title in ((OPS_CHAT, "supergroup", "Ops"), (CHANNEL, "channel", "Signals")):
         await client.add_chat(chat_id, kind, title)
@@ -301,7 +290,7 @@ async def make_world(
             await world.runtime.stop()
         await services.relay.stop()
         await services.execution.drain(5)
-        await services.brokers.close()
+        await services.close()
         await runner.cleanup()
         await client.close()
         await emulator.stop()

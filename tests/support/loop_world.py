@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 
 from engine.brokers.base import Broker, FillingMode, OrderRequest, OrderType, Side, SubmitStatus
 from engine.brokers.paper import PaperBroker
 from engine.brokers.registry import BrokerRegistry
-from engine.execution.orders import OrderRules
 from engine.execution.positions import PositionCloser
 from engine.execution.service import ExecutionConfig, ExecutionService
-from engine.loop.leader import LeaderLease, make_lease
-from engine.loop.trading import LoopConfig, TradingLoop, reconcile_hook
+from engine.loop.leader import LeaderLease
+from engine.loop.trading import LoopConfig, TradingLoop
 from engine.reconcile.service import Reconciler
 from engine.risk.drawdown import DrawdownGuard, GuardConfig
+from engine.settings import Settings
 from engine.store.db import Database
 from engine.store.events import EventRelay
 from engine.store.models import ExecutionAccount, Position
-from tests.support.execution import FAST, OPEN
+from tests.support.execution import FAST
 from tests.support.prices import FixedPrices
+from tradebot.app import build_services
 
 QUICK = LoopConfig(
     tick_seconds=0.02,
@@ -119,23 +120,32 @@ def build_engine(
         brokers[account.id] = broker
         return broker
 
-    registry = BrokerRegistry(factory or default_factory)
-    relay = EventRelay(db)
-    rules = lambda account: OrderRules(min_rr=Decimal("1.5"), min_stop_points=5, market_hours=OPEN)  # noqa: E731
-    execution = ExecutionService(db, registry, rules, relay, execution_config)
-    closer = PositionCloser(db, registry, relay)
-    guard = DrawdownGuard(db, closer, registry, guard_config or GuardConfig(), relay)
-    reconciler = Reconciler(db, registry, execution, closer, relay)
-    guard.before_close = reconcile_hook(reconciler, db)
-    loop = TradingLoop(
+    guard_config = guard_config or GuardConfig()
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        database_url=db.url,
+        min_rr=Decimal("1.5"),
+        min_stop_points=5,
+        market_hours="*=24/7",
+        drawdown_cap_percent=guard_config.cap,
+        drawdown_soft_percent=guard_config.soft,
+        drawdown_reference=guard_config.reference,
+        equity_floor=guard_config.equity_floor,
+    )
+    services = build_services(
+        settings,
         db=db,
-        brokers=registry,
-        execution=execution,
-        guard=guard,
-        reconciler=reconciler,
-        relay=relay,
-        lease=lease or make_lease(db, ttl_seconds=loop_config.lease_ttl_seconds),
-        config=loop_config,
+        broker_factory=factory or default_factory,
+        execution_config=execution_config,
+        loop_overrides=asdict(loop_config),
+        lease=lease,
+    )
+    registry, relay, execution = services.brokers, services.relay, services.execution
+    closer, guard, reconciler, loop = (
+        services.closer,
+        services.drawdown,
+        services.reconciler,
+        services.trading_loop,
     )
     return Engine(db, prices, registry, relay, execution, closer, guard, reconciler, loop, brokers)
 

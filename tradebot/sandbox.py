@@ -1,5 +1,8 @@
 """``tradebot sandbox``: start everything, print where to look, run until Ctrl-C, stop cleanly.
 
+The sandbox's parts live in ``sandbox/`` (the cast, the page, the demo producer, its settings); this
+module composes them with the product, so ``sandbox/`` never imports ``tradebot/``.
+
 Start order, each step needing the one before:
 1. the data directory (locked; a fresh store; the kept ``SECRET_KEY``);
 2. the Bot API emulator on loopback, with the people and the ops channel in it;
