@@ -24,7 +24,8 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramAPIError, TelegramConflictError
+from aiogram.exceptions import TelegramAPIError, TelegramConflictError, TelegramRetryAfter
+from aiogram.filters import ExceptionTypeFilter
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.methods import GetUpdates
@@ -122,7 +123,9 @@ def build_dispatcher(
     LocaleMiddleware(ctx.i18n).setup(dispatcher)
     AdminGate(ctx).setup(dispatcher)  # every admin command and button, refused and audited alike
     dispatcher.include_routers(*all_routers())
-    dispatcher.errors.register(_on_error)
+    # A 429 Telegram asked to wait out longer than a handler waits is not an error: the inbox hands
+    # the update back and it is handled again after retry_after (nothing else is sent meanwhile).
+    dispatcher.errors.register(_on_error, ~ExceptionTypeFilter(TelegramRetryAfter))
     return dispatcher, updates
 
 
@@ -168,7 +171,8 @@ class BotRuntime:
         self.bot = bot
         self.dispatcher, self._updates = build_dispatcher(ctx, storage)
         self.limiter = SendLimiter(ctx.config.limits)
-        self.budget = BudgetMiddleware(self.limiter)  # handler replies share the outbox's budget
+        # Handler replies share the outbox's budget.
+        self.budget = BudgetMiddleware(self.limiter, max_wait_seconds=ctx.config.reply_wait_seconds)
         bot.session.middleware(self.budget)
         self.sender = OutboxSender(
             ctx.engine.db,

@@ -5,7 +5,9 @@ that sends to a chat or answers a user (messages, edits, callback answers, docum
 invoices...), it waits for the budget (``SendBudget``: the global rate, the chat's rate, the
 group's per-minute rate), so handler replies and the outbox share one budget and a burst of
 new users is served in arrival order at the budget's pace. A ``TelegramRetryAfter`` pauses the
-whole budget for ``retry_after`` and the call is made again (up to ``max_wait_seconds`` in all).
+whole budget for ``retry_after`` and the call is made again (up to ``max_wait_seconds`` in all);
+past that the 429 reaches the handler, and the inbox hands the update back to be handled again
+after ``retry_after`` (``bot.inbox``), so a long flood wait delays a reply, never loses it.
 
 The outbox sender acquires the budget itself and settles a 429 by rescheduling its row, so its
 calls are marked with ``outbox_call`` and passed straight through. Calls that send nothing to
@@ -98,9 +100,9 @@ class BudgetMiddleware(BaseRequestMiddleware):
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:
                 wait = float(exc.retry_after)
+                self.budget.pause(wait)  # every other call waits too: the bot is over its limit
                 if waited + wait > self.max_wait_seconds:
                     raise
-                self.budget.pause(wait)  # every other call waits too: the bot is over its limit
                 self.retried += 1
                 waited += wait
                 logger.info("{}: Telegram asked to wait {} s; waiting", type(method).__name__, wait)
