@@ -46,10 +46,11 @@ from bot.i18n import CatalogI18n, build_i18n
 from bot.inbox import InboxStore, InboxWorker, raw_update
 from bot.middlewares import LocaleMiddleware, UpdateMiddleware
 from bot.notifier import Notifier
-from bot.ratelimit import SendLimiter
+from bot.ratelimit import RateLimits, SendBudget, SendLimiter
 from bot.retry import BudgetMiddleware
 from bot.routers import all_routers
 from bot.sender import OutboxSender
+from bot.shared_budget import RedisBudget, SharedBudgetConfig, redis_client
 from bot.throttle import Throttle
 from engine.services import EngineServices
 from engine.settings import DEFAULT_TELEGRAM_API_URL, Settings, SettingsError, TelegramMode
@@ -86,6 +87,21 @@ def build_storage(settings: Settings) -> BaseStorage:
             data_ttl=3600,
         )
     return MemoryStorage()
+
+
+def build_budget(settings: Settings, limits: RateLimits, bot_id: int) -> SendBudget:
+    """The send budget: shared by every instance through Redis when ``REDIS_URL`` is set, else this
+    process's own."""
+    if not settings.redis_url:
+        return SendLimiter(limits)
+    config = SharedBudgetConfig()
+    return RedisBudget(
+        redis_client(settings.redis_url, config.timeout_seconds),
+        limits,
+        bot_id=bot_id,
+        instance=settings.instance_name,
+        config=config,
+    )
 
 
 def bot_context(
@@ -170,7 +186,7 @@ class BotRuntime:
         self.ctx = ctx
         self.bot = bot
         self.dispatcher, self._updates = build_dispatcher(ctx, storage)
-        self.limiter = SendLimiter(ctx.config.limits)
+        self.limiter = build_budget(ctx.settings, ctx.config.limits, bot.id)
         # Handler replies share the outbox's budget.
         self.budget = BudgetMiddleware(self.limiter, max_wait_seconds=ctx.config.reply_wait_seconds)
         bot.session.middleware(self.budget)
@@ -220,6 +236,8 @@ class BotRuntime:
         hook = _hook_for(self.ctx.engine.relay)
         hook.fanout, hook.notifier = Fanout(self.ctx), Notifier(self.ctx)
         attach_billing(self.ctx, self._tasks)  # billing: notices, auto-execution, sweep
+        if isinstance(self.limiter, RedisBudget):
+            await self.limiter.start()
         self.sender.start()
         self.inbox_worker.start()  # updates stored before a restart are handled first
         self._tasks.append(asyncio.create_task(self._sweep(), name="bot-expiry-sweep"))
@@ -256,6 +274,8 @@ class BotRuntime:
                 await task
         self._tasks.clear()
         await self.sender.stop(drain_seconds=self.ctx.config.drain_seconds)
+        if isinstance(self.limiter, RedisBudget):
+            await self.limiter.close()
         await self.dispatcher.storage.close()  # FSM storage (a Redis connection pool)
         await self.bot.session.close()
         logger.info("bot stopped")

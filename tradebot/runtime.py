@@ -106,6 +106,8 @@ class Runtime:
             self.bot = BotRuntime(bot_ctx, build_bot(settings), build_storage(settings))
             self.bot.webhook_routes(app)
             self.readiness.register("telegram", self._telegram_ready)
+            if settings.redis_url:  # the shared send budget: degraded (local share) while Redis is down
+                self.readiness.register("telegram_budget", self.bot.limiter.probe, required=False)
 
         if self.options.on_http_app is not None:
             self.options.on_http_app(app)

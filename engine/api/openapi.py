@@ -188,9 +188,15 @@ _READY = {
     "type": "object",
     "required": ["status", "checks", "failing"],
     "properties": {
-        "status": {"enum": ["ok", "unavailable"]},
+        "status": {"enum": ["ok", "degraded", "unavailable"]},
         "checks": {"type": "object", "additionalProperties": {"type": "string"}},
         "failing": {"type": "array", "items": {"type": "string"}},
+        "degraded": {
+            "description": "Parts that are down but do not stop this instance serving (e.g. the "
+            "Telegram budget on its local share while Redis is unreachable).",
+            "type": "array",
+            "items": {"type": "string"},
+        },
     },
 }
 
@@ -545,7 +551,7 @@ DOCUMENT: dict[str, Any] = {
                 "summary": "Every dependency answers (database, brokers, Telegram, ...)",
                 "responses": {
                     "200": {
-                        "description": "Ready",
+                        "description": "Ready (status degraded: some part is down but the instance serves)",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}},
                     },
                     "503": {

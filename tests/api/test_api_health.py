@@ -65,6 +65,18 @@ async def test_readyz_503_when_the_database_is_down(sqlite_api):
     assert resp.status == 503 and (await resp.json())["failing"] == ["database"]
 
 
+async def test_readyz_degraded_part_shows_but_keeps_the_instance_ready(sqlite_api):
+    async def local_share():
+        return "local share 1/3: Redis unreachable (ConnectionError)"
+
+    sqlite_api.ctx.readiness.register("telegram_budget", local_share, required=False)
+    resp = await sqlite_api.client.get("/readyz")
+    assert resp.status == 200
+    doc = await resp.json()
+    assert doc["status"] == "degraded" and doc["failing"] == [] and doc["degraded"] == ["telegram_budget"]
+    assert doc["checks"]["telegram_budget"].startswith("local share 1/3")
+
+
 async def test_metrics_count_requests_outcomes_and_latency(sqlite_api):
     h = sqlite_api
     assert (await h.post(good_body(id="m1"))).status == 201
