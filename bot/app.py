@@ -89,18 +89,22 @@ def build_storage(settings: Settings) -> BaseStorage:
     return MemoryStorage()
 
 
-def build_budget(settings: Settings, limits: RateLimits, bot_id: int) -> SendBudget:
+def build_budget(services: EngineServices, limits: RateLimits, bot_id: int) -> SendBudget:
     """The send budget: shared by every instance through Redis when ``REDIS_URL`` is set, else this
-    process's own."""
+    process's own. The shared one reports its state with the instance (``/status``, ``/readyz``)."""
+    settings = services.settings
     if not settings.redis_url:
         return SendLimiter(limits)
     config = SharedBudgetConfig()
+    cluster = services.cluster
     return RedisBudget(
         redis_client(settings.redis_url, config.timeout_seconds),
         limits,
         bot_id=bot_id,
-        instance=settings.instance_name,
+        instance=cluster.instance_id,
         config=config,
+        instances_hint=cluster.live_instances,
+        report=cluster.details.update,
     )
 
 
@@ -186,7 +190,7 @@ class BotRuntime:
         self.ctx = ctx
         self.bot = bot
         self.dispatcher, self._updates = build_dispatcher(ctx, storage)
-        self.limiter = build_budget(ctx.settings, ctx.config.limits, bot.id)
+        self.limiter = build_budget(ctx.engine, ctx.config.limits, bot.id)
         # Handler replies share the outbox's budget.
         self.budget = BudgetMiddleware(self.limiter, max_wait_seconds=ctx.config.reply_wait_seconds)
         bot.session.middleware(self.budget)
@@ -246,11 +250,7 @@ class BotRuntime:
         try:
             await set_commands(self.bot, self.ctx)
             if self.mode is TelegramMode.WEBHOOK:
-                await self.bot.set_webhook(
-                    url=str(self.settings.webhook_url),
-                    secret_token=secret,
-                    allowed_updates=self.dispatcher.resolve_used_update_types(),
-                )
+                await self._set_webhook(secret)
             else:
                 await self.bot.delete_webhook(drop_pending_updates=False)
                 self._polling = asyncio.create_task(self._poll(), name="bot-polling")
@@ -258,6 +258,25 @@ class BotRuntime:
             await self.stop()  # nothing half-started stays behind
             raise
         logger.info("bot @{} started ({} mode)", me.username, self.mode.value)
+
+    async def _set_webhook(self, secret: str | None) -> None:
+        """Point Telegram at ``WEBHOOK_URL``. Several instances behind one load balancer all set the
+        same webhook as they start; Telegram limits ``setWebhook`` (429), so each waits its turn."""
+        for attempt in range(1, 6):
+            try:
+                await self.bot.set_webhook(
+                    url=str(self.settings.webhook_url),
+                    secret_token=secret,
+                    allowed_updates=self.dispatcher.resolve_used_update_types(),
+                )
+                return
+            except TelegramRetryAfter as exc:
+                if attempt == 5:
+                    raise
+                logger.info(
+                    "setWebhook: Telegram asked to wait {} s (another instance set it)", exc.retry_after
+                )
+                await asyncio.sleep(exc.retry_after)
 
     async def stop(self) -> None:
         if not self.running:

@@ -163,8 +163,11 @@ class RedisBudget:
         instance: str,
         config: SharedBudgetConfig | None = None,
         instances_hint: Callable[[], Awaitable[int]] | None = None,
+        report: Callable[[dict[str, str]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``instances_hint``: how many instances run, when Redis was never reached (the local
+        share's N); ``report``: told the state on every change ({"redis", "telegram_budget"})."""
         self.limits = limits
         self.instance = instance
         self.config = config or SharedBudgetConfig()
@@ -172,6 +175,7 @@ class RedisBudget:
         self._script = client.register_script(SCRIPT)
         self._presence = client.register_script(PRESENCE)
         self._hint = instances_hint
+        self._report = report
         self._clock = clock
         prefix = f"tradebot:telegram:{bot_id}:"
         self._prefix = prefix
@@ -226,10 +230,14 @@ class RedisBudget:
         except _OUTAGE as exc:
             await self._fall_back(exc)
             return
+        changed = int(seen) != self.instances or self.state == LOCAL
         self.instances = int(seen)
+        if changed:
+            self._tell()
         if self.state == LOCAL:
             down = self._clock() - self._since
             self.state, self._local = SHARED, None
+            self._tell()
             logger.warning(
                 "Redis is back after {:.1f} s: the Telegram budget is shared by {} instances again",
                 down,
@@ -253,11 +261,18 @@ class RedisBudget:
         left = self._paused_until - self._clock()
         if left > 0:
             await self._local.pause(left)
+        self._tell()
         logger.warning(
             "Redis unreachable ({}): sending at a local share (1/{}) of Telegram's limits until it is back",
             self._reason,
             share,
         )
+
+    def _tell(self) -> None:
+        if self._report is not None:
+            self._report(
+                {"redis": "up" if self.state == SHARED else "down", "telegram_budget": self.describe()}
+            )
 
     def describe(self) -> str:
         """One line for /readyz and /status: shared, or the local share and why."""

@@ -9,6 +9,8 @@ This is the one place that may wire ``mt5sim``'s simulated market into the engin
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,6 +39,7 @@ from engine.execution.positions import PositionCloser
 from engine.execution.service import ExecutionConfig, ExecutionService
 from engine.ingest.producers import ProducerService
 from engine.ingest.service import IngestService
+from engine.loop.cluster import Cluster
 from engine.loop.leader import LeaderLease, make_lease
 from engine.loop.trading import LoopConfig, TradingLoop, reconcile_hook
 from engine.management.changes import ChangeService
@@ -153,19 +156,29 @@ def build_services(
     lease: LeaderLease | None = None,
     relay_poll_seconds: float | None = None,
     producer_cache_seconds: float | None = None,
+    instance_id: str | None = None,
 ) -> EngineServices:
     """Every engine service, built once from ``settings``.
 
     The keyword arguments are the edges tests, the sandbox and the benchmarks may swap: an open
     database (a test's fixture), how brokers are made, where paper prices come from, retry timing,
     the MT5 login check, the trading loop's timing and leader lease, the event relay's poll, how long
-    producer credentials are cached.
+    producer credentials are cached, and the instance's name among several (``tradebot run`` passes
+    ``INSTANCE_ID``; other processes, such as CLI commands, get one of their own, ``host:pid``).
     """
     db = db or Database(settings.database_url)
     secrets = secret_box(settings)
     relay = EventRelay(db) if relay_poll_seconds is None else EventRelay(db, poll_seconds=relay_poll_seconds)
     market = paper_market or paper_market_for(settings)
-    registry = BrokerRegistry(broker_factory or default_broker_factory(settings, db, secrets, market))
+    cluster = Cluster(
+        db,
+        instance_id=instance_id or f"{socket.gethostname()}:{os.getpid()}",
+        lease_seconds=float(settings.account_lease_seconds),
+    )
+    cluster.details["redis"] = "configured" if settings.redis_url else "not configured"
+    registry = BrokerRegistry(
+        broker_factory or default_broker_factory(settings, db, secrets, market), cluster
+    )
     execution = ExecutionService(db, registry, order_rules_for(settings), relay, execution_config)
     accounts = AccountService(db, settings, registry, secrets, mt5_connector)
     closer = PositionCloser(db, registry, relay)
@@ -183,6 +196,7 @@ def build_services(
         reconciler=reconciler,
         relay=relay,
         lease=lease or make_lease(db, ttl_seconds=loop_config.lease_ttl_seconds),
+        cluster=cluster,
         config=loop_config,
         changes=changes,
     )
@@ -200,6 +214,7 @@ def build_services(
         secrets=secrets,
         control=EngineControl(db, relay),
         brokers=registry,
+        cluster=cluster,
         paper_market=market,
         execution=execution,
         closer=closer,
@@ -229,6 +244,7 @@ def build_services(
                 registry,
                 heartbeat_seconds=float(settings.heartbeat_seconds),
                 simulated_market=market.simulated,
+                lease_seconds=float(settings.account_lease_seconds),
             ),
             closer,
             guard,
@@ -256,4 +272,5 @@ def build_api_context(
         refusals=RefusalAggregator(services.db, metrics),
         metrics=metrics,
         readiness=readiness,
+        instance=services.cluster.describe,
     )

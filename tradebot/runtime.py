@@ -26,6 +26,7 @@ from engine.api.outbound import OutboundDispatcher, install_outbound
 from engine.api.server import start_http_server
 from engine.brokers.registry import BrokerFactory
 from engine.execution.service import ExecutionConfig
+from engine.loop.cluster import ClusterCollector
 from engine.loop.heartbeat import heartbeat_probe
 from engine.loop.trading import TradingLoop
 from engine.observability.metrics import Metrics
@@ -79,6 +80,7 @@ class Runtime:
             broker_factory=self.options.broker_factory,
             execution_config=self.options.execution_config,
             loop_overrides=self.options.loop_overrides,
+            instance_id=settings.instance_name,
         )
         try:  # a wrong SECRET_KEY stops here: nothing has started yet
             await verify_key(services.db, services.secrets)
@@ -95,6 +97,7 @@ class Runtime:
 
         self.loop = services.trading_loop
         self.loop.register_metrics(self.metrics.registry)
+        self.metrics.registry.register(ClusterCollector(services.cluster))
         self.readiness.register("heartbeat", heartbeat_probe(services.db, float(settings.heartbeat_seconds)))
         self.readiness.register("brokers", self._brokers_ready)
         self._register_gateways()

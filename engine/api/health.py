@@ -32,6 +32,8 @@ async def readyz(request: web.Request) -> web.Response:
     }
     if degraded:
         body["degraded"] = degraded
+    if ctx.instance is not None:
+        body["instance"] = ctx.instance()
     return web.json_response(body, status=200 if not failing else 503)
 
 

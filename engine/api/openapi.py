@@ -197,6 +197,19 @@ _READY = {
             "type": "array",
             "items": {"type": "string"},
         },
+        "instance": {
+            "description": "This instance among several: its id, whether it runs the trading loop, "
+            "the MT5 accounts it owns, Redis and the Telegram budget.",
+            "type": "object",
+            "required": ["id", "leader", "accounts"],
+            "properties": {
+                "id": {"type": "string"},
+                "leader": {"type": "boolean"},
+                "accounts": {"type": "array", "items": {"type": "integer"}},
+                "redis": {"type": "string"},
+                "telegram_budget": {"type": "string"},
+            },
+        },
     },
 }
 

@@ -95,6 +95,22 @@ class Leader:
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceStatus:
+    """One running instance (``tradebot run``) as it last reported itself."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    seen_at: datetime
+    alive: bool  # seen within the account lease time
+    leader: bool  # runs the trading loop
+    accounts: int  # MT5 accounts it owns
+    redis: str | None  # not configured | up | down
+    telegram_budget: str | None  # shared through Redis, or the local share and why
+
+
+@dataclass(frozen=True, slots=True)
 class EngineStatus:
     paused: bool
     paused_by: str | None
@@ -107,6 +123,7 @@ class EngineStatus:
     accounts_total: int
     accounts: tuple[AccountStatus, ...]  # at most the first ``limit``, by id
     simulated_market: bool = False  # paper accounts trade the random-walk market (no terminal prices)
+    instances: tuple[InstanceStatus, ...] = ()  # every instance seen in the last hour, by id
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,23 +5,30 @@ transaction commits, so an event is never announced for a change that was rolled
 never lost for a change that was committed. ``EventRelay`` delivers committed events, in order,
 to every subscriber (the Telegram notifier, the outbound dispatcher, ...) and marks them
 processed. Subscribers must be idempotent by ``event_id``: after a crash an event may be handed
-over again.
+over again. With several instances on PostgreSQL, one relay at a time delivers (a session
+advisory lock held for the drain), so the events keep their order and are not handed to the
+subscribers of every instance at once; another instance's relay finds the lock taken and leaves
+the events to it (the holder reads on until nothing is left).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.store.db import Database, utcnow
 from engine.store.models import DomainEvent
+
+# pg_advisory_lock key of the relay: the first 8 bytes of sha256("tradebot:event-relay"), signed.
+RELAY_LOCK = int.from_bytes(hashlib.sha256(b"tradebot:event-relay").digest()[:8], "big", signed=True)
 
 # Event types (the outbound ones match CONTRACTS section 2).
 SIGNAL_ACCEPTED = "signal.accepted"
@@ -100,7 +107,22 @@ class EventRelay:
         self._wake.set()
 
     async def drain(self) -> int:
-        """Deliver every pending event; returns how many were processed."""
+        """Deliver every pending event; returns how many were processed (0 when another
+        instance's relay is delivering them)."""
+        if self._db.dialect != "postgresql":
+            return await self._drain()
+        async with self._db.engine.connect() as conn:
+            taken = await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": RELAY_LOCK})
+            await conn.commit()
+            if not taken:
+                return 0
+            try:
+                return await self._drain()
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RELAY_LOCK})
+                await conn.commit()
+
+    async def _drain(self) -> int:
         done = 0
         while True:
             async with self._db.session() as session:

@@ -26,7 +26,11 @@ async def test_healthz(sqlite_api):
 async def test_readyz_names_failing_checks(api):
     resp = await api.client.get("/readyz")
     assert resp.status == 200
-    assert await resp.json() == {"status": "ok", "checks": {"database": "ok"}, "failing": []}
+    doc = await resp.json()
+    instance = doc.pop("instance")
+    assert doc == {"status": "ok", "checks": {"database": "ok"}, "failing": []}
+    assert instance["id"] and instance["leader"] is False and instance["accounts"] == []
+    assert instance["redis"] == "not configured"
 
     async def brokers_down():
         return "mt5 account 3 disconnected"
