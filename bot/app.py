@@ -58,6 +58,7 @@ from engine.store.events import Event, EventRelay
 from engine.store.models import Signal
 
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
+DEFAULT_LEASE_SECONDS = 60.0  # TELEGRAM_LEASE_SECONDS's default
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
@@ -194,19 +195,23 @@ class BotRuntime:
         # Handler replies share the outbox's budget.
         self.budget = BudgetMiddleware(self.limiter, max_wait_seconds=ctx.config.reply_wait_seconds)
         bot.session.middleware(self.budget)
+        inbox_config, outbox_config = ctx.config.inbox, ctx.config.outbox
+        hold = float(ctx.settings.telegram_inbox_hold_seconds)
+        if hold > inbox_config.hold_seconds:
+            inbox_config = replace(inbox_config, hold_seconds=hold)
+        lease = float(ctx.settings.telegram_lease_seconds)
+        if lease != DEFAULT_LEASE_SECONDS:  # the operator's choice over the built-in default
+            inbox_config = replace(inbox_config, lease_seconds=lease)
+            outbox_config = replace(outbox_config, lease_seconds=lease)
         self.sender = OutboxSender(
             ctx.engine.db,
             bot,
             self.limiter,
-            ctx.config.outbox,
+            outbox_config,
             on_sent=self._on_sent,
             on_blocked=self._on_blocked,
         )
         ctx.wake_outbox = self.sender.wake
-        inbox_config = ctx.config.inbox
-        hold = float(ctx.settings.telegram_inbox_hold_seconds)
-        if hold > inbox_config.hold_seconds:
-            inbox_config = replace(inbox_config, hold_seconds=hold)
         self.inbox = InboxStore(ctx.engine.db, bot.id)
         self.inbox_worker = InboxWorker(self.inbox, ctx.engine.db, self.dispatcher, bot, inbox_config)
         self._tasks: list[asyncio.Task[Any]] = []

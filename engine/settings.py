@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     # Diagnostics and crash tests only: stored updates wait this long before they are handled.
     telegram_inbox_hold_seconds: Decimal = Field(default=Decimal("0"), ge=0, le=60)
+    # An update or outgoing message claimed by an instance that then died is taken by another after
+    # this long; keep it above the slowest handler and the time a batch of sends takes.
+    telegram_lease_seconds: Decimal = Field(default=Decimal("60"), ge=10, le=600)
 
     # Storage
     database_url: str = DEFAULT_DATABASE_URL

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from loguru import logger
@@ -19,6 +20,7 @@ from bot.retry import BudgetMiddleware
 from bot.shared_budget import LOCAL, SHARED, RedisBudget, SharedBudgetConfig, redis_client
 from emulator import BotAPIEmulator, EmulatorClient, EmulatorConfig
 from engine.observability.readiness import Readiness
+from tests.support.bot_world import World
 from tests.support.emulator_world import make_bot
 from tests.support.gateway import Proxy
 from tests.support.redis import REDIS_URL, fresh_bot_id
@@ -197,3 +199,22 @@ async def test_two_instances_fan_out_to_telegram_without_a_429(budgets: Callable
         assert await _fan_out(apart, emulator, list(range(8_200_001, 8_200_091))) > 0
     finally:
         await emulator.stop()
+
+
+async def test_the_bot_shares_its_budget_when_redis_is_configured(world_factory: Any) -> None:
+    """REDIS_URL: the running bot's budget is the shared one, and the instance shows its state;
+    TELEGRAM_LEASE_SECONDS: how soon another instance takes over a dead one's updates and sends."""
+    world: World = await world_factory(redis_url=REDIS_URL, telegram_lease_seconds=15)
+    runtime = world.rt()
+    assert (
+        isinstance(runtime.limiter, RedisBudget)
+        and runtime.limiter.instance == world.services.cluster.instance_id
+    )
+    assert runtime.inbox_worker.config.lease_seconds == 15 and runtime.sender.config.lease_seconds == 15
+    details = world.services.cluster.details
+    assert details["redis"] == "up" and details["telegram_budget"].startswith("shared through Redis")
+    await world.subscribe(7301, "en")  # and it sends through it
+
+    plain: World = await world_factory()
+    assert isinstance(plain.rt().limiter, SendLimiter) and plain.rt().inbox_worker.config.lease_seconds == 60
+    assert plain.services.cluster.details["redis"] == "not configured"
