@@ -1,7 +1,8 @@
 """The outbox sender: makes the Telegram calls the outbox rows describe, under Telegram's limits.
 
-It takes, per chat, only the oldest pending row (so each chat sees its messages in order), paces
-calls in the send budget (``bot.ratelimit.SendBudget``), and settles each row:
+It takes, per chat, only the oldest pending row (so each chat sees its messages in order), claims
+no more rows than it has free sending slots, takes each call's turn in the send budget
+(``bot.ratelimit.SendBudget``) right before the call, and settles each row:
 
 - success: ``sent``, with the message id kept in ``result`` (later edits refer to it);
 - 429: not an error, the row waits ``retry_after`` and every send pauses as long;
@@ -173,7 +174,12 @@ class OutboxSender:
         rows, next_due = await self._due()
         chat_wait = self.config.poll_seconds
         ready: list[_Row] = []
+        # Claim no more than can be sent now: a claimed row waits for its turn in the budget (shared
+        # with other instances), and must be sent well within its lease.
+        free = self.config.concurrency - len(self._inflight)
         for row in rows:
+            if len(ready) >= free:
+                break
             if row.chat_id in self._inflight:
                 continue
             wait = await self._limiter.chat_wait(row.chat_id)
@@ -191,11 +197,6 @@ class OutboxSender:
                 if self._stopping or await self._limiter.paused_for() > 0:
                     break  # claimed rows go back below; a 429 pause must not outlive their lease
                 await self._slots.acquire()
-                try:
-                    await self._limiter.acquire(row.chat_id)
-                except BaseException:
-                    self._slots.release()
-                    raise
                 task = asyncio.create_task(self._deliver(row), name=f"outbox:{row.id}")
                 self._inflight[row.chat_id] = task
                 task.add_done_callback(self._done_callback(row.chat_id))
@@ -314,6 +315,9 @@ class OutboxSender:
             await self._record_in_doubt(row)
         try:
             method = METHODS[row.method].model_validate(payload)
+            # The budget's turn comes last, just before the call: the time between a slot granted
+            # and the request reaching Telegram is what a shared budget must leave room for.
+            await self._limiter.acquire(row.chat_id)
             token = outbox_call.set(True)  # the sender handles 429 itself (pauses every send)
             try:
                 result = await self._bot(method, request_timeout=int(self.config.request_timeout_seconds))

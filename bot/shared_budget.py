@@ -9,7 +9,7 @@ of ``bot.ratelimit.RateLimits`` once, in Redis, for all of them:
   evenly over that window. A send is granted here and reaches Telegram a little later, by a
   different amount from each instance (scheduling on a busy machine, the network): the margin
   keeps any 30 arrivals more than a second apart even when the first of them was late and the
-  last one early. It costs a few per cent of the rate (27.9 a second for 30 with 40 ms); one
+  last one early. It costs a few per cent of the rate (27.4 a second for 30 with 60 ms); one
   429 would cost a whole second of every instance's sends;
 - a chat's token bucket (rate, burst) and a group's or channel's sends in the last minute;
 - a 429's ``retry_after``: one instance's pause holds every instance's sends.
@@ -145,7 +145,7 @@ _OUTAGE = (RedisError, OSError, TimeoutError)
 class SharedBudgetConfig:
     presence_seconds: float = 2.0  # how often an instance announces itself (and probes Redis when down)
     timeout_seconds: float = 0.5  # a Redis call slower than this counts as an outage
-    jitter_seconds: float = 0.04  # how much later one instance's send may arrive than another's
+    jitter_seconds: float = 0.06  # how much later one instance's send may arrive than another's
 
 
 def redis_client(url: str, timeout_seconds: float) -> Redis:

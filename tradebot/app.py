@@ -179,7 +179,9 @@ def build_services(
     registry = BrokerRegistry(
         broker_factory or default_broker_factory(settings, db, secrets, market), cluster
     )
-    execution = ExecutionService(db, registry, order_rules_for(settings), relay, execution_config)
+    execution = ExecutionService(
+        db, registry, order_rules_for(settings), relay, execution_config, instance=cluster.instance_id
+    )
     accounts = AccountService(db, settings, registry, secrets, mt5_connector)
     closer = PositionCloser(db, registry, relay)
     guard = DrawdownGuard(db, closer, registry, GuardConfig.from_settings(settings), relay)

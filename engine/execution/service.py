@@ -106,8 +106,12 @@ class ExecutionService:
         relay: EventRelay | None = None,
         config: ExecutionConfig | None = None,
         chain: RiskChain | None = None,
+        *,
+        instance: str | None = None,
     ) -> None:
+        """``instance``: this process among several, recorded on the orders it claims for sending."""
         self._db = db
+        self.instance = instance
         self._brokers = brokers
         self._rules = rules
         self._relay = relay
@@ -361,6 +365,7 @@ class ExecutionService:
                     risk_amount=built.risk_amount * first.request.volume / total,
                     attempts=Order.attempts + 1,
                     submitted_at=now,
+                    submitted_by=self.instance,
                     updated_at=now,
                 )
             )
@@ -381,6 +386,7 @@ class ExecutionService:
                         risk_amount=built.risk_amount * leg.request.volume / total,
                         attempts=1,
                         submitted_at=now,
+                        submitted_by=self.instance,
                     )
                 )
             return True
@@ -547,9 +553,17 @@ class ExecutionService:
         *,
         gate: str | None = None,
     ) -> Order:
-        ORDER.move(order, OrderStatus.REFUSED)
-        order.reason_code = code[:32]
-        order.reason = message[:500]
+        # Set-based and conditional: another worker or instance may have settled the order while
+        # this one checked it (two instances may check one order; only one refuses it).
+        refused = await session.execute(
+            update(Order)
+            .where(Order.id == order.id, Order.status.in_(ORDER.sources(OrderStatus.REFUSED)))
+            .values(status=OrderStatus.REFUSED.value, reason_code=code[:32], reason=message[:500])
+        )
+        if refused.rowcount != 1:  # type: ignore[attr-defined]
+            await session.refresh(order)
+            return order
+        order.status, order.reason_code, order.reason = OrderStatus.REFUSED.value, code[:32], message[:500]
         audit(session, "engine", "order.refused", f"order:{order.id}", code=code, reason=message, gate=gate)
         emit(session, ORDER_REJECTED, **self.order_payload(order), reason_params=dict(params or {}))
         self._notify()

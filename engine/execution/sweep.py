@@ -90,6 +90,41 @@ class OrderSweep:
                 order and order.id,
             )
 
+    async def adopt_abandoned(self, live: frozenset[str]) -> int:
+        """Several instances: SUBMITTING orders claimed by an instance no longer among the ``live``
+        ones (it died mid-call) become UNKNOWN once ``orphan_grace_seconds`` old, so their account's
+        owner looks them up now rather than after ``ExecutionConfig.stale_submitting_seconds``."""
+        before = utcnow() - self.orphan_grace
+        async with self._db.session() as session:
+            rows = list(
+                (
+                    await session.scalars(
+                        select(Order)
+                        .where(
+                            Order.status == OrderStatus.SUBMITTING.value,
+                            Order.submitted_by.is_not(None),
+                            Order.submitted_by.not_in(sorted(live)),
+                            Order.submitted_at < before,
+                        )
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+            )
+            for order in rows:
+                ORDER.move(order, OrderStatus.UNKNOWN)
+                order.reason = f"left in flight by instance {order.submitted_by}, which stopped"
+                audit(
+                    session,
+                    "trading-loop",
+                    "order.orphaned",
+                    f"order:{order.id}",
+                    submitted_by=order.submitted_by,
+                    submitted_at=str(order.submitted_at),
+                )
+        if rows:
+            logger.warning("{} order(s) left in flight by stopped instances: looked up now", len(rows))
+        return len(rows)
+
     async def adopt_orphans(self) -> None:
         """Single-process store: SUBMITTING orders of a dead process are looked up, not waited for."""
         now = utcnow()

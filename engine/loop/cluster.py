@@ -99,6 +99,7 @@ class Cluster:
         self._owned: dict[int, float] = {}  # account id -> trusted until (monotonic)
         self._next_refresh = 0.0
         self._insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
+        self.live: frozenset[str] = frozenset()  # the instances seen at the last refresh (this one too)
 
     # ------------------------------------------------------------------ Ownership
 
@@ -155,13 +156,14 @@ class Cluster:
             )
             await self._quietly(release, account_id)
         wanted, live = await self._plan(now)
+        self.live = frozenset(live)
         target = self._target(len(wanted), live)
         if len(held) > target:
             for account_id in await self._hand_back_order(held, len(held) - target):
                 await self.hand_back(account_id, release)
                 result.handed_back.add(account_id)
         elif len(held) < target:
-            free = await self._free(wanted, target - len(held), now)
+            free = await self._free([a for a in wanted if a not in held], target - len(held), now)
             taken = await self._claim(free)
             for account_id in taken:
                 self._owned[account_id] = trusted

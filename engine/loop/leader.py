@@ -1,7 +1,7 @@
 """Leader lease: exactly one instance runs the trading loop.
 
 PostgreSQL: a session-level advisory lock (``pg_try_advisory_lock``) on a dedicated connection
-(its own engine, no pool) held for the loop's life. The lock lives exactly as long as that
+(its own engine, no pool) held for the loop's life; a standby keeps its connection and asks again. The lock lives exactly as long as that
 connection: a crashed or partitioned leader loses it when PostgreSQL drops the connection, and
 ``renew`` (a round trip on the connection) tells the loop that it is no longer the leader.
 
@@ -55,44 +55,54 @@ class LeaderLease(abc.ABC):
 
 
 class PostgresLease(LeaderLease):
+    """The advisory lock on a connection of its own, kept open by a standby too, so asking again
+    every second costs one round trip (and a dead leader is replaced within about a second)."""
+
     def __init__(self, url: str, *, name: str = LOOP_LOCK_NAME, timeout_seconds: float = 5.0) -> None:
         self._url = url
         self.key = advisory_key(name)
         self._timeout = timeout_seconds
         self._engine: AsyncEngine | None = None
         self._conn: AsyncConnection | None = None
+        self._held = False
 
     @property
     def held(self) -> bool:
-        return self._conn is not None
+        return self._held
 
     async def backend_pid(self) -> int | None:
         if self._conn is None:
             return None
         return int((await self._conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
 
+    async def _connection(self) -> AsyncConnection:
+        if self._conn is None:
+            engine = create_async_engine(self._url, poolclass=NullPool)
+            try:
+                conn = await asyncio.wait_for(engine.connect(), self._timeout)
+                self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            except BaseException:
+                await engine.dispose()
+                raise
+            self._engine = engine
+        return self._conn
+
     async def acquire(self) -> bool:
-        if self._conn is not None:
+        if self._held:
             return await self.renew()
-        engine = create_async_engine(self._url, poolclass=NullPool)
         try:
-            conn = await asyncio.wait_for(engine.connect(), self._timeout)
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn = await self._connection()
             got = await asyncio.wait_for(
                 conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}), self._timeout
             )
-            if got.scalar_one():
-                self._engine, self._conn = engine, conn
-                return True
-            await conn.close()
-        except Exception:
-            await engine.dispose()
+        except BaseException:
+            await self._drop()
             raise
-        await engine.dispose()
-        return False
+        self._held = bool(got.scalar_one())
+        return self._held
 
     async def renew(self) -> bool:
-        if self._conn is None:
+        if not self._held or self._conn is None:
             return False
         try:
             await asyncio.wait_for(self._conn.execute(text("SELECT 1")), self._timeout)
@@ -103,7 +113,7 @@ class PostgresLease(LeaderLease):
             return False
 
     async def release(self) -> None:
-        if self._conn is not None:
+        if self._conn is not None and self._held:
             try:
                 await asyncio.wait_for(
                     self._conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key}),
@@ -118,6 +128,7 @@ class PostgresLease(LeaderLease):
     async def _drop(self) -> None:
         conn, engine = self._conn, self._engine
         self._conn = self._engine = None
+        self._held = False
         if conn is not None:
             try:
                 await conn.close()

@@ -95,7 +95,7 @@ class LoopConfig:
     account_concurrency: int = 16
     backoff_initial_seconds: float = 1.0
     backoff_max_seconds: float = 300.0
-    standby_poll_seconds: float = 5.0
+    standby_poll_seconds: float = 1.0  # a standby asks for the lease this often (failover time)
     lease_ttl_seconds: float = 30.0
     adopt_approvals_after_seconds: float = 2.0
     # Single-process store (SQLite): orders a previous process left SUBMITTING are looked up at the
@@ -322,6 +322,8 @@ class TradingLoop:
         accounts = await self._accounts(everyone=reconcile, scope=scope, fresh=fresh)
         gate = asyncio.Semaphore(self.config.account_concurrency)
         await asyncio.gather(*(self._account_pass(a, reconcile or a.id in fresh, gate) for a in accounts))
+        if scope is not None and scope.paper and self.cluster.live and not self._stopping:
+            await self.orders.adopt_abandoned(self.cluster.live)  # the leader: DB only, any account
         if not self._stopping:
             driven = await self.orders.sweep(lambda: self._stopping, scope)
             self.stats.orders_driven_total += driven

@@ -3,7 +3,9 @@
 Several ``tradebot run`` instances share one PostgreSQL database. Each one records itself in
 ``instances`` (seen at every lease renewal: leadership, accounts owned, the Telegram budget's
 state) and holds the MT5 accounts it runs in ``account_leases`` until ``expires_at``, so only one
-instance opens a terminal session per account (engine.loop.cluster).
+instance opens a terminal session per account (engine.loop.cluster). ``orders.submitted_by`` names
+the instance that claimed an order for sending: one left SUBMITTING by an instance that died is
+looked up at the broker at once, not after the stale threshold.
 
 Revision ID: 0010
 Revises: 0009
@@ -54,9 +56,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("account_id", name=op.f("pk_account_leases")),
     )
     op.create_index(op.f("ix_account_leases_owner"), "account_leases", ["owner"], unique=False)
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("submitted_by", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.drop_column("submitted_by")
     op.drop_index(op.f("ix_account_leases_owner"), table_name="account_leases")
     op.drop_table("account_leases")
     op.drop_index(op.f("ix_instances_seen_at"), table_name="instances")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -19,6 +20,7 @@ from engine.brokers.paper import PaperBroker
 from engine.brokers.registry import BrokerRegistry
 from engine.execution.orders import OrderRules
 from engine.execution.service import ExecutionService
+from engine.execution.sweep import OrderSweep
 from engine.loop.cluster import Cluster, ClusterCollector
 from engine.states import OrderStatus
 from engine.store.db import Database, utcnow
@@ -238,3 +240,38 @@ async def test_metrics_show_this_instance(db: Database) -> None:
     assert registry.get_sample_value("tradebot_instance_info", {"instance": "inst-a", "host": a.host}) == 1
     assert registry.get_sample_value("tradebot_instance_accounts_owned") == len(a.owned()) == 2
     assert registry.get_sample_value("tradebot_redis_up") == 1
+
+
+async def test_an_order_left_in_flight_by_a_stopped_instance_is_looked_up_at_once(db: Database) -> None:
+    """SUBMITTING orders of an instance no longer live become UNKNOWN after the grace (its account's
+    owner then asks the broker), not after the 60 s stale threshold; a live instance's stay."""
+    producer_id, [(user, account)] = await paper_subscribers(db)
+    ids = []
+    for who in ("gone-instance", "inst-a"):
+        decision = await make_approval(db, producer_id, user, account)
+        async with db.session() as s:
+            order = Order(
+                client_order_id=f"tb-{who}",
+                decision_id=decision,
+                account_id=account.id,
+                symbol="EURUSD",
+                side="buy",
+                order_type="market",
+                status=OrderStatus.SUBMITTING.value,
+                submitted_at=utcnow() - timedelta(seconds=20),
+                submitted_by=who,
+            )
+            s.add(order)
+            await s.flush()
+            ids.append(order.id)
+    sweep = OrderSweep(
+        db, ExecutionService(db, BrokerRegistry(never), lambda _a: OrderRules()), orphan_grace_seconds=10
+    )
+    assert await sweep.adopt_abandoned(frozenset({"inst-a"})) == 1
+    async with db.session() as s:
+        statuses = {o.id: o.status for o in (await s.scalars(select(Order))).all()}
+    assert statuses == {ids[0]: OrderStatus.UNKNOWN.value, ids[1]: OrderStatus.SUBMITTING.value}
+
+
+async def never(_account: ExecutionAccount) -> Broker:
+    raise AssertionError("no broker is asked")
