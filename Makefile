@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck pytest browser sandbox run emulator bench clean
+.PHONY: venv test lint typecheck pytest browser sandbox run emulator cluster bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,11 @@ run: $(STAMP)
 
 emulator: $(STAMP)
 	$(BIN)/tradebot emulator
+
+# Several instances on the local PostgreSQL and Redis, behind a balancer, offline (docs/deploy.md).
+INSTANCES ?= 3
+cluster: $(STAMP)
+	$(BIN)/python -m sandbox.cluster --instances $(INSTANCES)
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
