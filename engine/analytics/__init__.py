@@ -1,11 +1,12 @@
 """Analytics: performance metrics, equity and drawdown charts, CSV exports, daily summaries.
 
-Conventions (annualisation, drawdown, CSV columns) are in ``docs/analytics.md``.
+Conventions (annualisation, drawdown, CSV columns) are in ``docs/analytics.md``. The chart code
+(``engine.analytics.charts``, numpy and matplotlib) is imported where a chart is drawn, not here.
 """
 
-from engine.analytics.charts import ChartLabels, render_chart
 from engine.analytics.data import Exposure, Scope, ScopeData, Trade
 from engine.analytics.export import COLUMNS, ExportFile, parse_trades_csv, trades_to_csv
+from engine.analytics.labels import ChartLabels
 from engine.analytics.metrics import PerformanceMetrics, compute_metrics
 from engine.analytics.period import Period, PeriodError, PeriodErrorCode, PeriodKind, day_period, parse_period
 from engine.analytics.service import AnalyticsService
@@ -32,6 +33,5 @@ __all__ = [
     "day_period",
     "parse_period",
     "parse_trades_csv",
-    "render_chart",
     "trades_to_csv",
 ]

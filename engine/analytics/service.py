@@ -18,9 +18,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from engine.analytics.charts import ChartLabels, render_chart
 from engine.analytics.data import Scope, ScopeData
 from engine.analytics.export import ExportFile, export_filename, trades_to_csv
+from engine.analytics.labels import ChartLabels
 from engine.analytics.metrics import PerformanceMetrics, build_curve, compute_metrics, effective_start
 from engine.analytics.period import Period
 from engine.analytics.queries import data_marker, load_account_owners, load_scope_data, load_trades
@@ -39,6 +39,8 @@ def chart_png(
     capital: Decimal | None = None,
 ) -> bytes:
     """Build the curve for ``data`` and render it (synchronous: call it off the event loop)."""
+    from engine.analytics.charts import render_chart  # numpy and matplotlib: loaded on first chart
+
     start = effective_start(data, period.start, period.end)
     curve = build_curve(data, start, equity_based=equity_based, capital=capital)
     return render_chart(curve, labels, end=period.end)

@@ -157,20 +157,20 @@ async def test_rendering_does_not_block_the_event_loop(sqlite_db):
 
 async def test_render_runs_on_a_worker_thread(sqlite_db):
     seen: list[str] = []
-    import engine.analytics.service as service_module
+    import engine.analytics.charts as charts_module
 
-    original = service_module.render_chart
+    original = charts_module.render_chart
 
     def spy(*args, **kwargs):
         seen.append(threading.current_thread().name)
         return original(*args, **kwargs)
 
-    service_module.render_chart = spy
+    charts_module.render_chart = spy  # the service imports it where it draws
     service = AnalyticsService(sqlite_db)
     try:
         await service.chart(Scope(), parse_period("7d", at(10)), EN)
     finally:
-        service_module.render_chart = original
+        charts_module.render_chart = original
         service.close()
     assert seen and seen[0].startswith("analytics") and seen[0] != threading.main_thread().name
 
@@ -287,3 +287,15 @@ async def test_a_cancelled_render_does_not_strand_the_others(sqlite_db, monkeypa
     finally:
         service.close()
     assert service.renders == 1
+
+
+def test_starting_the_product_loads_no_chart_code():
+    """numpy and matplotlib (about 80 MB of every instance) load with the first chart, not at start."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, tradebot.runtime, bot.app; print(sorted({'numpy', 'matplotlib'} & set(sys.modules)))"
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
