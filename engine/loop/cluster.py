@@ -100,6 +100,7 @@ class Cluster:
         self._next_refresh = 0.0
         self._insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
         self.live: frozenset[str] = frozenset()  # the instances seen at the last refresh (this one too)
+        self._touched = False  # wrote an instance row or took a lease (something to clean up)
 
     # ------------------------------------------------------------------ Ownership
 
@@ -120,6 +121,7 @@ class Cluster:
             return True
         started = self._clock()
         taken = await self._claim([account.id])
+        self._touched = True
         if account.id in taken:
             self._owned[account.id] = started + self.lease_seconds - self.margin
             logger.info("instance {}: took account {} on first use", self.instance_id, account.id)
@@ -192,9 +194,12 @@ class Cluster:
             )
 
     async def release_all(self, release: Release) -> None:
-        """Graceful stop: every account handed back, and the instance leaves the list."""
+        """Graceful stop: every account handed back, and the instance leaves the list (nothing to do
+        for a process that never refreshed nor took an account, such as most CLI commands)."""
         for account_id in sorted(self._owned):
             await self.hand_back(account_id, release)
+        if not self._touched:
+            return
         async with self._db.session() as session:
             await session.execute(delete(AccountLease).where(AccountLease.owner == self.instance_id))
             await session.execute(delete(Instance).where(Instance.id == self.instance_id))
@@ -218,6 +223,7 @@ class Cluster:
         return owner != self.instance_id and host == self.host and pid != self.pid and not pid_alive(pid)
 
     async def _announce(self, now: datetime) -> None:
+        self._touched = True
         values = {
             "id": self.instance_id,
             "host": self.host,
