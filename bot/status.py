@@ -8,6 +8,7 @@ from typing import Any
 
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.outbox import pending_count
 from bot.render import esc, money, price, side_label, utc_time
@@ -21,6 +22,35 @@ HEARTBEAT_KEY = "heartbeat"
 MAX_ACCOUNTS = 20
 MAX_POSITIONS = 30
 _OPEN = (PositionStatus.OPEN.value, PositionStatus.CLOSING.value)
+
+
+async def actor_name(session: AsyncSession, actor: object) -> str:
+    """An audit actor as people know it: ``tg:7000001`` becomes ``@alex`` (or the first name)."""
+    text = str(actor or "?")
+    if text.startswith("tg:") and text[3:].lstrip("-").isdigit():
+        user = await session.scalar(select(User).where(User.telegram_id == int(text[3:])))
+        if user is not None:
+            return _owner(user)
+    if text == "operator" or text == "cli":
+        return _("operator")
+    return esc(text)
+
+
+async def account_currencies(session: AsyncSession) -> dict[int, str]:
+    rows = (await session.execute(select(ExecutionAccount.id, ExecutionAccount.currency))).all()
+    return {account_id: currency or "USD" for account_id, currency in rows}
+
+
+async def book_currency(session: AsyncSession) -> str | None:
+    """The currency every active account keeps, or None when they differ (or there are none)."""
+    found = set(
+        (
+            await session.scalars(
+                select(ExecutionAccount.currency).where(ExecutionAccount.active.is_(True)).distinct()
+            )
+        ).all()
+    )
+    return (found.pop() or "USD") if len(found) == 1 else None
 
 
 def _owner(user: User | None) -> str:
@@ -51,6 +81,8 @@ async def status_text(db: Database, accounts: AccountService, *, live_timeout: f
         open_positions = int(
             await session.scalar(select(func.count(Position.id)).where(Position.status.in_(_OPEN))) or 0
         )
+        pause_value: dict[str, Any] = (pause.value or {}) if pause is not None else {}
+        paused_by = await actor_name(session, pause_value.get("by"))
         rows = (
             await session.execute(
                 select(ExecutionAccount, User)
@@ -60,9 +92,8 @@ async def status_text(db: Database, accounts: AccountService, *, live_timeout: f
             )
         ).all()
     lines = [_("<b>Engine status</b>")]
-    pause_value: dict[str, Any] = (pause.value or {}) if pause is not None else {}
     if pause_value.get("paused"):
-        lines.append(_("⏸ Paused by {actor}").format(actor=esc(pause_value.get("by", "?"))))
+        lines.append(_("⏸ Paused by {actor}").format(actor=paused_by))
     else:
         lines.append(_("▶️ Running"))
     beat = _heartbeat_at(heartbeat)
@@ -127,7 +158,9 @@ async def positions_text(db: Database) -> str:
     return "\n".join(lines)
 
 
-def heartbeat_text(payload: dict[str, Any], depth: int, paused: bool) -> str:
+def heartbeat_text(
+    payload: dict[str, Any], depth: int, paused: bool, currencies: dict[int, str] | None = None
+) -> str:
     """The ops summary of one ``heartbeat`` event (no broker calls: the loop measured it all)."""
     raw_at = payload.get("at")
     try:
@@ -153,6 +186,8 @@ def heartbeat_text(payload: dict[str, Any], depth: int, paused: bool) -> str:
     equity = payload.get("equity") or {}
     if isinstance(equity, dict) and equity:
         lines.append(_("Equity by account:"))
+        known = currencies or {}
         for account_id, value in list(equity.items())[:MAX_ACCOUNTS]:
-            lines.append(f"• #{esc(account_id)}: {money(value)}")
+            currency = known.get(int(account_id), "USD") if str(account_id).isdigit() else "USD"
+            lines.append(f"• #{esc(account_id)}: {money(value, currency)}")
     return "\n".join(lines)

@@ -22,14 +22,16 @@ from loguru import logger
 from engine.api.app import ApiContext, build_http_app
 from engine.api.outbound import OutboundDispatcher, install_outbound
 from engine.api.server import start_http_server
+from engine.brokers.pricefeed import SimulatedFeed
 from engine.brokers.registry import BrokerFactory
 from engine.execution.service import ExecutionConfig
+from engine.ingest.market import MarketQuotes
 from engine.loop.heartbeat import heartbeat_probe
 from engine.loop.trading import TradingLoop
 from engine.observability.metrics import Metrics
 from engine.observability.readiness import Readiness
 from engine.services import EngineServices
-from engine.settings import Settings
+from engine.settings import BrokerKind, Settings
 from engine.store.events import ENGINE_STARTED, ENGINE_STOPPING, emit
 from engine.store.migrate import upgrade_async
 from tradebot.app import build_services
@@ -85,6 +87,7 @@ class Runtime:
             box=services.secrets,
             metrics=self.metrics,
             readiness=self.readiness,
+            quotes=market_quotes(settings, services),
         )
         app = build_http_app(ctx)
         self.http_app = app
@@ -167,6 +170,12 @@ class Runtime:
             services.analytics.close()
         await services.db.dispose()
         logger.info("tradebot stopped")
+
+
+def market_quotes(settings: Settings, services: EngineServices) -> MarketQuotes:
+    """Prices for the door check: any connected broker; with ``BROKER=paper``, the paper price source."""
+    source = SimulatedFeed() if settings.broker is BrokerKind.PAPER else None
+    return MarketQuotes(services.brokers.cached, source)
 
 
 async def serve(runtime: Runtime) -> None:

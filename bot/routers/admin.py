@@ -16,9 +16,10 @@ from aiogram.utils.i18n import gettext as _
 from bot.callbacks import AdminCb
 from bot.context import BotContext
 from bot.keyboards import closeall_keyboard
-from bot.render import signed_money
+from bot.outbox import Outgoing, enqueue
+from bot.render import in_locale, number, signed_money
 from bot.replies import edit_or_keep
-from bot.status import positions_text, status_text
+from bot.status import actor_name, book_currency, positions_text, status_text
 from engine.accounts.subscribers import actor_for
 from engine.store.audit import audit
 
@@ -116,15 +117,49 @@ async def closeall_confirmed(query: CallbackQuery, callback_data: AdminCb, ctx: 
             failed=summary.failed,
             pnl=str(summary.pnl),
         )
+    async with ctx.engine.db.session() as session:
+        currency = await book_currency(session)
+        who = await actor_name(session, actor)
+    pnl = (
+        signed_money(summary.pnl, currency)
+        if currency is not None
+        else _("{pnl} (accounts in several currencies; see each account)").format(pnl=number(summary.pnl))
+    )
     report = _("Closed {closed} of {requested} positions. P&L: {pnl}.").format(
-        closed=summary.closed, requested=summary.requested, pnl=signed_money(summary.pnl)
+        closed=summary.closed, requested=summary.requested, pnl=pnl
     )
     if summary.failed:
         report += "\n" + _("{failed} could not be closed; see /positions.").format(failed=summary.failed)
+    await _tell_ops(ctx, f"closeall:{query.id}", who, summary.closed, summary.requested, summary.failed, pnl)
     if message is not None:
         await edit_or_keep(message, report)
     elif query.bot is not None:
         await query.bot.send_message(query.from_user.id, report)
+
+
+async def _tell_ops(
+    ctx: BotContext, key: str, who: str, closed: int, requested: int, failed: int, pnl: str
+) -> None:
+    """The ops chat hears of every close-all: who asked and what it did (durable, through the outbox)."""
+    chat = ctx.settings.ops_chat_id
+    if chat is None:
+        return
+    with in_locale(ctx.i18n, ctx.config.ops_language):
+        text = _("🧹 Close-all by {actor}: closed {closed} of {requested} positions, P&L {pnl}.").format(
+            actor=who, closed=closed, requested=requested, pnl=pnl
+        )
+        if failed:
+            text += "\n" + _("{failed} could not be closed; see /positions.").format(failed=failed)
+    async with ctx.engine.db.session() as session:
+        await enqueue(
+            session,
+            [
+                Outgoing(
+                    f"ops:{key}", chat, "sendMessage", {"chat_id": chat, "text": text, "parse_mode": "HTML"}
+                )
+            ],
+        )
+    ctx.wake_outbox()
 
 
 def build_router() -> Router:

@@ -19,6 +19,7 @@ from aiohttp.typedefs import Middleware
 from loguru import logger
 
 from engine.api.problem import Problem
+from engine.ingest.market import QuoteLookup
 from engine.ingest.producers import ProducerService
 from engine.ingest.ratelimit import RateLimiter
 from engine.ingest.service import IngestService
@@ -52,6 +53,7 @@ class ApiContext:
     producers: ProducerService | None = None
     ingest: IngestService | None = None
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    quotes: QuoteLookup | None = None  # market prices for the door check (engine.ingest.market)
 
     def __post_init__(self) -> None:
         if self.readiness is None:
@@ -60,7 +62,7 @@ class ApiContext:
         if self.producers is None:
             self.producers = ProducerService(self.db, self.box)
         if self.ingest is None:
-            self.ingest = IngestService(self.db, self.settings, self.relay)
+            self.ingest = IngestService(self.db, self.settings, self.relay, self.quotes)
 
 
 CTX: web.AppKey[ApiContext] = web.AppKey("tradebot_api_context", ApiContext)

@@ -271,7 +271,7 @@ class ExecutionService:
         if isinstance(built, OrderRefusal):
             async with self._db.session() as session:
                 order = await self._load(session, order_id)
-                return await self._refuse(session, order, built.code.value, built.message)
+                return await self._refuse(session, order, built.code.value, built.message, built.details)
 
         if not await self._claim(order_id, built):
             async with self._db.session() as session:
@@ -423,6 +423,7 @@ class ExecutionService:
             "status": order.status,
             "reason_code": order.reason_code,
             "reason": order.reason,
+            "expires_at": order.expires_at.isoformat() if order.expires_at is not None else None,
         }
 
     async def _accepted(
@@ -473,12 +474,20 @@ class ExecutionService:
         self._notify()
         return order
 
-    async def _refuse(self, session: AsyncSession, order: Order, code: str, message: str) -> Order:
+    async def _refuse(
+        self,
+        session: AsyncSession,
+        order: Order,
+        code: str,
+        message: str,
+        details: dict[str, str] | None = None,
+    ) -> Order:
+        """``details``: the refusal's numbers (``OrderRefusal.details``), so subscribers see them."""
         ORDER.move(order, OrderStatus.REFUSED)
         order.reason_code = code[:32]
         order.reason = message[:500]
         audit(session, "engine", "order.refused", f"order:{order.id}", code=code, reason=message)
-        emit(session, ORDER_REJECTED, **self._payload(order))
+        emit(session, ORDER_REJECTED, **self._payload(order), details=dict(details or {}))
         self._notify()
         return order
 
