@@ -129,7 +129,11 @@ class BillingNotifier:
         if signal is None or user is None:
             return []
         with in_locale(self._ctx.i18n, user.language):
-            text = signal_text(signal) + "\n\n" + _("🤖 Auto-executing with your risk settings…")
+            text = (
+                signal_text(signal, self._ctx.settings.order_expiry_hours)
+                + "\n\n"
+                + _("🤖 Auto-executing with your risk settings…")
+            )
         payload = {**_dm(user, text, NO_KEYBOARD), "_meta": {"ref": ref}}
         return [Outgoing(f"auto:decision:{decision.id}", decision.chat_id, "editMessageText", payload)]
 

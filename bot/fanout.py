@@ -69,7 +69,7 @@ class Fanout:
                     markup = channel_keyboard(signal.id, ctx.start_link(CHANNEL_START_PAYLOAD))
                     payload = {
                         "chat_id": channel,
-                        "text": signal_text(signal),
+                        "text": signal_text(signal, ctx.settings.order_expiry_hours),
                         "parse_mode": "HTML",
                         "reply_markup": markup.model_dump(mode="json", exclude_none=True),
                         "_meta": {"channel_signal_id": signal.id},
@@ -83,7 +83,10 @@ class Fanout:
                 for r in recipients:
                     if r.language not in rendered:
                         with in_locale(ctx.i18n, r.language):
-                            rendered[r.language] = (signal_text(signal), decision_labels())
+                            rendered[r.language] = (
+                                signal_text(signal, ctx.settings.order_expiry_hours),
+                                decision_labels(),
+                            )
                     text, labels = rendered[r.language]
                     decision_id = decision_of[r.user_id]
                     payload = {

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiogram.utils.i18n import gettext as _
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.context import BotContext
@@ -35,16 +35,19 @@ from bot.render import (
     money,
     position_closed_text,
     price,
+    refusal_reason,
     result_line,
+    side_label,
     signal_text,
     signed_money,
 )
 from bot.render_trades import fill_text, joined_note, stop_moved_text
-from bot.status import heartbeat_text
+from bot.status import actor_name, heartbeat_text
 from engine.accounts.subscribers import STATUS_ACTIVE
 from engine.approvals.service import VIA_CHANNEL, VIA_DM
+from engine.ops.queries import account_currencies
 from engine.risk.control import is_paused
-from engine.states import DecisionStatus
+from engine.states import DecisionStatus, OrderStatus
 from engine.store import events as ev
 from engine.store.models import Decision, ExecutionAccount, Order, OutboxMessage, Signal, User
 
@@ -90,6 +93,8 @@ class Notifier:
             out += await self._order_result(session, event)
             if t == ev.ORDER_FAILED:
                 out += self._ops(event, self._ops_text(event))
+            elif t == ev.ORDER_REJECTED:
+                out += await self._refusals(session, event)
         elif t == ev.SIGNAL_EXPIRED:
             out += await self._expired(session, event)
         elif t == ev.POSITION_CLOSED and "kind" not in event.payload:
@@ -101,6 +106,9 @@ class Notifier:
         elif t == ev.DRAWDOWN_TRIGGERED:
             out += await self._owner(session, event, lambda p, _c: drawdown_owner_text(p))
             out += self._ops(event, self._ops_text(event))
+        elif t in (ev.ENGINE_PAUSED, ev.ENGINE_RESUMED):
+            by = await actor_name(session, event.payload.get("by"))
+            out += self._ops(event, self._ops_text(event, {**event.payload, "by": by}))
         elif t in OPS_ONLY:
             out += self._ops(event, self._ops_text(event))
         elif t == ev.HEARTBEAT:
@@ -118,7 +126,11 @@ class Notifier:
         if signal is None or user is None:
             return []
         with in_locale(self._ctx.i18n, user.language):
-            text = signal_text(signal) + "\n\n" + decision_line(decision.status, decision.decided_at)
+            text = (
+                signal_text(signal, self._ctx.settings.order_expiry_hours)
+                + "\n\n"
+                + decision_line(decision.status, decision.decided_at)
+            )
         ref = signal_message_key(signal.id, decision.chat_id)
         return [
             Outgoing(
@@ -147,14 +159,18 @@ class Notifier:
                 result += "\n" + note
             if decision.via == VIA_DM and decision.chat_id is not None:
                 text = "\n\n".join(
-                    [signal_text(signal), decision_line(decision.status, decision.decided_at), result]
+                    [
+                        signal_text(signal, self._ctx.settings.order_expiry_hours),
+                        decision_line(decision.status, decision.decided_at),
+                        result,
+                    ]
                 )
                 ref = signal_message_key(signal.id, decision.chat_id)
                 return [
                     Outgoing(key, decision.chat_id, "editMessageText", _edit(decision.chat_id, ref, text))
                 ]
             if decision.via == VIA_CHANNEL and user.status == STATUS_ACTIVE:
-                text = signal_text(signal) + "\n\n" + result
+                text = signal_text(signal, self._ctx.settings.order_expiry_hours) + "\n\n" + result
                 payload = {"chat_id": user.telegram_id, "text": text, "parse_mode": "HTML"}
                 return [Outgoing(key, user.telegram_id, "sendMessage", payload)]
         return []
@@ -167,7 +183,11 @@ class Notifier:
         channel = self._ctx.settings.signal_channel_id
         if channel is not None and signal.channel_message_id is not None:
             with in_locale(self._ctx.i18n, self._ctx.config.channel_language):
-                text = signal_text(signal) + "\n\n" + decision_line(DecisionStatus.EXPIRED.value, None)
+                text = (
+                    signal_text(signal, self._ctx.settings.order_expiry_hours)
+                    + "\n\n"
+                    + decision_line(DecisionStatus.EXPIRED.value, None)
+                )
             ref = signal_message_key(signal.id, channel)
             out.append(
                 Outgoing(
@@ -189,7 +209,11 @@ class Notifier:
             if decision.chat_id is None:
                 continue
             with in_locale(self._ctx.i18n, user.language):
-                text = signal_text(signal) + "\n\n" + decision_line(DecisionStatus.EXPIRED.value, None)
+                text = (
+                    signal_text(signal, self._ctx.settings.order_expiry_hours)
+                    + "\n\n"
+                    + decision_line(DecisionStatus.EXPIRED.value, None)
+                )
             ref = signal_message_key(signal.id, decision.chat_id)
             out.append(
                 Outgoing(
@@ -257,9 +281,36 @@ class Notifier:
         payload = {"chat_id": chat, "text": text, "parse_mode": "HTML"}
         return [Outgoing(key or f"ops:{event.event_id}", chat, "sendMessage", payload)]
 
-    def _ops_text(self, event: ev.Event) -> str | None:
+    def _ops_text(self, event: ev.Event, payload: dict[str, Any] | None = None) -> str | None:
         with in_locale(self._ctx.i18n, self._ctx.config.ops_language):
-            return ops_text(event.type, event.payload)
+            return ops_text(event.type, event.payload if payload is None else payload)
+
+    async def _refusals(self, session: AsyncSession, event: ev.Event) -> list[Outgoing]:
+        """One ops message per signal whose orders were refused, edited as more are refused."""
+        chat = self._ctx.settings.ops_chat_id
+        signal_id = event.payload.get("signal_id")
+        if chat is None or not signal_id:
+            return []
+        signal = await session.get(Signal, signal_id)
+        if signal is None:
+            return []
+        counts = (
+            await session.execute(
+                select(Order.reason_code, func.count(Order.id))
+                .where(Order.signal_id == signal_id, Order.status == OrderStatus.REFUSED.value)
+                .group_by(Order.reason_code)
+                .order_by(func.count(Order.id).desc(), Order.reason_code)
+            )
+        ).all()
+        if not counts:
+            return []
+        with in_locale(self._ctx.i18n, self._ctx.config.ops_language):
+            text = refusals_text(signal, [(code, int(n)) for code, n in counts])
+        key = f"ops:refused:{signal_id}"
+        if await session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key)) is None:
+            return [Outgoing(key, chat, "sendMessage", {"chat_id": chat, "text": text, "parse_mode": "HTML"})]
+        edit = {"chat_id": chat, "text": text, "parse_mode": "HTML", "_meta": {"ref": key}}
+        return [Outgoing(f"{key}:{event.event_id}", chat, "editMessageText", edit)]
 
     async def _heartbeat(self, session: AsyncSession, event: ev.Event) -> list[Outgoing]:
         if self._ctx.settings.ops_chat_id is None:
@@ -270,9 +321,25 @@ class Notifier:
             return []  # this period's summary is already out
         depth = await pending_count(session)
         paused = await is_paused(session)
+        currencies = await account_currencies(session)
         with in_locale(self._ctx.i18n, self._ctx.config.ops_language):
-            text = heartbeat_text(event.payload, depth, paused)
+            text = heartbeat_text(event.payload, depth, paused, currencies)
         return self._ops(event, text, key)
+
+
+def refusals_text(signal: Signal, counts: list[tuple[str | None, int]]) -> str:
+    """The ops summary of one signal's refused orders (current locale): how many, and why."""
+    total = sum(n for _code, n in counts)
+    lines = [
+        _("⚠️ {count} orders refused for {side} {symbol} (signal {signal}):").format(
+            count=total,
+            side=side_label(signal.side),
+            symbol=esc(signal.instrument),
+            signal=esc(signal.id[:8]),
+        )
+    ]
+    lines += [f"• {n} × {refusal_reason(code, None)}" for code, n in counts]
+    return "\n".join(lines)
 
 
 def ops_text(event_type: str, p: dict[str, Any]) -> str | None:
@@ -282,10 +349,10 @@ def ops_text(event_type: str, p: dict[str, Any]) -> str | None:
         return _("🚀 Engine started.")
     if event_type == ev.ENGINE_STOPPING:
         return _("🛑 Engine stopping.")
-    if event_type == ev.ENGINE_PAUSED:
-        return _("⏸ Trading paused by {actor}.").format(actor=esc(p.get("by", "?")))
+    if event_type == ev.ENGINE_PAUSED:  # ``by``: a display name (the notifier resolves the actor)
+        return _("⏸ Trading paused by {actor}.").format(actor=p.get("by", "?"))
     if event_type == ev.ENGINE_RESUMED:
-        return _("▶️ Trading resumed by {actor}.").format(actor=esc(p.get("by", "?")))
+        return _("▶️ Trading resumed by {actor}.").format(actor=p.get("by", "?"))
     if event_type == ev.BROKER_DISCONNECTED:
         return _("🔌 Broker disconnected (account #{account}): {detail}").format(
             account=account, detail=esc(p.get("detail") or p.get("reason") or "")

@@ -1,4 +1,4 @@
-"""The control API (CONTRACTS section 6): ``/_emulator/...`` routes that act as users and inspect chats."""
+"""The control API (docs/emulator.md): ``/_emulator/...`` routes that act as users and inspect chats."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Configuration: every name in CONTRACTS section 4, typed, ranged and defaulted.
+"""Configuration: every setting in docs/configuration.md, typed, ranged and defaulted.
 
 Values come from the environment or a ``.env`` file. ``load_settings`` turns a validation
 failure into ``SettingsError`` whose message is one line naming the setting and the rule; the
@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     default_risk_percent: Decimal = Field(default=Decimal("1"), gt=0, le=10)
     max_volume: Decimal | None = Field(default=None, gt=0)
     approval_ttl_seconds: int = Field(default=900, ge=60, le=86400)
+    # A signal whose entry is further than this from the known market price is refused (422).
+    max_entry_deviation_percent: Decimal = Field(default=Decimal("20"), gt=0, le=1000)
 
     # Producers
     producer_rate_per_second: Decimal = Field(default=Decimal("10"), gt=0)

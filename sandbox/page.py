@@ -5,6 +5,7 @@ through the emulator's control API as the sandbox's users would:
 
 | route | what |
 |---|---|
+| ``GET /`` | a redirect to ``/sandbox`` |
 | ``GET /sandbox`` | the page |
 | ``GET /sandbox/api/world`` | the bot, the people (roles, languages), the chats, the broker, where things run |
 | ``GET /sandbox/api/chats/{id}/messages`` | a chat as the emulator holds it (users' messages too, edits applied) |
@@ -86,6 +87,7 @@ class SandboxPage:
 
     def mount(self, app: web.Application) -> None:
         """Add the page's routes to the engine's app (before it starts)."""
+        app.router.add_get("/", self.to_page)  # the address people type leads to the page
         app.router.add_get("/sandbox", self.index)
         app.router.add_get("/sandbox/", self.index)
         app.router.add_static("/sandbox/static", STATIC)
@@ -121,6 +123,9 @@ class SandboxPage:
         return self._client
 
     # ------------------------------------------------------------------ routes
+
+    async def to_page(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/sandbox")
 
     async def index(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})

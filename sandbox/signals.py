@@ -93,7 +93,7 @@ def propose(
     min_stop_points: int,
     number: int,
 ) -> dict[str, Any]:
-    """One signal body for the webhook (CONTRACTS section 1), prices as decimal strings."""
+    """One signal body for the webhook (docs/webhook.md), prices as decimal strings."""
     spec = market.spec
     with_trend = rng.random() < 0.8
     buy = (market.trend >= 0) == with_trend

@@ -35,6 +35,7 @@ from engine.brokers.remote import module_for
 from engine.execution.orders import OrderRules
 from engine.execution.positions import PositionCloser
 from engine.execution.service import ExecutionConfig, ExecutionService
+from engine.ingest.market import MarketQuotes
 from engine.ingest.producers import ProducerService
 from engine.ingest.service import IngestService
 from engine.loop.leader import LeaderLease, make_lease
@@ -50,7 +51,7 @@ from engine.risk.control import EngineControl
 from engine.risk.drawdown import DrawdownGuard, GuardConfig
 from engine.risk.market_hours import parse_market_hours
 from engine.services import EngineServices
-from engine.settings import Settings, SettingsError
+from engine.settings import BrokerKind, Settings, SettingsError
 from engine.store.crypto import SecretBox
 from engine.store.db import Database
 from engine.store.events import EventRelay
@@ -212,7 +213,13 @@ def build_services(
         reconciler=reconciler,
         trading_loop=trading_loop,
         producers=producers,
-        ingest=IngestService(db, settings, relay),
+        ingest=IngestService(
+            db,
+            settings,
+            relay,
+            # the door's look at the market: connected brokers, else (paper) the paper price source
+            MarketQuotes(registry.cached, market.source if settings.broker is BrokerKind.PAPER else None),
+        ),
         billing=BillingService(db, catalog, relay),
         billing_sweeper=BillingSweeper(db, catalog, relay),
         referrals=ReferralService(db),

@@ -1,4 +1,4 @@
-"""The ``tradebot`` command line (CONTRACTS section 3)."""
+"""The ``tradebot`` command line (docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain (click) help: the rich renderer shows every flag as taking a `<bool>` value.
+    rich_markup_mode=None,
 )
 
 
@@ -43,17 +45,18 @@ def migrate() -> None:
 def run_command() -> None:
     """The product: bot + engine + HTTP server. Needs BOT_TOKEN; applies migrations first."""
     settings = settings_or_exit()
-    try:
-        settings.require("BOT_TOKEN")
-    except SettingsError as exc:
-        fail(f"configuration error: {exc}")
-    from tradebot.cli_secrets import require_matching_key
-
-    require_matching_key(settings)  # a wrong SECRET_KEY stops here, before anything starts
     import asyncio
 
     from engine.store.keycheck import KeyMismatch
+    from tradebot.cli_secrets import require_matching_key
+    from tradebot.preflight import PreflightError, preflight
     from tradebot.runtime import Runtime, serve
+
+    try:
+        preflight(settings)  # token, port, Telegram: before migrations, the loop or the bot start
+    except PreflightError as exc:
+        fail(str(exc))
+    require_matching_key(settings)  # a wrong SECRET_KEY stops here, before anything starts
 
     try:
         asyncio.run(serve(Runtime(settings)))

@@ -16,9 +16,11 @@ from engine.store.models import User
 
 
 def settings_text(language: str, notifications: bool) -> str:
-    state = _("on") if notifications else _("off (messages arrive silently)")
-    return _("<b>Settings</b>\nLanguage: {language}\nNotifications: {state}").format(
-        language=LANGUAGES.get(language, language), state=state
+    # Whole lines, not "on"/"off" alone: a bare "on" is shared with other features' catalogs,
+    # whose translation may agree with another noun ("activada" vs "activadas").
+    state = _("Notifications: on") if notifications else _("Notifications: off (messages arrive silently)")
+    return _("<b>Settings</b>\nLanguage: {language}\n{notifications}").format(
+        language=LANGUAGES.get(language, language), notifications=state
     )
 
 

@@ -30,7 +30,7 @@ MAX_POINTS = 2000
 _EQUITY_COLOR = "#1f6feb"
 _PEAK_COLOR = "#8b949e"
 _DRAWDOWN_COLOR = "#d1242f"
-_DATE_FORMATS = ["%Y", "%m", "%d", "%H:%M", "%H:%M", "%S.%f"]
+_DATE_FORMATS = ["%Y", "%m", "%d", "%H:%M", "%H:%M", "%H:%M:%S"]
 _ZERO_FORMATS = ["", "%Y", "%Y-%m", "%m-%d", "%m-%d", "%H:%M"]
 _OFFSET_FORMATS = ["", "%Y", "%Y-%m", "%Y-%m-%d", "%Y-%m-%d", "%Y-%m-%d %H:%M"]
 _EPOCH_DAYS = float(mdates.date2num(datetime(1970, 1, 1, tzinfo=UTC)))

@@ -1,4 +1,4 @@
-"""The producer webhook (CONTRACTS section 1).
+"""The producer webhook (docs/webhook.md).
 
 ``POST /api/v1/signals`` (HMAC-signed) and ``POST /api/v1/signals/token/{token}`` (URL token),
 and reading a stored signal back: ``GET /api/v1/signals/{signal_id}`` signed like a POST over an

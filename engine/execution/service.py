@@ -325,7 +325,7 @@ class ExecutionService:
         if isinstance(built, OrderRefusal):
             async with self._db.session() as session:
                 order = await self._load(session, order_id)
-                return await self._refuse(session, order, built.code.value, built.message)
+                return await self._refuse(session, order, built.code.value, built.message, built.details)
 
         legs = plan_legs(order, signal, built, spec, snapshot.hedging, client_order_id_for)
         if not await self._claim(order, built, legs):
@@ -482,6 +482,7 @@ class ExecutionService:
             "status": order.status,
             "reason_code": order.reason_code,
             "reason": order.reason,
+            "expires_at": order.expires_at.isoformat() if order.expires_at is not None else None,
         }
 
     async def _accepted(
@@ -538,15 +539,17 @@ class ExecutionService:
         order: Order,
         code: str,
         message: str,
-        params: Mapping[str, str] | None = None,
+        details: Mapping[str, str] | None = None,
         *,
         gate: str | None = None,
     ) -> Order:
+        """``details``: the refusal's numbers (``OrderRefusal.details``, a risk gate's params), so
+        subscribers see them; ``gate``: the risk-chain gate that refused it."""
         ORDER.move(order, OrderStatus.REFUSED)
         order.reason_code = code[:32]
         order.reason = message[:500]
         audit(session, "engine", "order.refused", f"order:{order.id}", code=code, reason=message, gate=gate)
-        emit(session, ORDER_REJECTED, **self.order_payload(order), reason_params=dict(params or {}))
+        emit(session, ORDER_REJECTED, **self.order_payload(order), details=dict(details or {}))
         self._notify()
         return order
 

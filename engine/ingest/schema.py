@@ -1,4 +1,4 @@
-"""The producer signal body (CONTRACTS section 1): JSON parsing, schema and semantic rules.
+"""The producer signal body (docs/webhook.md): JSON parsing, schema and semantic rules.
 
 Numbers are parsed as ``Decimal`` straight from the JSON text (``parse_float=Decimal``), never
 through float. Unknown fields are refused. ``parse_signal`` raises ``BodyNotJSON`` (HTTP 400) or

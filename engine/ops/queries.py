@@ -18,6 +18,7 @@ from loguru import logger
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine.accounts.names import actor_display
 from engine.brokers.registry import BrokerRegistry
 from engine.execution.cancels import PENDING_ORDER_STATES
 from engine.ops.views import (
@@ -93,6 +94,21 @@ def _within(query: Any, column: Any, ids: list[int] | None) -> Any:
 async def _counts(session: AsyncSession, column: Any, where: Any) -> dict[int, int]:
     rows = (await session.execute(select(column, func.count()).where(where).group_by(column))).all()
     return {int(a): int(n) for a, n in rows}
+
+
+async def account_currencies(session: AsyncSession) -> dict[int, str]:
+    """Each execution account's currency (USD when the broker has not said yet)."""
+    rows = (await session.execute(select(ExecutionAccount.id, ExecutionAccount.currency))).all()
+    return {account_id: currency or "USD" for account_id, currency in rows}
+
+
+async def book_currency(session: AsyncSession, ids: list[int] | None = None) -> str | None:
+    """The currency every active account (of ``ids``, or all) keeps; None when they differ or none."""
+    query = select(ExecutionAccount.currency).where(ExecutionAccount.active.is_(True)).distinct()
+    if ids is not None:
+        query = query.where(ExecutionAccount.id.in_(ids))
+    found = set((await session.scalars(query)).all())
+    return (found.pop() or "USD") if len(found) == 1 else None
 
 
 class OpsQueries:
@@ -182,7 +198,12 @@ class OpsQueries:
             accounts_total=total,
             accounts=tuple(accounts),
             simulated_market=self._simulated_market,
+            paused_by_name=await self._actor_name(pause_value.get("by")) if paused else None,
         )
+
+    async def _actor_name(self, actor: object) -> str | None:
+        async with self._db.session() as session:
+            return await actor_display(session, actor)
 
     async def _last_point(
         self, session: AsyncSession, account_id: int

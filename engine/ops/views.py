@@ -107,6 +107,7 @@ class EngineStatus:
     accounts_total: int
     accounts: tuple[AccountStatus, ...]  # at most the first ``limit``, by id
     simulated_market: bool = False  # paper accounts trade the random-walk market (no terminal prices)
+    paused_by_name: str | None = None  # the pausing actor as people know it (``@alex``); None: the operator
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +178,9 @@ class CloseAllResult:
     orders_cancelled: int
     orders_failed: int
     errors: tuple[str, ...] = ()
+    currency: str | None = None  # the currency every account in the scope keeps; None when they differ
+    actor: str | None = None  # who asked (``tg:<id>``, ``cli``, ``token:<name>``)
+    actor_name: str | None = None  # that actor as people know it (``@alex``); None for the operator
 
 
 def as_json(value: Any) -> Any:

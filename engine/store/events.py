@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine.store.db import Database, utcnow
 from engine.store.models import DomainEvent
 
-# Event types (the outbound ones match CONTRACTS section 2).
+# Event types (the outbound ones match docs/events.md).
 SIGNAL_ACCEPTED = "signal.accepted"
 SIGNAL_EXPIRED = "signal.expired"
 SIGNAL_UPDATED = "signal.updated"  # a producer's update (CONTRACTS 1a) or a subscriber's control

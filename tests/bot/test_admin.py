@@ -85,7 +85,7 @@ async def test_status_positions_and_closeall(world: World) -> None:
     await world.say(ADMIN, "/status")
     status = await world.wait_text(ADMIN, "Engine status")
     assert "▶️ Running" in status["text"] and "Open positions: 1" in status["text"]
-    assert "Last heartbeat: 2026-11-28 10:00 UTC" in status["text"]
+    assert "Last heartbeat: 28 Nov 2026, 10:00 UTC" in status["text"]
     assert "@user520: equity" in status["text"]
     await world.say(ADMIN, "/positions")
     positions = await world.wait_text(ADMIN, "Open positions (1)")

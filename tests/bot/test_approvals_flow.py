@@ -43,7 +43,7 @@ async def test_signal_to_subscribers_then_approval_fills_and_the_dm_shows_it(wor
     approve, reject = buttons(dm)
     assert approve.startswith("d:a:") and reject.startswith("d:r:") and len(approve.encode()) <= 64
     es = await signal_dm(world, 202)
-    assert "COMPRA EURUSD" in es["text"] and "Vence" in es["text"]
+    assert "COMPRA EURUSD" in es["text"] and "Aprueba en 15 minutos" in es["text"]
     assert [m for m in await world.messages(203) if "EURUSD" in (m.get("text") or "")] == []
 
     rows = await decisions(world)

@@ -101,10 +101,14 @@ def test_approve_a_signal_see_the_fill_then_act_as_the_admin(page: Any) -> None:
     page.locator(".chip", has_text="/closeall").click()
     confirm = messages.locator(".kbd-btn", has_text="Yes, close everything")
     expect(confirm).to_be_visible(timeout=10_000)
+    prompt = messages.locator(
+        ".msg-row.in", has=page.locator(".kbd-btn", has_text="Yes, close everything")
+    ).last
+    prompt_id = prompt.get_attribute("data-message-id")
     confirm.click()
-    # by its text, not as the last message: a demo signal may arrive in the admin's chat meanwhile
-    expect(messages.locator(".msg-row.in", has_text="Closed 1 of 1 positions")).to_have_count(
-        1, timeout=15_000
+    # the prompt itself is edited into the report (demo signals may arrive after it meanwhile)
+    expect(messages.locator(f'[data-message-id="{prompt_id}"]')).to_contain_text(
+        "Closed 1 of 1 positions", timeout=15_000
     )
     expect(ben.locator(".position")).to_have_count(0, timeout=10_000)
     page.screenshot(path=str(ARTIFACTS / "sandbox-admin.png"))
@@ -141,3 +145,38 @@ def test_messages_are_rendered_from_entities_never_as_html(page: Any) -> None:
     assert "javascript" not in html and "<span>bad</span>" in html
     assert '<span class="command">/status</span>' in html  # no hooks: shown, not clickable
     assert out["photo"] == "/sandbox/api/files/big" and out["caption"] == "chart"
+
+
+PHONE = {"width": 412, "height": 915}  # a common Android phone, CSS pixels
+
+
+def test_the_page_fits_a_phone_and_slash_leads_to_it(browser: Any, sandbox: Running) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=PHONE, device_scale_factor=1, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    try:
+        page.goto(sandbox.url + "/")  # the address a newcomer types
+        assert page.url.endswith("/sandbox")
+        page.locator(f'.chat-item.active[data-chat-id="{BEN}"]').wait_for(timeout=10_000)
+        expect(page.locator("#messages")).to_contain_text("paper account starts with", timeout=10_000)
+        fits = page.evaluate(
+            "() => ({scroll: document.documentElement.scrollWidth, view: window.innerWidth})"
+        )
+        assert fits["scroll"] <= fits["view"] == PHONE["width"], fits
+        for selector in (".brand", "#composer-send", "#composer-text"):
+            box = page.locator(selector).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], (
+                selector,
+                box,
+            )
+            assert box["y"] + box["height"] <= PHONE["height"], (selector, box)
+        brand = page.locator(".brand")
+        assert brand.evaluate("el => el.scrollWidth <= el.clientWidth"), "the brand is cut"
+        page.locator("#composer-text").fill("/help")
+        page.locator("#composer-send").click()
+        expect(page.locator("#messages .msg-row.in").last).to_contain_text("Getting started", timeout=10_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "sandbox-phone.png"))
+    finally:
+        context.close()
