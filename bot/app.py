@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import weakref
+from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,6 +50,7 @@ from bot.sender import OutboxSender
 from engine.accounts.service import AccountService
 from engine.accounts.subscribers import SubscriberService
 from engine.approvals.executor import ApprovalExecutor
+from engine.approvals.fanout import FanoutPlanner
 from engine.approvals.service import ApprovalService
 from engine.services import EngineServices
 from engine.settings import DEFAULT_TELEGRAM_API_URL, Settings, SettingsError, TelegramMode
@@ -138,16 +140,22 @@ def build_dispatcher(
 
 
 class _RelayHook:
-    """One relay subscription per relay, pointing at the newest runtime's fan-out and notifier
-    (they only write outbox rows, so events keep flowing while the bot is stopped)."""
+    """One relay subscription per relay, pointing at the engine's fan-out planner and the newest
+    runtime's fan-out and notifier (they only write outbox rows, so events keep flowing while the
+    bot is stopped). Signals are planned only once a bot can deliver them."""
 
     def __init__(self) -> None:
+        self.planner: FanoutPlanner | None = None
         self.fanout: Fanout | None = None
         self.notifier: Notifier | None = None
 
-    async def on_fanout(self, event: Event) -> None:
+    async def on_plan(self, events: Sequence[Event]) -> None:
+        if self.planner is not None:
+            await self.planner.handle_batch(events)
+
+    async def on_fanout(self, events: Sequence[Event]) -> None:
         if self.fanout is not None:
-            await self.fanout.handle(event)
+            await self.fanout.handle_batch(events)
 
     async def on_notify(self, event: Event) -> None:
         if self.notifier is not None:
@@ -161,7 +169,8 @@ def _hook_for(relay: EventRelay) -> _RelayHook:
     hook = _hooks.get(relay)
     if hook is None:
         hook = _hooks[relay] = _RelayHook()
-        relay.subscribe("bot.fanout", hook.on_fanout)
+        relay.subscribe_batch("engine.fanout", hook.on_plan)
+        relay.subscribe_batch("bot.fanout", hook.on_fanout)
         relay.subscribe("bot.notifier", hook.on_notify)
     return hook
 
@@ -194,6 +203,7 @@ class BotRuntime:
         self._tasks: list[asyncio.Task[Any]] = []
         self._polling: asyncio.Task[None] | None = None
         self.running = False
+        self.intake = False  # updates are taken (False while starting and once stopping)
 
     @property
     def settings(self) -> Settings:
@@ -219,9 +229,13 @@ class BotRuntime:
         me = await self.bot.me()  # the token works and Telegram answers, before anything starts
         self.ctx.bot_username = me.username
         hook = _hook_for(self.ctx.engine.relay)
+        hook.planner = self.ctx.engine.fanout or FanoutPlanner(
+            self.ctx.engine.db, self.settings, self.ctx.engine.relay
+        )
         hook.fanout, hook.notifier = Fanout(self.ctx), Notifier(self.ctx)
         attach_billing(self.ctx, self._tasks)  # billing: notices, auto-execution, sweep
         self.sender.start()
+        self.intake = True
         self._tasks.append(asyncio.create_task(self._sweep(), name="bot-expiry-sweep"))
         self._tasks.append(asyncio.create_task(run_daily(self.ctx), name="bot-daily-summary"))
         self.running = True
@@ -249,11 +263,13 @@ class BotRuntime:
             raise
         logger.info("bot @{} started ({} mode)", me.username, self.mode.value)
 
-    async def stop(self) -> None:
-        if not self.running:
-            return
-        self.running = False
+    async def stop_intake(self, deadline_seconds: float | None = None) -> None:
+        """Take no new updates (polling stops, the webhook answers 503) and let those being handled
+        finish (within ``deadline_seconds``); the outbox keeps sending until ``stop``."""
+        self.intake = False
         timeout = self.ctx.config.stop_timeout_seconds
+        if deadline_seconds is not None:
+            timeout = min(timeout, deadline_seconds)
         if self._polling is not None:
             with suppress(RuntimeError):  # polling had not started yet
                 await self.dispatcher.stop_polling()
@@ -262,13 +278,24 @@ class BotRuntime:
             self._polling = None
         await self._updates.wait_idle(timeout)
         await self._confirm_updates()
+
+    async def stop(self, deadline_seconds: float | None = None) -> None:
+        """Stop everything; with ``deadline_seconds``, the last sends get at most that long (what
+        is not sent stays in the outbox for the next start)."""
+        if not self.running:
+            return
+        await self.stop_intake(deadline_seconds)
+        self.running = False
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self.sender.stop(drain_seconds=self.ctx.config.drain_seconds)
+        drain = self.ctx.config.drain_seconds
+        await self.sender.stop(
+            drain_seconds=drain if deadline_seconds is None else min(drain, deadline_seconds)
+        )
         await self.dispatcher.storage.close()  # FSM storage (a Redis connection pool)
         await self.bot.session.close()
         logger.info("bot stopped")
@@ -298,7 +325,7 @@ class BotRuntime:
         return path
 
     async def _handle_webhook(self, request: web.Request) -> web.StreamResponse:
-        if not self.running or self.mode is not TelegramMode.WEBHOOK:
+        if not (self.running and self.intake) or self.mode is not TelegramMode.WEBHOOK:
             return web.Response(status=503, text="bot not running")  # Telegram retries later
         return await self._webhook.handle(request)
 

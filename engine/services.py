@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from engine.accounts.subscribers import SubscriberService
     from engine.analytics import AnalyticsService
     from engine.approvals.auto_execute import AutoExecutor
+    from engine.approvals.fanout import FanoutPlanner
     from engine.approvals.service import ApprovalService
     from engine.billing.payments import BillingService
     from engine.billing.referrals import ReferralService
@@ -45,6 +46,7 @@ class EngineServices:
     accounts: AccountService | None = None  # execution accounts (bot /account, `tradebot account`)
     subscribers: SubscriberService | None = None  # Telegram subscribers, consent, preferences
     approvals: ApprovalService | None = None  # decisions on signals, exactly once
+    fanout: FanoutPlanner | None = None  # plans an accepted signal's fan-out (the bot subscribes it)
     drawdown: DrawdownGuard | None = None  # drawdown guard; resume_account() for /resume
     reconciler: Reconciler | None = None  # store vs broker, per account
     trading_loop: TradingLoop | None = None  # started and stopped by the runtime

@@ -14,6 +14,7 @@ from engine.accounts.service import AccountService, Mt5Connector
 from engine.accounts.subscribers import SubscriberService
 from engine.analytics import AnalyticsService
 from engine.approvals.executor import ApprovalExecutor
+from engine.approvals.fanout import FanoutPlanner
 from engine.approvals.service import ApprovalService
 from engine.billing import install_billing
 from engine.brokers.base import Broker
@@ -125,6 +126,7 @@ def build_services(
         approvals=ApprovalService(
             db, settings, accounts, relay, ApprovalExecutor.for_database(execution, db)
         ),
+        fanout=FanoutPlanner(db, settings, relay),
         drawdown=guard,
         reconciler=reconciler,
         trading_loop=trading_loop,

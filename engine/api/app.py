@@ -146,11 +146,6 @@ def build_http_app(
     app = web.Application(middlewares=[_middleware(ctx), *middlewares])
     app[CTX] = ctx
 
-    async def _close(_app: web.Application) -> None:
-        if ctx.ingest is not None:
-            ctx.ingest.close()
-
-    app.on_cleanup.append(_close)
     app.add_routes(signals.routes)
     app.add_routes(health.routes)
     app.add_routes(openapi.routes)
