@@ -61,6 +61,11 @@ OPS_ONLY = (
     ev.BROKER_RECONNECTED,
     ev.DRAWDOWN_WARNING,
 )
+HANDLED = frozenset(
+    {ev.DECISION_RECORDED, ev.SIGNAL_EXPIRED, ev.POSITION_CLOSED, ev.DRAWDOWN_TRIGGERED, ev.HEARTBEAT}
+    | set(ORDER_RESULTS)
+    | set(OPS_ONLY)
+)
 
 
 def _edit(chat_id: int, ref: str, text: str) -> dict[str, Any]:
@@ -78,6 +83,8 @@ class Notifier:
         self._ctx = ctx
 
     async def handle(self, event: ev.Event) -> None:
+        if event.type not in HANDLED:
+            return  # no transaction for events that never make a message (signal.accepted, ...)
         async with self._ctx.engine.db.session() as session:
             messages = await self._messages(session, event)
             await enqueue(session, messages)

@@ -19,8 +19,7 @@ from babel.dates import format_date, format_skeleton, format_timedelta
 from babel.numbers import format_decimal, format_percent
 
 from bot import formatting
-from engine.analytics.charts import ChartLabels
-from engine.analytics.data import Scope, Trade
+from engine.analytics.data import ChartLabels, Scope, Trade
 from engine.analytics.metrics import PerformanceMetrics
 from engine.analytics.period import MAX_DAYS, MAX_WEEKS, Period, PeriodError, PeriodErrorCode, PeriodKind
 from engine.analytics.summary import DailyReport, DaySummary

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from engine.accounts.subscribers import SubscriberService
     from engine.analytics import AnalyticsService
     from engine.approvals.auto_execute import AutoExecutor
+    from engine.approvals.fanout import FanoutPlanner
     from engine.approvals.service import ApprovalService
     from engine.billing.payments import BillingService
     from engine.billing.referrals import ReferralService
@@ -52,6 +53,7 @@ class EngineServices:
     accounts: AccountService  # execution accounts (bot /account, `tradebot account`)
     subscribers: SubscriberService  # Telegram subscribers, consent, preferences
     approvals: ApprovalService  # decisions on signals, exactly once
+    fanout: FanoutPlanner  # plans an accepted signal's fan-out (the bot subscribes it to the relay)
     drawdown: DrawdownGuard  # drawdown guard; resume_account() for /resume
     reconciler: Reconciler  # store vs broker, per account
     trading_loop: TradingLoop  # started and stopped by the runtime
@@ -76,5 +78,4 @@ class EngineServices:
         of the database afterwards."""
         await self.brokers.close()
         self.analytics.close()
-        self.ingest.close()
         await self.paper_market.close()

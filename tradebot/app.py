@@ -19,6 +19,7 @@ from engine.api.context import ApiContext
 from engine.api.refusals import RefusalAggregator
 from engine.approvals.auto_execute import AutoExecutor
 from engine.approvals.executor import ApprovalExecutor
+from engine.approvals.fanout import FanoutPlanner
 from engine.approvals.service import ApprovalService
 from engine.billing.entitlements import EntitlementGate
 from engine.billing.payments import BillingService
@@ -209,6 +210,7 @@ def build_services(
         approvals=ApprovalService(
             db, settings, accounts, relay, ApprovalExecutor.for_database(execution, db)
         ),
+        fanout=FanoutPlanner(db, settings, relay),
         drawdown=guard,
         reconciler=reconciler,
         trading_loop=trading_loop,

@@ -3,12 +3,11 @@
 Conventions (annualisation, drawdown, CSV columns) are in ``docs/analytics.md``.
 """
 
-from engine.analytics.charts import ChartLabels, render_chart
-from engine.analytics.data import Exposure, Scope, ScopeData, Trade
+from engine.analytics.data import ChartLabels, Exposure, Scope, ScopeData, Trade
 from engine.analytics.export import COLUMNS, ExportFile, parse_trades_csv, trades_to_csv
 from engine.analytics.metrics import PerformanceMetrics, compute_metrics
 from engine.analytics.period import Period, PeriodError, PeriodErrorCode, PeriodKind, day_period, parse_period
-from engine.analytics.service import AnalyticsService
+from engine.analytics.service import AnalyticsService, render_chart
 from engine.analytics.summary import DailyReport, DaySummary, SubscriberDaySummary
 
 __all__ = [

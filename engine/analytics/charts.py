@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import itertools
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -20,6 +19,7 @@ from matplotlib import dates as mdates
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from engine.analytics.data import ChartLabels
 from engine.analytics.series import Curve, drawdown_series
 
 WIDTH_PX = 1200
@@ -34,19 +34,6 @@ _DATE_FORMATS = ["%Y", "%m", "%d", "%H:%M", "%H:%M", "%H:%M:%S"]
 _ZERO_FORMATS = ["", "%Y", "%Y-%m", "%m-%d", "%m-%d", "%H:%M"]
 _OFFSET_FORMATS = ["", "%Y", "%Y-%m", "%Y-%m-%d", "%Y-%m-%d", "%Y-%m-%d %H:%M"]
 _EPOCH_DAYS = float(mdates.date2num(datetime(1970, 1, 1, tzinfo=UTC)))
-
-
-@dataclass(frozen=True)
-class ChartLabels:
-    """Every string drawn on the chart, in the reader's language."""
-
-    title: str  # e.g. "Equity: account 3, last 30 days (UTC)"
-    equity: str  # y axis of the curve when the scope has equity
-    pnl: str  # y axis of the curve for a trade-based scope without capital (cumulative P&L)
-    drawdown_pct: str  # y axis of the drawdown panel, in %
-    drawdown_amount: str  # y axis of the drawdown panel without capital
-    peak: str  # legend entry of the running peak
-    no_data: str  # the message of an empty chart
 
 
 def downsample(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:

@@ -18,16 +18,24 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from engine.analytics.charts import ChartLabels, render_chart
-from engine.analytics.data import Scope, ScopeData
+from engine.analytics.data import ChartLabels, Scope, ScopeData
 from engine.analytics.export import ExportFile, export_filename, trades_to_csv
 from engine.analytics.metrics import PerformanceMetrics, build_curve, compute_metrics, effective_start
 from engine.analytics.period import Period
 from engine.analytics.queries import data_marker, load_account_owners, load_scope_data, load_trades
+from engine.analytics.series import Curve
 from engine.analytics.summary import DailyReport, build_daily_report, day_bounds
 from engine.store.db import Database, utcnow
 
 T = TypeVar("T")
+
+
+def render_chart(curve: Curve, labels: ChartLabels, *, end: datetime | None = None) -> bytes:
+    """``engine.analytics.charts.render_chart``, loaded with the first chart: matplotlib and numpy
+    hold tens of MiB that a process which never draws a chart should not carry."""
+    from engine.analytics import charts
+
+    return charts.render_chart(curve, labels, end=end)
 
 
 def chart_png(

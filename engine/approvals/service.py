@@ -11,25 +11,25 @@ approval is handed to execution only after its commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.accounts.service import AccountService
-from engine.accounts.subscribers import STATUS_ACTIVE, Recipient, actor_for
+from engine.accounts.subscribers import STATUS_ACTIVE, actor_for
 from engine.risk.control import is_paused
 from engine.settings import Settings
 from engine.states import DECISION, SIGNAL, DecisionStatus, SignalStatus
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
 from engine.store.events import DECISION_RECORDED, SIGNAL_EXPIRED, EventRelay, emit
-from engine.store.models import Decision, Signal, User, new_uuid
+from engine.store.models import Decision, Signal, User
 
 VIA_DM = "dm"
 VIA_CHANNEL = "channel"
@@ -88,33 +88,7 @@ class ApprovalService:
         self._relay = relay
         self._execute = execute  # e.g. ExecutionService.submit_in_background
 
-    # ------------------------------------------------------------------ fan-out side
-
-    async def open_pending(
-        self, session: AsyncSession, signal: Signal, recipients: Sequence[Recipient]
-    ) -> dict[int, str]:
-        """Add a pending DM decision per recipient (inside the fan-out's transaction); user id -> decision id."""
-        ids = {r.user_id: new_uuid() for r in recipients}
-        if recipients:
-            now = utcnow()
-            await session.execute(
-                insert(Decision),
-                [
-                    {
-                        "id": ids[r.user_id],
-                        "signal_id": signal.id,
-                        "user_id": r.user_id,
-                        "account_id": r.account_id,
-                        "status": DecisionStatus.PENDING.value,
-                        "via": VIA_DM,
-                        "chat_id": r.telegram_id,
-                        "consent_version": r.consent_version,
-                        "created_at": now,
-                    }
-                    for r in recipients
-                ],
-            )
-        return ids
+    # ------------------------------------------------------------------ delivery
 
     async def record_message(self, session: AsyncSession, decision_id: str, message_id: int) -> None:
         """The DM carrying the buttons was delivered as ``message_id``."""

@@ -31,7 +31,6 @@ from engine.store.db import Database, utcnow
 from engine.store.events import SIGNAL_ACCEPTED, EventRelay
 from engine.store.ids import uuid4
 from engine.store.models import DomainEvent, Signal
-from engine.store.writer import TxWriter
 
 MAX_BODY_BYTES = 32 * 1024
 MAX_KEY_LENGTH = 128
@@ -84,10 +83,7 @@ class IngestService:
         self._relay = relay
         self._quotes = quotes
         self._instruments = frozenset(i.upper() for i in settings.instruments)
-        self._writer = TxWriter(db)
-
-    def close(self) -> None:
-        self._writer.close()
+        self._writer = db.writer
 
     def validate(self, raw: bytes) -> ValidSignal:
         return parse_signal(raw, self._instruments)

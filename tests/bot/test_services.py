@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from engine.accounts.service import AccountError, AccountService
 from engine.accounts.subscribers import StaleConsent, SubscriberService
+from engine.approvals.fanout import FanoutPlanner
 from engine.approvals.service import ApprovalService, Verdict
 from engine.brokers.paper import PaperBroker
 from engine.brokers.registry import BrokerRegistry
@@ -83,9 +84,8 @@ class World:
         return signal
 
     async def pending(self, signal: Signal, message_id: int = 50) -> list[Decision]:
+        await FanoutPlanner(self.db, self.settings).plan([signal.id])
         async with self.db.session() as session:
-            await self.approvals.open_pending(session, signal, await self.subscribers.recipients(session))
-            await session.flush()
             rows = list(
                 (await session.scalars(select(Decision).where(Decision.signal_id == signal.id))).all()
             )

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sandbox.runner import Sandbox
 
 from engine.brokers.base import AccountSnapshot, OrderType, Side, Tick
-from engine.brokers.pricefeed import SimulatedFeed
+from mt5sim.pricefeed import SimulatedFeed
 from engine.execution.orders import BuiltOrder, OrderRules, SignalParams, build_order
 from engine.ingest.signing import signature_header
 from engine.risk.market_hours import parse_market_hours
@@ -25,6 +24,7 @@ from mt5sim import feed
 from sandbox import cast
 from sandbox.config import SandboxOptions
 from tests.support.ports import free_port
+from tradebot.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 BEN = 7000101
