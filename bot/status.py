@@ -57,6 +57,15 @@ def status_text(status: EngineStatus) -> str:
         lines.append(_("🔁 Trading loop: {instance}").format(instance=esc(status.leader.instance)))
     else:
         lines.append(_("🔁 Trading loop: not running"))
+    for gateway in status.gateways:
+        if gateway.up:
+            lines.append(_("🖥 Gateway {name}: up").format(name=esc(gateway.name)))
+        else:
+            lines.append(
+                _("🖥 Gateway {name}: DOWN ({detail})").format(
+                    name=esc(gateway.name), detail=esc(gateway.detail or "?")
+                )
+            )
     if status.simulated_market:
         lines.append(_("⚠️ Paper accounts trade a simulated market (random walk prices)."))
     lines.append(_("📂 Open positions: {count}").format(count=status.open_positions))

@@ -9,7 +9,7 @@ This is the one place that may wire ``mt5sim``'s simulated market into the engin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from engine.accounts.service import AccountService, Mt5Connector
@@ -32,7 +32,7 @@ from engine.brokers.mt5_prices import TerminalPrices
 from engine.brokers.paper import PaperBroker
 from engine.brokers.pricefeed import PaperMarket
 from engine.brokers.registry import BrokerFactory, BrokerRegistry
-from engine.brokers.remote import module_for
+from engine.brokers.remote import endpoints_from_settings, module_for
 from engine.execution.orders import OrderRules
 from engine.execution.positions import PositionCloser
 from engine.execution.service import ExecutionConfig, ExecutionService
@@ -118,6 +118,15 @@ def default_broker_factory(
         raise ValueError(f"unknown account kind {account.kind!r}")
 
     return factory
+
+
+def gateway_probes(settings: Settings) -> dict[str, Callable[[], Awaitable[bool | str]]]:
+    """A health probe per MT5 gateway of the settings (none when no gateway is set)."""
+    if not settings.gateway_names():
+        return {}
+    from engine.gateway.probe import gateway_probe
+
+    return {name: gateway_probe(endpoint) for name, endpoint in endpoints_from_settings(settings).items()}
 
 
 def paper_market_for(settings: Settings) -> PaperMarket:
@@ -238,6 +247,7 @@ def build_services(
                 registry,
                 heartbeat_seconds=float(settings.heartbeat_seconds),
                 simulated_market=market.simulated,
+                gateways=gateway_probes(settings),
             ),
             closer,
             guard,

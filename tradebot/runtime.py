@@ -36,7 +36,7 @@ from engine.settings import Settings
 from engine.store.events import ENGINE_STARTED, ENGINE_STOPPING, emit
 from engine.store.keycheck import verify_key
 from engine.store.migrate import upgrade_async
-from tradebot.app import build_api_context, build_services
+from tradebot.app import build_api_context, build_services, gateway_probes
 
 T = TypeVar("T")
 
@@ -153,13 +153,8 @@ class Runtime:
 
     def _register_gateways(self) -> None:
         """One readiness check per MT5 gateway (``gateway:<name>``): its own /healthz, verified."""
-        if not self.settings.gateway_names():
-            return
-        from engine.brokers.remote import endpoints_from_settings
-        from engine.gateway.probe import gateway_probe
-
-        for name, endpoint in endpoints_from_settings(self.settings).items():
-            self.readiness.register(f"gateway:{name}", gateway_probe(endpoint))
+        for name, probe in gateway_probes(self.settings).items():
+            self.readiness.register(f"gateway:{name}", probe)
 
     async def _brokers_ready(self) -> bool | str:
         down = []

@@ -71,6 +71,13 @@ SCHEMAS: dict[str, Any] = {
                 **_STR_OR_NULL,
                 "description": "The pausing actor as people know it (@name); null for the operator",
             },
+            "gateways": {
+                "type": "array",
+                "description": "The MT5 gateways of the settings, probed now",
+                "items": _object(
+                    {"name": {"type": "string"}, "up": {"type": "boolean"}, "detail": _STR_OR_NULL}
+                ),
+            },
             "simulated_market": {
                 "type": "boolean",
                 "description": "Paper accounts trade the simulated random-walk market (no terminal prices)",

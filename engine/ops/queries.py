@@ -9,7 +9,7 @@ recorded equity point, with its time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -24,6 +24,7 @@ from engine.execution.cancels import PENDING_ORDER_STATES
 from engine.ops.views import (
     AccountStatus,
     EngineStatus,
+    GatewayStatus,
     Leader,
     OpsError,
     Owner,
@@ -111,6 +112,9 @@ async def book_currency(session: AsyncSession, ids: list[int] | None = None) -> 
     return (found.pop() or "USD") if len(found) == 1 else None
 
 
+HealthProbe = Callable[[], Awaitable[bool | str]]  # True when up, else why not
+
+
 class OpsQueries:
     def __init__(
         self,
@@ -119,8 +123,11 @@ class OpsQueries:
         *,
         heartbeat_seconds: float = 10.0,
         simulated_market: bool = False,
+        gateways: Mapping[str, HealthProbe] | None = None,
     ) -> None:
-        """``simulated_market``: paper accounts trade the random-walk market (status says so)."""
+        """``simulated_market``: paper accounts trade the random-walk market (status says so);
+        ``gateways``: a health probe per MT5 gateway (``engine.gateway.probe.gateway_probe``)."""
+        self._gateways = dict(gateways or {})
         self._db = db
         self._brokers = brokers
         self._heartbeat_seconds = heartbeat_seconds
@@ -152,7 +159,10 @@ class OpsQueries:
             ).all()
             points = {account.id: await self._last_point(session, account.id) for account, _u in rows}
             session.expunge_all()
-        live = await asyncio.gather(*(self._live(account, live_seconds) for account, _u in rows))
+        live, gateways = await asyncio.gather(
+            asyncio.gather(*(self._live(account, live_seconds) for account, _u in rows)),
+            self._probe_gateways(live_seconds),
+        )
         accounts = []
         for (account, user), now_equity in zip(rows, live, strict=True):
             point = points[account.id]
@@ -199,6 +209,24 @@ class OpsQueries:
             accounts=tuple(accounts),
             simulated_market=self._simulated_market,
             paused_by_name=await self._actor_name(pause_value.get("by")) if paused else None,
+            gateways=gateways,
+        )
+
+    async def _probe_gateways(self, seconds: float | None) -> tuple[GatewayStatus, ...]:
+        async def one(name: str, probe: HealthProbe) -> GatewayStatus:
+            try:
+                async with asyncio.timeout(seconds or 3.0):
+                    answer = await probe()
+            except TimeoutError:
+                return GatewayStatus(name, False, "no answer in time")
+            except Exception as exc:  # a probe that fails is a gateway that is not up, not a failed /status
+                return GatewayStatus(name, False, f"probe failed: {type(exc).__name__}")
+            if answer is True:
+                return GatewayStatus(name, True, None)
+            return GatewayStatus(name, False, str(answer) if answer else "down")
+
+        return tuple(
+            await asyncio.gather(*(one(name, probe) for name, probe in sorted(self._gateways.items())))
         )
 
     async def _actor_name(self, actor: object) -> str | None:

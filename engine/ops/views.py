@@ -95,6 +95,13 @@ class Leader:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayStatus:
+    name: str  # as in MT5_GATEWAYS (``default``: MT5_GATEWAY_URL)
+    up: bool  # answered, its answer verified, every terminal it holds connected
+    detail: str | None  # why not (unreachable, refused, which logins are down)
+
+
+@dataclass(frozen=True, slots=True)
 class EngineStatus:
     paused: bool
     paused_by: str | None
@@ -108,6 +115,7 @@ class EngineStatus:
     accounts: tuple[AccountStatus, ...]  # at most the first ``limit``, by id
     simulated_market: bool = False  # paper accounts trade the random-walk market (no terminal prices)
     paused_by_name: str | None = None  # the pausing actor as people know it (``@alex``); None: the operator
+    gateways: tuple[GatewayStatus, ...] = ()  # the MT5 gateways of the settings, probed now
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,11 +16,11 @@ from typing import Any
 import aiohttp
 
 from engine.brokers.base import AccountSnapshot, OrderType, Side, Tick
-from mt5sim.pricefeed import SimulatedFeed
 from engine.execution.orders import BuiltOrder, OrderRules, SignalParams, build_order
 from engine.ingest.signing import signature_header
 from engine.risk.market_hours import parse_market_hours
 from mt5sim import feed
+from mt5sim.pricefeed import SimulatedFeed
 from sandbox import cast
 from sandbox.config import SandboxOptions
 from tests.support.ports import free_port
