@@ -52,11 +52,11 @@ def run_command() -> None:
     from tradebot.preflight import PreflightError, preflight
     from tradebot.runtime import Runtime, serve
 
+    require_matching_key(settings)  # a wrong SECRET_KEY stops here, before anything starts
     try:
         preflight(settings)  # token, port, Telegram: before migrations, the loop or the bot start
     except PreflightError as exc:
         fail(str(exc))
-    require_matching_key(settings)  # a wrong SECRET_KEY stops here, before anything starts
 
     try:
         asyncio.run(serve(Runtime(settings)))
