@@ -190,6 +190,9 @@ async def run_case(subscribers: int, mode: str, rate: float, seconds: float, tmp
             "CONSENT_VERSION": CONSENT,
             "MARKET_HOURS": "*=24/7",
             "LOG_LEVEL": "WARNING",
+            # one load generator is one client address: the per-client connection cap that keeps a
+            # greedy client from starving the others (docs/security.md) would only measure itself
+            "HTTP_MAX_CONNECTIONS_PER_CLIENT": "100000",
         }
         if mode == "channel":
             env["SIGNAL_CHANNEL_ID"] = str(CHANNEL)
