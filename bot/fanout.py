@@ -1,5 +1,7 @@
 """Fan-out of an accepted signal: a DM with Approve/Reject to every eligible subscriber, or one
-channel post (``SIGNAL_CHANNEL_ID``).
+channel post (``SIGNAL_CHANNEL_ID``). A subscriber whose own risk limits rule the signal out (below
+their minimum R:R, an instrument they turned off, paused by their daily loss limit) is left out;
+in channel mode the same limits refuse at execution, with the reason, when they tap.
 
 Runs as a relay subscriber on ``signal.accepted``. In one transaction it opens a pending
 decision per recipient, queues one outbox message each (keyed ``signal:<id>:<chat>``, so a
@@ -76,7 +78,10 @@ class Fanout:
                     }
                 messages = [Outgoing(signal_message_key(signal.id, channel), channel, "sendMessage", payload)]
             else:
-                recipients = await ctx.subscribers.recipients(session)
+                # Each subscriber's own limits may keep the signal from them (engine.risk.limits).
+                recipients = await ctx.engine.risk_limits.offered(
+                    session, signal, await ctx.subscribers.recipients(session)
+                )
                 decision_of = await ctx.approvals.open_pending(session, signal, recipients)
                 rendered: dict[str, tuple[str, tuple[str, str]]] = {}  # one text per language
                 messages = []
