@@ -18,7 +18,7 @@ def subscriber_commands() -> list[BotCommand]:
     return [
         BotCommand(command="start", description=_("Subscribe and accept the risk disclaimer")),
         BotCommand(command="account", description=_("Your account, balance and positions")),
-        BotCommand(command="settings", description=_("Language and notifications")),
+        BotCommand(command="settings", description=_("Language, notifications, risk limits")),
         BotCommand(command="stats", description=_("Performance and equity chart")),
         BotCommand(command="export", description=_("Your closed trades as CSV")),
         BotCommand(command="subscribe", description=_("Plans and payment in Stars")),

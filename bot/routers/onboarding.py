@@ -37,7 +37,7 @@ def help_text(is_admin: bool) -> str:
         "<b>Commands</b>\n"
         "/start: subscribe and accept the risk disclaimer\n"
         "/account: your execution account, balance and open positions\n"
-        "/settings: language and notifications\n"
+        "/settings: language, notifications and your risk limits\n"
         "/stop: stop receiving signals\n"
         "/help: this list\n\n"
         "Each signal arrives with Approve and Reject buttons; an approval executes the order on "
