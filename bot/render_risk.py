@@ -131,7 +131,7 @@ def risk_keyboard(view: RiskView) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-def instruments_text(view: RiskView) -> str:
+def instruments_text() -> str:
     return _(
         "🗂 <b>Instruments</b>\nTap one to turn it on or off. Signals for an instrument that is off "
         "are not offered to you."

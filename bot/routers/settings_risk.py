@@ -93,7 +93,7 @@ async def risk_button(
     await state.clear()
     await query.answer(_("Saved.") if action in ("sizing", "inst") else None)
     if action in ("instruments", "inst"):
-        await edit_or_keep(message, instruments_text(view), instruments_keyboard(view))
+        await edit_or_keep(message, instruments_text(), instruments_keyboard(view))
     else:
         await edit_or_keep(message, risk_text(view, utcnow()), risk_keyboard(view))
 

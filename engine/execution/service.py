@@ -7,6 +7,11 @@ send it. An answer that is lost (timeout, disconnect, exception, crash) leaves t
 SUBMITTING/UNKNOWN, and it is resolved by looking the client order id up at the broker before
 anything is sent again. Retries back off exponentially with jitter (tenacity), capped at
 120 s and bounded in number; when they run out the order is FAILED and ``order.failed`` tells ops.
+
+Before anything is sent the order passes the pre-trade risk chain (``engine.risk.chain``, the
+subscriber's own limits last) and is sized by the subscriber's risk limits (``sized_params``:
+the signal's risk %, their own % or fixed lots, capped at their max lots); the chain's exposure
+gates are asked again with the sized order in the claim's transaction, under the account's lock.
 """
 
 from __future__ import annotations
