@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -120,9 +121,7 @@ async def test_each_limit_refuses_with_its_name_and_facts(db: Database) -> None:
         assert (await execute(world, 1)).status == OrderStatus.FILLED
 
 
-def _hours(n: int) -> Any:
-    from datetime import timedelta
-
+def _hours(n: int) -> timedelta:
     return timedelta(hours=n)
 
 
