@@ -37,6 +37,13 @@ class SettingsCb(CallbackData, prefix="set"):
     value: str
 
 
+class RiskCb(CallbackData, prefix="rk"):
+    """/settings → Risk: show | back | sizing <mode> | ask <field> | instruments | inst <name> | cancel."""
+
+    action: str
+    value: str = ""
+
+
 class AccountCb(CallbackData, prefix="acct"):
     action: str  # "link" | "unlink" | "refresh" | "cancel"
 

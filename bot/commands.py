@@ -30,7 +30,7 @@ def _getting_started() -> list[BotCommand]:
     return [
         BotCommand(command="start", description=_("Subscribe and accept the risk disclaimer")),
         BotCommand(command="help", description=_("What the bot does")),
-        BotCommand(command="settings", description=_("Language and notifications")),
+        BotCommand(command="settings", description=_("Language, notifications, risk limits")),
         BotCommand(command="stop", description=_("Stop receiving signals")),
     ]
 

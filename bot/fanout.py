@@ -3,7 +3,8 @@
 The engine (``engine.approvals.fanout.FanoutPlanner``) moves accepted signals to DISPATCHED and
 opens their pending decisions, then emits ``signal.dispatched``. This relay subscriber turns that
 event into outbox rows: one channel post per signal (``SIGNAL_CHANNEL_ID``), or one DM with
-Approve/Reject per decision. The text is rendered once per signal and language; the rows for all
+Approve/Reject per decision (the planner opened decisions only for the subscribers whose own risk
+limits let the signal be offered; in channel mode those limits refuse at execution, when they tap). The text is rendered once per signal and language; the rows for all
 the recipients reading that language are built by the database in one INSERT ... SELECT (on a
 SQLite file, on the store's writer thread, so a large fan-out does not hold the event loop). Each row is keyed ``signal:<id>:<chat>``, so a replayed
 event queues nothing twice. A signal that expired before its turn is skipped.

@@ -16,6 +16,7 @@ from bot.callbacks import (
     ChannelCb,
     ConsentCb,
     DecisionCb,
+    RiskCb,
     SettingsCb,
     version_digest,
 )
@@ -76,7 +77,8 @@ def settings_keyboard(language: str, notifications: bool) -> InlineKeyboardMarku
     ]
     toggle = _("🔕 Turn notifications off") if notifications else _("🔔 Turn notifications on")
     notify = _button(toggle, SettingsCb(field="notify", value="off" if notifications else "on").pack())
-    return InlineKeyboardMarkup(inline_keyboard=[langs, [notify]])
+    risk = _button(_("⚖️ Risk limits"), RiskCb(action="show").pack())
+    return InlineKeyboardMarkup(inline_keyboard=[langs, [notify], [risk]])
 
 
 def account_keyboard(kind: str | None) -> InlineKeyboardMarkup:

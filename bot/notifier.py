@@ -4,7 +4,8 @@
 - ``order.filled|placed|rejected|failed``: the DM is edited again with the execution result
   (channel-mode approvals get the result by DM); ``order.failed`` also alerts ops.
 - ``signal.expired``: the signal's DMs and channel post lose their buttons.
-- ``position.closed`` and ``drawdown.triggered``: the account's owner is told.
+- ``position.closed``, ``drawdown.triggered`` and ``risk.daily_loss_reached`` (their daily loss
+  limit paused them until the next trading day): the account's owner is told.
 - a managed position's fills and stop moves (``position.partially_closed|closed|modified`` from
   ``engine.loop.management``): the subscriber, as a reply to the signal message in their DM
   (``bot.render_trades``); a break-even move caused by a target fill is told with that fill.
@@ -41,6 +42,7 @@ from bot.render import (
     signal_text,
     signed_money,
 )
+from bot.render_risk import daily_loss_text
 from bot.render_trades import fill_text, joined_note, stop_moved_text
 from bot.status import actor_name, heartbeat_text
 from engine.accounts.subscribers import STATUS_ACTIVE
@@ -61,8 +63,21 @@ OPS_ONLY = (
     ev.BROKER_RECONNECTED,
     ev.DRAWDOWN_WARNING,
 )
+# Every event type ``_messages`` turns into a message; the others never open a transaction. A type
+# handled there and missing here is silently never told (tests/bot/test_notifier_types.py checks).
 HANDLED = frozenset(
-    {ev.DECISION_RECORDED, ev.SIGNAL_EXPIRED, ev.POSITION_CLOSED, ev.DRAWDOWN_TRIGGERED, ev.HEARTBEAT}
+    {
+        ev.DECISION_RECORDED,
+        ev.SIGNAL_EXPIRED,
+        ev.POSITION_CLOSED,
+        ev.POSITION_PARTIALLY_CLOSED,
+        ev.POSITION_MODIFIED,
+        ev.DAILY_LOSS_REACHED,
+        ev.DRAWDOWN_TRIGGERED,
+        ev.ENGINE_PAUSED,
+        ev.ENGINE_RESUMED,
+        ev.HEARTBEAT,
+    }
     | set(ORDER_RESULTS)
     | set(OPS_ONLY)
 )
@@ -110,6 +125,8 @@ class Notifier:
             out += await self._trade(session, event, fill_text)
         elif t == ev.POSITION_MODIFIED:
             out += await self._trade(session, event, lambda p, _c: stop_moved_text(p))
+        elif t == ev.DAILY_LOSS_REACHED:
+            out += await self._owner(session, event, lambda p, _c: daily_loss_text(p))
         elif t == ev.DRAWDOWN_TRIGGERED:
             out += await self._owner(session, event, lambda p, _c: drawdown_owner_text(p))
             out += self._ops(event, self._ops_text(event))

@@ -18,6 +18,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot import formatting
+from engine.risk.limits import rounded_rr, signal_reward_risk
 from engine.store.models import Signal
 
 TWO = Decimal("0.01")
@@ -66,12 +67,9 @@ def duration(seconds: int) -> str:
 
 
 def reward_risk(signal: Signal) -> Decimal | None:
-    if signal.entry is None:
-        return None
-    risk = abs(signal.entry - signal.sl)
-    if risk == 0:
-        return None
-    return (abs(signal.tp - signal.entry) / risk).quantize(TWO, rounding=ROUND_HALF_UP)
+    """The R:R the signal declares, as shown (two decimals); subscribers' minimum R:R compares it."""
+    rr = signal_reward_risk(signal)
+    return None if rr is None else rounded_rr(rr)
 
 
 def side_label(side: str) -> str:
@@ -129,8 +127,45 @@ def decision_line(status: str, decided_at: datetime | None) -> str:
     return _("⌛ Expired: no decision was taken in time.")
 
 
-def refusal_reason(code: str | None, reason: str | None) -> str:
-    """A localized reason for a refused order, falling back to the engine's own words."""
+def limit_refusal(code: str | None, params: dict[str, Any]) -> str | None:
+    """A refusal by one of the subscriber's own risk limits (``engine.risk.limit_gates``), with its
+    facts; None for other codes."""
+    p = {k: esc(v) for k, v in params.items()}
+    if code == "limit_daily_loss":
+        until = params.get("until")
+        when = utc_time(datetime.fromisoformat(str(until))) if until else "—"
+        return _("your daily loss limit ({limit}%) was reached; new trades resume at {time}").format(
+            limit=p.get("limit", "?"), time=when
+        )
+    if code == "limit_instrument":
+        return _("you turned {instrument} off in /settings → Risk").format(
+            instrument=p.get("instrument", "?")
+        )
+    if code == "limit_min_rr":
+        return _("its reward-to-risk {rr} is below your minimum {min_rr}").format(
+            rr=p.get("rr", "?"), min_rr=p.get("min_rr", "?")
+        )
+    if code == "limit_max_positions":
+        return _("you already have {open} open trades; your maximum is {max}").format(
+            open=p.get("open", "?"), max=p.get("max", "?")
+        )
+    if code == "limit_open_risk":
+        return _("it would bring your open risk to {total}% of equity; your maximum is {limit}%").format(
+            total=p.get("total", "?"), limit=p.get("limit", "?")
+        )
+    if code == "max_lots":
+        return _(
+            "your maximum of {limit} lots per trade is below the broker's minimum of {minimum} lots"
+        ).format(limit=price(params.get("limit")), minimum=price(params.get("volume_min")))
+    return None
+
+
+def refusal_reason(code: str | None, reason: str | None, params: dict[str, Any] | None = None) -> str:
+    """A localized reason for a refused order (with its facts where the code has them), falling back
+    to the engine's own words."""
+    limited = limit_refusal(code, params or {})
+    if limited is not None:
+        return limited
     known = {
         "paused": _("trading is paused by an admin"),
         "account_halted": _("trading on your account is halted"),
@@ -250,7 +285,7 @@ def result_line(event_type: str, payload: dict[str, Any]) -> str:
         return placed
     details = payload.get("details") if isinstance(payload.get("details"), dict) else None
     reason = refusal_numbers(payload.get("reason_code"), details) or refusal_reason(
-        payload.get("reason_code"), payload.get("reason")
+        payload.get("reason_code"), payload.get("reason"), details
     )
     return _("⚠️ Not executed: {reason}.").format(reason=reason)
 

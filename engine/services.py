@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from engine.reconcile.service import Reconciler
     from engine.risk.control import EngineControl
     from engine.risk.drawdown import DrawdownGuard
+    from engine.risk.limits import RiskLimitsService
     from engine.settings import Settings
     from engine.store.crypto import SecretBox
     from engine.store.db import Database
@@ -63,6 +64,7 @@ class EngineServices:
     billing_sweeper: BillingSweeper  # expiry reminders and drops to the free plan
     referrals: ReferralService  # referral ledger, summaries, payouts
     auto_execute: AutoExecutor  # opt-in auto-execution (relay subscriber)
+    risk_limits: RiskLimitsService  # each subscriber's own limits (/settings → Risk), offer filter
     analytics: AnalyticsService  # metrics, charts, exports, daily summaries (/stats)
     updates: UpdateService  # producer updates and subscriber controls, stored once
     changes: ChangeService  # those updates applied to each position exactly once

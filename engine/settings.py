@@ -16,6 +16,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from engine.risk.trading_day import DEFAULT_TRADING_DAY_START, TradingDay
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/tradebot.db"
 DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
 DEFAULT_INSTRUMENTS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "US500", "BTCUSD")
@@ -34,6 +36,14 @@ class BrokerKind(StrEnum):
 class BillingMode(StrEnum):
     OFF = "off"  # every user has every entitlement; no plans, no /subscribe
     ON = "on"  # plans (PLANS_FILE or the shipped defaults), Stars payments, entitlement gating
+
+
+class RiskSizing(StrEnum):
+    """How a subscriber's order is sized (``RISK_SIZING``, the default of /settings → Risk)."""
+
+    SIGNAL = "signal"  # the signal's own risk_percent of equity
+    RISK_PERCENT = "risk_percent"  # the subscriber's risk % of equity
+    FIXED = "fixed"  # a fixed number of lots
 
 
 class DrawdownReference(StrEnum):
@@ -76,7 +86,11 @@ def _check_gateway(name: str, url: str) -> None:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        env_ignore_empty=True,  # `NAME=` (as .env.example writes optional settings) means unset
     )
 
     # Telegram
@@ -143,6 +157,16 @@ class Settings(BaseSettings):
     approval_ttl_seconds: int = Field(default=900, ge=60, le=86400)
     # A signal whose entry is further than this from the known market price is refused (422).
     max_entry_deviation_percent: Decimal = Field(default=Decimal("20"), gt=0, le=1000)
+    # Defaults of each subscriber's own limits (/settings → Risk; docs/trade-management.md). The
+    # subscriber's risk % defaults to DEFAULT_RISK_PERCENT and their max lots to MAX_VOLUME (which
+    # also caps every order); empty = no such limit until the subscriber sets one.
+    risk_sizing: RiskSizing = RiskSizing.SIGNAL
+    risk_fixed_lots: Decimal = Field(default=Decimal("0.01"), gt=0, le=100)
+    risk_max_positions: int | None = Field(default=None, ge=1, le=100)
+    risk_max_open_risk_percent: Decimal | None = Field(default=None, gt=0, le=100)
+    risk_daily_loss_percent: Decimal | None = Field(default=None, gt=0, le=100)
+    risk_min_rr: Decimal | None = Field(default=None, gt=0, le=20)
+    trading_day_start: str = DEFAULT_TRADING_DAY_START  # "HH:MM Zone": when a daily loss resets
 
     # Producers
     producer_rate_per_second: Decimal = Field(default=Decimal("10"), gt=0)
@@ -203,6 +227,12 @@ class Settings(BaseSettings):
         except UnknownStrategy as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("trading_day_start")
+    @classmethod
+    def _trading_day_start(cls, value: str) -> str:
+        TradingDay.parse(value)
+        return value.strip()
 
     @field_validator("mt5_gateways", "mt5_gateway_tokens", "gateway_terminals", mode="before")
     @classmethod

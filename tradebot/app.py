@@ -49,7 +49,9 @@ from engine.ops.queries import OpsQueries
 from engine.ops.service import OpsService
 from engine.reconcile.service import Reconciler
 from engine.risk.control import EngineControl
+from engine.risk.daily_loss import DailyLossWatch
 from engine.risk.drawdown import DrawdownGuard, GuardConfig
+from engine.risk.limits import RiskLimitsService
 from engine.risk.market_hours import parse_market_hours
 from engine.services import EngineServices
 from engine.settings import BrokerKind, Settings, SettingsError
@@ -177,7 +179,10 @@ def build_services(
     relay = EventRelay(db) if relay_poll_seconds is None else EventRelay(db, poll_seconds=relay_poll_seconds)
     market = paper_market or paper_market_for(settings)
     registry = BrokerRegistry(broker_factory or default_broker_factory(settings, db, secrets, market))
-    execution = ExecutionService(db, registry, order_rules_for(settings), relay, execution_config)
+    risk_limits = RiskLimitsService.from_settings(db, settings)
+    execution = ExecutionService(
+        db, registry, order_rules_for(settings), relay, execution_config, limits=risk_limits.defaults
+    )
     accounts = AccountService(db, settings, registry, secrets, mt5_connector)
     closer = PositionCloser(db, registry, relay)
     guard = DrawdownGuard(db, closer, registry, GuardConfig.from_settings(settings), relay)
@@ -196,6 +201,7 @@ def build_services(
         lease=lease or make_lease(db, ttl_seconds=loop_config.lease_ttl_seconds),
         config=loop_config,
         changes=changes,
+        daily_loss=DailyLossWatch(db, risk_limits.defaults, relay),
     )
     catalog = catalog_for(settings)  # billing off: one free plan with every entitlement
     execution.chain.add(EntitlementGate(catalog), before="drawdown")
@@ -235,8 +241,15 @@ def build_services(
         billing_sweeper=BillingSweeper(db, catalog, relay),
         referrals=ReferralService(db),
         auto_execute=AutoExecutor(
-            db, settings, catalog, relay, execution.submit_in_background, chain=execution.chain
+            db,
+            settings,
+            catalog,
+            relay,
+            execution.submit_in_background,
+            chain=execution.chain,
+            limits=risk_limits,
         ),
+        risk_limits=risk_limits,
         analytics=AnalyticsService(db),
         updates=UpdateService(db, relay),
         changes=changes,

@@ -15,6 +15,7 @@ def all_routers() -> list[Router]:
         onboarding,
         referrals,
         settings,
+        settings_risk,
         stats,
     )
 
@@ -24,6 +25,7 @@ def all_routers() -> list[Router]:
         admin.build_router(),
         account.build_router(),
         settings.build_router(),
+        settings_risk.build_router(),  # /settings → Risk
         stats.build_router(),  # analytics: /stats, /export
         billing.build_router(),  # billing: /subscribe, payments (before onboarding's text fallback)
         autotrade.build_router(),  # /auto

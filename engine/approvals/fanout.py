@@ -27,7 +27,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, String, Table, func, insert, literal, select, true, update
+from sqlalchemy import (
+    Connection,
+    String,
+    Table,
+    and_,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -36,12 +49,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from engine.accounts.subscribers import recipients_query
 from engine.observability.logs import correlation_id
 from engine.risk.control import PAUSE_KEY
+from engine.risk.limits import LimitDefaults, OfferRule, offer_rule
 from engine.settings import Settings
 from engine.states import SIGNAL, DecisionStatus, SignalStatus
 from engine.store.db import Database, UTCDateTime, utcnow
 from engine.store.events import ENGINE_RESUMED, SIGNAL_ACCEPTED, SIGNAL_DISPATCHED, Event, EventRelay
 from engine.store.ids import uuid4
-from engine.store.models import AuditLog, Decision, DomainEvent, EngineState, Signal
+from engine.store.models import AuditLog, Decision, DomainEvent, EngineState, RiskLimits, Signal
 
 MODE_DM = "dm"
 MODE_CHANNEL = "channel"
@@ -74,6 +88,7 @@ class FanoutPlanner:
         self._db = db
         self._settings = settings
         self._relay = relay
+        self._limits = LimitDefaults.from_settings(settings)  # subscribers' own limits filter offers
 
     @property
     def mode(self) -> str:
@@ -94,7 +109,7 @@ class FanoutPlanner:
         cid = correlation_id.get()
 
         def run(conn: Connection) -> Plan:
-            return _plan(conn, list(signal_ids), backlog, mode, consent, now, cid)
+            return _plan(conn, list(signal_ids), backlog, mode, consent, now, cid, self._limits)
 
         plan = await self._db.writer.call(run)
         if plan.signals and self._relay is not None:
@@ -110,6 +125,7 @@ def _plan(
     consent: str,
     now: datetime,
     cid: str | None,
+    limits: LimitDefaults,
 ) -> Plan:
     if _paused(conn):
         return Plan(mode, [], paused=True)
@@ -122,8 +138,26 @@ def _plan(
             conn.scalar(select(func.count()).select_from(recipients_query(consent).subquery())) or 0
         )
         if recipients:
-            _open_decisions(conn, claimed, consent, now)
-            counts = dict.fromkeys(claimed, recipients)
+            # each subscriber's own limits may keep a signal from them (engine.risk.limits): below
+            # their minimum R:R, an instrument they turned off, paused by their daily loss limit
+            rows = conn.execute(select(RiskLimits)).all()  # only subscribers who changed a limit
+            if not rows and limits.min_rr is None:  # nobody's limits rule anything out
+                _open_decisions(conn, claimed, consent, now)
+                counts = dict.fromkeys(claimed, recipients)
+            else:
+                signals = conn.execute(
+                    select(Signal.id, Signal.instrument, Signal.entry, Signal.sl, Signal.tp).where(
+                        Signal.id.in_(claimed)
+                    )
+                ).all()
+                rules = {signal.id: offer_rule(signal, rows, limits, now) for signal in signals}
+                _open_decisions(conn, claimed, consent, now, rules)
+                opened = conn.execute(
+                    select(Decision.signal_id, func.count())
+                    .where(Decision.signal_id.in_(claimed), Decision.via == VIA_DM)
+                    .group_by(Decision.signal_id)
+                ).all()
+                counts.update({signal_id: int(n) for signal_id, n in opened})
     conn.execute(
         insert(_AUDIT),
         [
@@ -178,10 +212,16 @@ def _claim(conn: Connection, signal_ids: list[str], backlog: bool, now: datetime
     return [signal_id for signal_id, _ in moved]
 
 
-def _open_decisions(conn: Connection, signal_ids: list[str], consent: str, now: datetime) -> int:
+def _open_decisions(
+    conn: Connection,
+    signal_ids: list[str],
+    consent: str,
+    now: datetime,
+    rules: dict[str, OfferRule] | None = None,
+) -> int:
     """One pending DM decision per signal and recipient, in one INSERT ... SELECT (ids made by the
-    database); a (signal, user) pair that has a decision already is skipped. Returns how many
-    were opened."""
+    database); a (signal, user) pair that has a decision already is skipped; with ``rules``, only
+    the recipients each signal's rule offers it to. Returns how many were opened."""
     r = recipients_query(consent).subquery()
     rows = (
         select(
@@ -199,6 +239,16 @@ def _open_decisions(conn: Connection, signal_ids: list[str], consent: str, now: 
         .join(r, true())
     )  # every signal of the batch with every recipient
     rows = rows.where(Signal.id.in_(signal_ids))
+    if rules is not None:
+        offered = []
+        for signal_id, rule in rules.items():
+            who: ColumnElement[bool]
+            if rule.default:
+                who = r.c.id.not_in(rule.flipped) if rule.flipped else true()
+            else:
+                who = r.c.id.in_(rule.flipped) if rule.flipped else false()
+            offered.append(and_(Signal.id == signal_id, who))
+        rows = rows.where(or_(*offered)) if offered else rows.where(false())
     columns = [
         "id",
         "signal_id",

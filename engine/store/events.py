@@ -40,6 +40,9 @@ POSITION_PARTIALLY_CLOSED = "position.partially_closed"
 CHANGE_REFUSED = "position.change_refused"  # an update refused for one position (the owner is told)
 DRAWDOWN_WARNING = "drawdown.warning"
 DRAWDOWN_TRIGGERED = "drawdown.triggered"
+DAILY_LOSS_REACHED = (
+    "risk.daily_loss_reached"  # a subscriber's daily loss limit paused them (the owner is told)
+)
 HEARTBEAT = "heartbeat"
 BROKER_DISCONNECTED = "broker.disconnected"
 BROKER_RECONNECTED = "broker.reconnected"

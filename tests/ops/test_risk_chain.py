@@ -55,7 +55,15 @@ def test_the_standard_chain_is_in_order() -> None:
         "market_hours",
         "drawdown",
     ]
-    assert risk_chain().names[-2:] == ["entitlement", "drawdown"]
+    assert risk_chain().names[-7:] == [
+        "entitlement",
+        "drawdown",
+        "limit_daily_loss",
+        "limit_instrument",
+        "limit_min_rr",
+        "limit_max_positions",
+        "limit_open_risk",
+    ]
 
 
 async def test_each_gate_refuses_with_its_name(db: Database) -> None:
