@@ -18,6 +18,7 @@ def subscriber_commands() -> list[BotCommand]:
     return [
         BotCommand(command="start", description=_("Subscribe and accept the risk disclaimer")),
         BotCommand(command="account", description=_("Your account, balance and positions")),
+        BotCommand(command="positions", description=_("Your open positions, with Close buttons")),
         BotCommand(command="settings", description=_("Language and notifications")),
         BotCommand(command="stats", description=_("Performance and equity chart")),
         BotCommand(command="export", description=_("Your closed trades as CSV")),
@@ -46,7 +47,9 @@ async def set_commands(bot: Bot, ctx: BotContext) -> None:
     for language in MENU_LANGUAGES:
         with in_locale(ctx.i18n, language or ctx.i18n.default_locale):
             subscriber = subscriber_commands()
-            admin = subscriber + admin_commands()
+            extra = admin_commands()
+            taken = {c.command for c in extra}  # /positions: the admin's wider one replaces it
+            admin = [c for c in subscriber if c.command not in taken] + extra
         await bot.set_my_commands(subscriber, scope=BotCommandScopeDefault(), language_code=language)
         for admin_id in ctx.settings.admin_ids:
             try:

@@ -37,17 +37,19 @@ def help_text(is_admin: bool) -> str:
         "<b>Commands</b>\n"
         "/start: subscribe and accept the risk disclaimer\n"
         "/account: your execution account, balance and open positions\n"
+        "/positions: your open positions with live P/L and Close, Close 50 % and Stop → entry\n"
         "/settings: language and notifications\n"
         "/stop: stop receiving signals\n"
         "/help: this list\n\n"
         "Each signal arrives with Approve and Reject buttons; an approval executes the order on "
-        "your account and this chat shows the result."
+        "your account and this chat shows the result. Once it has filled, the signal keeps Close, "
+        "Close 50 % and Stop → entry buttons."
     )
     if is_admin:
         text += "\n\n" + _(
             "<b>Admin</b>\n"
             "/status: engine state, heartbeat, equity per account, outbox depth\n"
-            "/positions: every open position\n"
+            "/positions: every open position (/positions mine: your own)\n"
             "/pause and /resume: stop or restart new signals and executions\n"
             "/closeall: close every position on every account (asks to confirm)"
         )

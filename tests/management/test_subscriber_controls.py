@@ -24,9 +24,7 @@ async def _world(db) -> World:
 
 async def _decision(world: World, n: int) -> str:
     async with world.db.sessions() as s:
-        return str(
-            await s.scalar(select(Decision.id).where(Decision.account_id == world.accounts[n].id))
-        )
+        return str(await s.scalar(select(Decision.id).where(Decision.account_id == world.accounts[n].id)))
 
 
 async def _count(db, model) -> int:
