@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from bot.callbacks import CLOSE, CLOSE_HALF, NO, STOP_TO_ENTRY, PositionCb
-from engine.store.models import Decision, Order, Position, PositionChange, SignalUpdate
+from engine.store.models import Decision, Order, Position, PositionChange, Signal, SignalUpdate
 from tests.support.bot_world import ADMIN, World
 from tests.support.telegram import buttons
 from tests.support.waiting import eventually
@@ -244,3 +244,41 @@ async def test_an_expired_pending_order_is_removed_and_the_subscriber_told(world
     assert await eventually(told_once)
     await world.services.reconciler.reconcile_account(await world.account_of(651))  # type: ignore[arg-type]
     assert await eventually(told_once)
+
+
+async def test_a_providers_updates_are_told_as_replies_to_the_signal(world: World) -> None:
+    await world.subscribe(661)
+    signal, _decision = await _filled(world, 661)
+    async with world.db.sessions() as s:
+        signal_id, producer_id = (
+            await s.execute(
+                select(Decision.signal_id, Signal.producer_id).join(Signal).where(Decision.chat_id == 661)
+            )
+        ).one()
+
+    async def provider(body: str) -> None:
+        await world.services.updates.submit(producer_id, signal_id, body.encode())
+
+    # below the entry a stop at the entry is refused: the subscriber is told why
+    world.prices.quotes["EURUSD"] = (Decimal("1.09950"), Decimal("1.09960"))
+    await provider('{"action": "move_sl", "sl": "entry"}')
+    refused = await world.wait_text(661, "could not be applied", timeout=10)
+    assert refused["text"] == (
+        "⚠️ The provider's update could not be applied to your position: "
+        "the stop would be on the wrong side of the price."
+    )
+    assert refused["reply_to_message"]["message_id"] == signal["message_id"]
+    await provider('{"action": "move_sl", "sl": "1.09850"}')
+    moved = await world.wait_text(661, "The provider moved the stop", timeout=10)
+    assert moved["text"] == "🛡 The provider moved the stop to 1.0985."
+    before = (await _position(world, 661)).volume
+    await provider('{"action": "close", "percent": 50}')
+    half = await world.wait_text(661, "The provider closed", timeout=10)
+    closed = (before / 2).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
+    assert half["text"].startswith(f"✂️ The provider closed {closed} lots at 1.0995 (")
+    assert half["text"].endswith(f"; {before - closed} lots stay open.")
+    assert half["reply_to_message"]["message_id"] == signal["message_id"]
+    await provider('{"action": "close"}')
+    gone = await world.wait_text(661, "Closed by the provider", timeout=10)
+    assert gone["reply_to_message"]["message_id"] == signal["message_id"]
+    await world.wait_message(661, lambda m: m["message_id"] == signal["message_id"] and not buttons(m))
