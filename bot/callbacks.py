@@ -54,6 +54,27 @@ class AdminCb(CallbackData, prefix="adm"):
     scope: str = "e"  # scope_token(): e (everything) | a<account id> | s<subscriber's Telegram id>
 
 
+# A subscriber's position buttons: what they act on, packed as ``d<decision id>`` (the buttons under
+# a filled signal: every position that approval opened) or ``p<position id>`` (/positions).
+CLOSE, CLOSE_HALF, STOP_TO_ENTRY, NO = "c", "h", "e", "n"
+CONTROL_NAMES = {CLOSE: "close", CLOSE_HALF: "close_half", STOP_TO_ENTRY: "stop_to_entry"}
+
+
+class PositionCb(CallbackData, prefix="pos"):
+    """Close | Close 50 % | Stop → entry -> 43 bytes packed at most."""
+
+    action: str  # CLOSE | CLOSE_HALF | STOP_TO_ENTRY
+    ref: str  # d<decision id> | p<position id>
+
+
+class PositionConfirmCb(CallbackData, prefix="posok"):
+    """The answer to "Close ...?": yes (the action) or NO -> 56 bytes packed at most."""
+
+    action: str  # CLOSE | CLOSE_HALF | NO
+    ref: str
+    issued: int  # unix seconds when the confirmation was offered
+
+
 def scope_token(scope: Scope) -> str:
     """A command-layer scope in a button (":" separates callback fields, so no ``describe()`` here)."""
     return "e" if scope.id is None else scope.kind.value[0] + str(scope.id)

@@ -39,6 +39,7 @@ def _trading() -> list[BotCommand]:
     return [
         BotCommand(command="account", description=_("Your account, balance and positions")),
         BotCommand(command="auto", description=_("Automatic execution on or off")),
+        BotCommand(command="positions", description=_("Your open positions, with Close buttons")),
         BotCommand(command="stats", description=_("Performance and equity chart")),
         BotCommand(command="export", description=_("Your closed trades as CSV")),
     ]
@@ -103,7 +104,9 @@ async def set_commands(bot: Bot, ctx: BotContext) -> None:
     for language in MENU_LANGUAGES:
         with in_locale(ctx.i18n, language or ctx.i18n.default_locale):
             subscriber = subscriber_commands()
-            admin = subscriber + admin_commands()
+            extra = admin_commands()
+            taken = {c.command for c in extra}  # /positions: the admin's wider one replaces it
+            admin = [c for c in subscriber if c.command not in taken] + extra
         await bot.set_my_commands(subscriber, scope=BotCommandScopeDefault(), language_code=language)
         for admin_id in ctx.settings.admin_ids:
             try:

@@ -90,6 +90,9 @@ class Fanout:
                 return len(posts)
 
         elif mode == MODE_DM and groups:
+            # queued in the planned order: each chat receives the signals in the order they arrived
+            position = {signal_id: n for n, signal_id in enumerate(ids)}
+            groups.sort(key=lambda g: (position.get(g[0], len(position)), g[1]))
             texts = [self._dm_text(signals[signal_id], language) for signal_id, language in groups]
 
             def write(conn: Connection) -> int:

@@ -10,16 +10,23 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import (
     APPROVE,
+    CLOSE,
+    CLOSE_HALF,
+    NO,
     REJECT,
+    STOP_TO_ENTRY,
     AccountCb,
     AdminCb,
     ChannelCb,
     ConsentCb,
     DecisionCb,
+    PositionCb,
+    PositionConfirmCb,
     RiskCb,
     SettingsCb,
     version_digest,
 )
+from bot.render_trades import control_labels
 
 LANGUAGES = {"en": "English", "es": "Español"}
 NO_KEYBOARD: dict[str, list[list[dict[str, str]]]] = {"inline_keyboard": []}
@@ -103,6 +110,41 @@ def closeall_keyboard(now: float | None = None, *, scope: str = "e") -> InlineKe
                     _("Yes, close everything"), AdminCb(action="closeall", issued=issued, scope=scope).pack()
                 ),
                 _button(_("Cancel"), AdminCb(action="cancel", issued=issued, scope=scope).pack()),
+            ]
+        ]
+    )
+
+
+def control_buttons(ref: str, prefix: str = "") -> list[InlineKeyboardButton]:
+    """Close, Close 50 %, Stop → entry for ``ref`` (``d<decision id>`` or ``p<position id>``)."""
+    labels = control_labels()
+    actions = (CLOSE, CLOSE_HALF, STOP_TO_ENTRY)
+    return [
+        _button(prefix + label, PositionCb(action=action, ref=ref).pack())
+        for label, action in zip(labels, actions, strict=True)
+    ]
+
+
+def controls_markup(decision_id: str) -> dict[str, Any]:
+    """The buttons under a filled signal, as Bot API JSON (for the outbox)."""
+    row = [{"text": b.text, "callback_data": b.callback_data} for b in control_buttons("d" + decision_id)]
+    return {"inline_keyboard": [row]}
+
+
+def positions_keyboard(position_ids: list[int]) -> InlineKeyboardMarkup | None:
+    """/positions: one row of buttons per position, numbered like the list."""
+    rows = [control_buttons(f"p{pid}", f"{n}· ") for n, pid in enumerate(position_ids, 1)]
+    return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
+
+
+def close_confirm_keyboard(action: str, ref: str, now: float | None = None) -> InlineKeyboardMarkup:
+    issued = int(now if now is not None else time.time())
+    yes = _("Yes, close half") if action == CLOSE_HALF else _("Yes, close")
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                _button(yes, PositionConfirmCb(action=action, ref=ref, issued=issued).pack()),
+                _button(_("Cancel"), PositionConfirmCb(action=NO, ref=ref, issued=issued).pack()),
             ]
         ]
     )

@@ -9,6 +9,11 @@
 - a managed position's fills and stop moves (``position.partially_closed|closed|modified`` from
   ``engine.loop.management``): the subscriber, as a reply to the signal message in their DM
   (``bot.render_trades``); a break-even move caused by a target fill is told with that fill.
+- what a provider's update or the subscriber's own control did to a position (the same events
+  carrying ``source``, and ``position.change_refused``), and ``order.expired``: the same reply.
+- ``order.filled`` (and any later result) while the approval has a position open: the signal
+  message gets Close / Close 50 % / Stop → entry (``bot.routers.positions``); when its last
+  position closes, the buttons go.
 - engine start/stop, pause/resume, drawdown, broker connection: an ops alert; ``heartbeat``: an
   ops summary at most once per ``OPS_HEARTBEAT_SECONDS``.
 
@@ -26,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.context import BotContext
 from bot.fanout import signal_message_key
-from bot.keyboards import NO_KEYBOARD
+from bot.keyboards import NO_KEYBOARD, controls_markup
 from bot.outbox import Outgoing, enqueue, pending_count
 from bot.render import (
     decision_line,
@@ -43,17 +48,25 @@ from bot.render import (
     signed_money,
 )
 from bot.render_risk import daily_loss_text
-from bot.render_trades import fill_text, joined_note, stop_moved_text
+from bot.render_trades import change_text, expired_text, fill_text, joined_note, stop_moved_text
 from bot.status import actor_name, heartbeat_text
 from engine.accounts.subscribers import STATUS_ACTIVE
 from engine.approvals.service import VIA_CHANNEL, VIA_DM
 from engine.ops.queries import account_currencies
 from engine.risk.control import is_paused
-from engine.states import DecisionStatus, OrderStatus
+from engine.states import DecisionStatus, OrderStatus, PositionStatus
 from engine.store import events as ev
-from engine.store.models import Decision, ExecutionAccount, Order, OutboxMessage, Signal, User
+from engine.store.models import Decision, ExecutionAccount, Order, OutboxMessage, Position, Signal, User
 
+OPEN_POSITIONS = (PositionStatus.OPEN.value, PositionStatus.CLOSING.value)
 ORDER_RESULTS = (ev.ORDER_FILLED, ev.ORDER_PLACED, ev.ORDER_REJECTED, ev.ORDER_FAILED)
+# What an update or a subscriber's control did to one position (the payload carries ``source``).
+CHANGE_OUTCOMES = (
+    ev.POSITION_CLOSED,
+    ev.POSITION_PARTIALLY_CLOSED,
+    ev.POSITION_MODIFIED,
+    ev.CHANGE_REFUSED,
+)
 OPS_ONLY = (
     ev.ENGINE_STARTED,
     ev.ENGINE_STOPPING,
@@ -72,6 +85,8 @@ HANDLED = frozenset(
         ev.POSITION_CLOSED,
         ev.POSITION_PARTIALLY_CLOSED,
         ev.POSITION_MODIFIED,
+        ev.ORDER_EXPIRED,
+        ev.CHANGE_REFUSED,
         ev.DAILY_LOSS_REACHED,
         ev.DRAWDOWN_TRIGGERED,
         ev.ENGINE_PAUSED,
@@ -119,6 +134,10 @@ class Notifier:
                 out += await self._refusals(session, event)
         elif t == ev.SIGNAL_EXPIRED:
             out += await self._expired(session, event)
+        elif t == ev.ORDER_EXPIRED:
+            out += await self._trade(session, event, lambda p, _c: expired_text(p))
+        elif t in CHANGE_OUTCOMES and "source" in event.payload:
+            out += await self._trade(session, event, lambda p, c: change_text(t, p, c))
         elif t == ev.POSITION_CLOSED and "kind" not in event.payload:
             out += await self._owner(session, event, self._position_closed)
         elif t in (ev.POSITION_CLOSED, ev.POSITION_PARTIALLY_CLOSED):
@@ -137,6 +156,8 @@ class Notifier:
             out += self._ops(event, self._ops_text(event))
         elif t == ev.HEARTBEAT:
             out += await self._heartbeat(session, event)
+        if t == ev.POSITION_CLOSED:  # the last position of an approval closed: its buttons go
+            out += await self._controls_gone(session, event)
         return out
 
     # ------------------------------------------------------------------ subscribers' DMs
@@ -181,6 +202,8 @@ class Notifier:
             note = joined_note(list(plans)) if event.type == ev.ORDER_FILLED else None
             if note:
                 result += "\n" + note
+            # Close / Close 50 % / Stop → entry while the approval has a position open
+            controls = controls_markup(decision.id) if await _has_open(session, decision.id) else None
             if decision.via == VIA_DM and decision.chat_id is not None:
                 text = "\n\n".join(
                     [
@@ -190,12 +213,15 @@ class Notifier:
                     ]
                 )
                 ref = signal_message_key(signal.id, decision.chat_id)
-                return [
-                    Outgoing(key, decision.chat_id, "editMessageText", _edit(decision.chat_id, ref, text))
-                ]
+                edit = _edit(decision.chat_id, ref, text)
+                if controls is not None:
+                    edit["reply_markup"] = controls
+                return [Outgoing(key, decision.chat_id, "editMessageText", edit)]
             if decision.via == VIA_CHANNEL and user.status == STATUS_ACTIVE:
                 text = signal_text(signal, self._ctx.settings.order_expiry_hours) + "\n\n" + result
-                payload = {"chat_id": user.telegram_id, "text": text, "parse_mode": "HTML"}
+                payload: dict[str, Any] = {"chat_id": user.telegram_id, "text": text, "parse_mode": "HTML"}
+                if controls is not None:
+                    payload["reply_markup"] = controls
                 return [Outgoing(key, user.telegram_id, "sendMessage", payload)]
         return []
 
@@ -276,6 +302,9 @@ class Notifier:
         if user is None or user.status != STATUS_ACTIVE:
             return []
         currency = str(event.payload.get("currency") or "")
+        if not currency:
+            account = await session.get(ExecutionAccount, event.payload.get("account_id"))
+            currency = account.currency if account is not None else ""
         with in_locale(self._ctx.i18n, user.language):
             text = render(event.payload, currency)
         if not text:
@@ -291,6 +320,21 @@ class Notifier:
             payload["_meta"] = {"reply_to": signal_message_key(decision.signal_id, decision.chat_id)}
         chat = int(payload["chat_id"])
         return [Outgoing(f"ev:{event.event_id}:{chat}", chat, "sendMessage", payload)]
+
+    async def _controls_gone(self, session: AsyncSession, event: ev.Event) -> list[Outgoing]:
+        """The approval's last position closed: the buttons under the signal message go."""
+        order = await session.get(Order, event.payload.get("order_id") or "")
+        decision = await session.get(Decision, order.decision_id) if order is not None else None
+        if decision is None or decision.via != VIA_DM or decision.chat_id is None:
+            return []
+        if await _has_open(session, decision.id):
+            return []
+        payload = {
+            "chat_id": decision.chat_id,
+            "reply_markup": NO_KEYBOARD,
+            "_meta": {"ref": signal_message_key(decision.signal_id, decision.chat_id)},
+        }
+        return [Outgoing(f"controls-gone:{decision.id}", decision.chat_id, "editMessageReplyMarkup", payload)]
 
     @staticmethod
     def _position_closed(payload: dict[str, Any], currency: str) -> str:
@@ -364,6 +408,17 @@ def refusals_text(signal: Signal, counts: list[tuple[str | None, int]]) -> str:
     ]
     lines += [f"• {n} × {refusal_reason(code, None)}" for code, n in counts]
     return "\n".join(lines)
+
+
+async def _has_open(session: AsyncSession, decision_id: str) -> bool:
+    """Whether a position opened by this approval (any target leg) is still open."""
+    found = await session.scalar(
+        select(Position.id)
+        .join(Order, Order.id == Position.order_id)
+        .where(Order.decision_id == decision_id, Position.status.in_(OPEN_POSITIONS))
+        .limit(1)
+    )
+    return found is not None
 
 
 def ops_text(event_type: str, p: dict[str, Any]) -> str | None:

@@ -13,6 +13,7 @@ def all_routers() -> list[Router]:
         autotrade,
         billing,
         onboarding,
+        positions,
         referrals,
         settings,
         settings_risk,
@@ -22,6 +23,7 @@ def all_routers() -> list[Router]:
     # Approvals first (the hot path); onboarding last, as it holds the fallback for other text.
     return [
         approvals.build_router(),
+        positions.build_router(),  # before admin: a subscriber's own /positions, position buttons
         admin.build_router(),
         account.build_router(),
         settings.build_router(),

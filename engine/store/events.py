@@ -33,6 +33,7 @@ ORDER_FILLED = "order.filled"
 ORDER_PLACED = "order.placed"
 ORDER_REJECTED = "order.rejected"
 ORDER_FAILED = "order.failed"
+ORDER_EXPIRED = "order.expired"  # a resting order past its expiry, removed at the broker (the owner is told)
 POSITION_OPENED = "position.opened"
 POSITION_CLOSED = "position.closed"
 POSITION_MODIFIED = "position.modified"

@@ -12,7 +12,7 @@
     nextSignalAt: null,
     clockSkew: 0,
   };
-  const SUBSCRIBER_CHIPS = ["/start", "/account", "/settings", "/help", "/stop"];
+  const SUBSCRIBER_CHIPS = ["/start", "/account", "/positions", "/settings", "/help", "/stop"];
   const ADMIN_CHIPS = ["/status", "/positions", "/pause", "/resume", "/closeall", "/help"];
 
   async function api(path, body) {

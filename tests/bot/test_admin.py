@@ -34,7 +34,8 @@ async def approve_and_fill(world: World, uid: int) -> None:
 
 async def test_non_admins_are_refused_politely_and_audited(world: World) -> None:
     await world.subscribe(501)
-    for command in ("/pause", "/resume", "/closeall", "/status", "/positions"):
+    # /positions alone is a subscriber's own list (tests/bot/test_position_controls.py); a scope is not
+    for command in ("/pause", "/resume", "/closeall", "/status", "/positions account 1"):
         await world.say(501, command)
     await eventually(lambda: _count(world, "admin.refused", 5))
     texts = [m["text"] for m in await world.messages(501) if "admins only" in m["text"]]

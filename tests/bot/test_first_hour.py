@@ -86,7 +86,8 @@ def registered_commands() -> set[str]:
     return found - {"cancel", "plans"}  # /cancel ends a dialogue; /plans is /subscribe's alias
 
 
-ADMIN_ONLY = {"status", "positions", "pause", "resume", "closeall", "refund", "payout", "leaderboard"}
+# /positions is everyone's (a subscriber's own positions), an admin's is wider
+ADMIN_ONLY = {"status", "pause", "resume", "closeall", "refund", "payout", "leaderboard"}
 
 
 async def test_help_and_menus_list_every_command_grouped(world_factory: WorldFactory) -> None:

@@ -24,7 +24,11 @@ def _types_compared_in_messages() -> set[str]:
                         and sub.value.id == "ev"
                     ):
                         found.add(getattr(ev, sub.attr))
-                    if isinstance(sub, ast.Name) and sub.id in ("ORDER_RESULTS", "OPS_ONLY"):
+                    if isinstance(sub, ast.Name) and sub.id in (
+                        "ORDER_RESULTS",
+                        "OPS_ONLY",
+                        "CHANGE_OUTCOMES",
+                    ):
                         found |= set(getattr(notifier, sub.id))
     return found
 

@@ -166,6 +166,35 @@ async def _signals_in(sandbox: Sandbox, chat_id: int) -> list[dict[str, Any]]:
     return signal_messages(await sandbox.client.messages(chat_id))
 
 
+async def test_a_demo_update_reaches_the_subscriber_as_a_reply_to_the_signal(make_sandbox: Factory) -> None:
+    sandbox = await make_sandbox()
+    assert sandbox.client is not None and sandbox.producer is not None
+    signal = (await eventually(lambda: _signals_in(sandbox, BEN), SLOW))[-1]
+    query = await sandbox.client.tap(BEN, BEN, signal["message_id"], cast.callback_buttons(signal)[0])
+    assert await sandbox.client.callback_answer(query, wait=5)
+
+    async def executed() -> dict[str, Any] | None:
+        chat = await sandbox.client.messages(BEN)  # type: ignore[union-attr]
+        edited = next(m for m in chat if m["message_id"] == signal["message_id"])
+        return edited if "Filled" in edited["text"] or "Order placed" in edited["text"] else None
+
+    result = await eventually(executed, SLOW)
+    first = sandbox.producer.posted[0].body
+    if first["order_type"] == "limit":  # resting: the provider cancels it
+        update, told = {"action": "cancel"}, "cancelled by the provider"
+    else:  # filled: Close, Close 50 % and Stop → entry under it; the provider closes half
+        assert [b for b in cast.callback_buttons(result) if b.startswith("pos:")]
+        update, told = {"action": "close", "percent": 50}, "The provider closed"
+    posted = await sandbox.producer.post_update(first["id"], update)
+    assert posted.status == 202 and posted.answer["action"] == update["action"]
+
+    async def told_ben() -> bool:
+        chat = await sandbox.client.messages(BEN)  # type: ignore[union-attr]
+        return any(told in (m.get("text") or "") for m in chat)
+
+    assert await eventually(told_ben, SLOW)
+
+
 async def test_with_the_mt5_broker_people_trade_on_simulated_terminals(make_sandbox: Factory) -> None:
     from mt5sim import control
 

@@ -4,6 +4,7 @@ MT5 accounts), the producer HTTP API with the Telegram webhook mounted, and the 
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from bot.ratelimit import RateLimits
 from bot.sender import OutboxConfig
 from bot.throttle import ThrottleConfig
 from emulator import BotAPIEmulator, EmulatorClient, EmulatorConfig
+from emulator.state import CallbackQuery
 from engine.api import ApiContext, build_http_app
 from engine.api.server import AccessLogger
 from engine.brokers.pricefeed import PaperMarket
@@ -136,6 +138,37 @@ class World:
         assert answer is not None, f"no answer to the tap {data}"
         return answer
 
+    async def forged_tap(self, uid: int, chat: int, message_id: int, data: str) -> dict[str, Any]:
+        """A tap the emulator's own ``tap`` refuses: a tampered or stale client sends ``data`` for a
+        message in somebody else's private chat, or for a button the bot has removed since
+        (Telegram delivers whatever callback data a client sends). The query is made here as the
+        emulator makes it; returns the bot's answer."""
+        core = self.emulator.core
+        bot = core.world.resolve_bot(None)
+        stored = core.find_message(bot, chat, message_id)
+        user = core.world.users[uid]
+        assert stored is not None and stored.by_bot, (chat, message_id)
+        query = CallbackQuery(
+            id=str(secrets.randbits(63)),
+            user_id=uid,
+            chat_id=chat,
+            message_id=message_id,
+            data=data,
+            created=core.clock(),
+        )
+        bot.callback_queries[query.id] = query
+        payload = {
+            "id": query.id,
+            "from": user.json(),
+            "message": stored.view(),
+            "chat_instance": bot.chat_instance(chat),
+            "data": data,
+        }
+        core.push_update(bot, "callback_query", payload)
+        answer = await self.client.callback_answer(query.id, wait=5.0)
+        assert answer is not None, f"no answer to the forged tap {data}"
+        return answer
+
     async def subscribe(self, uid: int, lang: str | None = "en", name: str = "User") -> dict[str, Any]:
         """A new user: /start, then the consent button. Returns the welcome message."""
         await self.user(uid, name, lang)
@@ -168,6 +201,7 @@ class World:
         instrument: str = "EURUSD",
         targets: list[tuple[str, int]] | None = None,
         breakeven_after: int = 0,
+        order_type: str = "market",
     ) -> str:
         """Store an accepted signal and announce it, as the ingest service does (``targets``:
         (price, close percent) pairs, nearest first; ``tp`` is then the last one's price)."""
@@ -180,7 +214,7 @@ class World:
                 body_hash="h",
                 instrument=instrument,
                 side=side,
-                order_type="market",
+                order_type=order_type,
                 entry=Decimal(entry) if entry else None,
                 sl=Decimal(sl),
                 tp=Decimal(targets[-1][0] if targets else tp),
