@@ -7,13 +7,13 @@ through the emulator's control API as the sandbox's users would:
 |---|---|
 | ``GET /`` | a redirect to ``/sandbox`` |
 | ``GET /sandbox`` | the page |
-| ``GET /sandbox/api/world`` | the bot, the people (roles, languages), the chats, the broker, where things run |
+| ``GET /sandbox/api/world`` | the bot, the people (roles, languages), the chats, the broker, where things run, who posts signals |
 | ``GET /sandbox/api/chats/{id}/messages`` | a chat as the emulator holds it (users' messages too, edits applied) |
 | ``POST /sandbox/api/send`` ``{"user_id", "text"}`` | the user writes in their chat with the bot |
 | ``POST /sandbox/api/tap`` ``{"user_id", "chat_id", "message_id", "data"}`` | a real tap; answers with the bot's callback answer |
 | ``GET /sandbox/api/events`` | the emulator's Server-Sent Events, passed through |
 | ``GET /sandbox/api/files/{file_id}`` | a photo or document the bot sent |
-| ``GET /sandbox/api/portfolio`` | accounts, positions, orders, equity, pause state, latest signals |
+| ``GET /sandbox/api/portfolio`` | accounts, positions, orders, equity, pause state, latest signals and their producers |
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from emulator.control import EmulatorClient, EmulatorControlError
 from engine.services import EngineServices
 from sandbox.cast import OPS_CHANNEL, PEOPLE, by_id
 from sandbox.portfolio import portfolio
+from sandbox.strategy import DEMO_PRODUCER, PRODUCER
 
 STATIC = Path(__file__).parent / "static"
 MAX_TEXT = 4096
@@ -73,6 +74,9 @@ class PageInfo:
     bot_username: str = ""
     signal_every: tuple[float, float] = (20.0, 60.0)
     next_signal_at: Callable[[], float | None] = lambda: None
+    strategy_symbols: list[str] = field(default_factory=list)  # Fib-RSI's, on the terminal's bars
+    demo_instruments: list[str] = field(default_factory=list)  # the demo producer's
+    bar_seconds: float = 0.0  # real seconds per simulated H1 bar
 
 
 class SandboxPage:
@@ -155,6 +159,14 @@ class SandboxPage:
                 "emulator_url": info.emulator_url,
                 "signal_every": list(info.signal_every),
                 "next_signal_at": info.next_signal_at(),
+                "producers": {
+                    "fib_rsi": {
+                        "producer": PRODUCER,
+                        "symbols": info.strategy_symbols,
+                        "bar_seconds": info.bar_seconds,
+                    },
+                    "demo": {"producer": DEMO_PRODUCER, "instruments": info.demo_instruments},
+                },
                 "now": time.time(),
             }
         )

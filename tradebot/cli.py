@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -142,8 +143,11 @@ def sandbox_command(
     emulator_port: int = typer.Option(
         0, "--emulator-port", help="port of the Bot API emulator (0: any free)"
     ),
+    bar_seconds: float | None = typer.Option(
+        None, "--bar-seconds", help="real seconds per simulated H1 bar for Fib-RSI (default 1)"
+    ),
 ) -> None:
-    """Everything offline: emulator, bot, engine, broker, demo producer, and a page to act as subscribers."""
+    """Everything offline: emulator, bot, engine, broker, Fib-RSI and demo signals, and a page to act as subscribers."""
     from sandbox.config import SandboxError, SandboxOptions, parse_interval
     from tradebot.sandbox import main as run_sandbox
 
@@ -155,6 +159,8 @@ def sandbox_command(
             data_dir=data_dir,
             signal_every=parse_interval(signal_every),
         )
+        if bar_seconds is not None:
+            options = dataclasses.replace(options, bar_seconds=bar_seconds)
     except SandboxError as exc:
         fail(str(exc))
     raise typer.Exit(run_sandbox(options))

@@ -228,6 +228,12 @@
     }
     await Promise.all([...state.chats.keys()].map(loadChat));
     $("pill-broker").textContent = world.broker === "mt5" ? "Broker: simulated MT5 terminal" : "Broker: paper";
+    const fib = world.producers.fib_rsi;
+    $("pill-strategy").textContent = fib.symbols.length
+      ? `Fib-RSI: ${fib.symbols.join(", ")} · H1 bar every ${fib.bar_seconds} s`
+      : "Fib-RSI: off";
+    $("pill-strategy").title = `The built-in Fib-RSI strategy (producer ${fib.producer}) on the simulated terminal's bars; `
+      + `demo signals (producer ${world.producers.demo.producer}): ${world.producers.demo.instruments.join(", ") || "none"}`;
   }
 
   // ---------------------------------------------------------------- acting

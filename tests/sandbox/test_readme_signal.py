@@ -106,8 +106,14 @@ async def test_the_readme_signal_fills_in_the_sandbox(tmp_path: Path) -> None:
 
 
 async def _signal_in(sandbox: Sandbox, chat_id: int) -> dict[str, Any] | None:
+    """The README's signal in a chat (Fib-RSI's signals arrive there too)."""
     assert sandbox.client is not None
-    found = [m for m in await sandbox.client.messages(chat_id) if len(cast.callback_buttons(m)) == 2]
+    note = readme_signal()["note"]
+    found = [
+        m
+        for m in await sandbox.client.messages(chat_id)
+        if len(cast.callback_buttons(m)) == 2 and note in m["text"]
+    ]
     return found[-1] if found else None
 
 
