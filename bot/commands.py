@@ -1,4 +1,5 @@
-"""The command menus (setMyCommands) in English and Spanish, with admin commands for admins."""
+"""The command menus (setMyCommands) in English and Spanish, with admin commands for admins, and the
+menu button that opens the Mini App (setChatMenuButton)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from loguru import logger
 
 from bot.context import BotContext
 from bot.render import in_locale
+from bot.routers.miniapp import menu_button
 
 MENU_LANGUAGES: tuple[str | None, ...] = (None, "es")  # None: the default menu (English)
 
@@ -18,6 +20,7 @@ def subscriber_commands() -> list[BotCommand]:
     return [
         BotCommand(command="start", description=_("Subscribe and accept the risk disclaimer")),
         BotCommand(command="account", description=_("Your account, balance and positions")),
+        BotCommand(command="app", description=_("Your trading console (Mini App)")),
         BotCommand(command="settings", description=_("Language and notifications")),
         BotCommand(command="stats", description=_("Performance and equity chart")),
         BotCommand(command="export", description=_("Your closed trades as CSV")),
@@ -40,6 +43,19 @@ def admin_commands() -> list[BotCommand]:
         BotCommand(command="refund", description=_("Refund a Stars payment")),
         BotCommand(command="leaderboard", description=_("Referrers by balance")),
     ]
+
+
+async def set_menu_button(bot: Bot, ctx: BotContext) -> None:
+    """The default menu button of private chats opens the Mini App (when it has a public URL)."""
+    url = ctx.settings.miniapp_public_url()
+    if url is None:
+        return
+    with in_locale(ctx.i18n, ctx.i18n.default_locale):
+        button = menu_button(url)
+    try:
+        await bot.set_chat_menu_button(menu_button=button)
+    except TelegramAPIError as exc:  # the bot works without it; /app still opens the Mini App
+        logger.warning("the Mini App menu button was not set: {}", exc)
 
 
 async def set_commands(bot: Bot, ctx: BotContext) -> None:

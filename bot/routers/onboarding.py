@@ -37,6 +37,7 @@ def help_text(is_admin: bool) -> str:
         "<b>Commands</b>\n"
         "/start: subscribe and accept the risk disclaimer\n"
         "/account: your execution account, balance and open positions\n"
+        "/app: your trading console (the Mini App)\n"
         "/settings: language and notifications\n"
         "/stop: stop receiving signals\n"
         "/help: this list\n\n"

@@ -1,0 +1,173 @@
+"""The Mini App's words, through gettext like every other text the bot shows (``locales/*/miniapp.po``).
+
+The page asks for them once (``GET /app/api/me``) in the subscriber's language and fills the
+``{placeholders}`` itself. Words the chat already uses (Approve, BUY, the trading states, the close
+reasons) are the chat's own, so the two front ends never name a thing differently.
+"""
+
+from __future__ import annotations
+
+from aiogram.utils.i18n import gettext as _
+
+from bot.keyboards import decision_labels
+from bot.render import order_type_label, side_label
+from bot.status import trading_state_label
+
+
+def ui_texts() -> dict[str, str]:
+    """Every text of the page in the current locale (wrap the call in ``bot.render.in_locale``)."""
+    approve, reject = decision_labels()
+    return {
+        # frame
+        "title": _("Trading console"),
+        "tab_signals": _("Signals"),
+        "tab_positions": _("Positions"),
+        "tab_history": _("History"),
+        "tab_stats": _("Stats"),
+        "tab_account": _("Account"),
+        "tab_admin": _("Admin"),
+        "loading": _("Loading…"),
+        "live": _("Live"),
+        "reconnecting": _("Reconnecting…"),
+        "error": _("Something went wrong. Please try again."),
+        "not_in_telegram": _("Open this page from the bot in Telegram: the menu button or /app."),
+        "start_first": _(
+            "Send /start to the bot and accept the risk disclaimer to see your signals and positions."
+        ),
+        "session_over": _("Your session has ended. Close the app and open it again from the bot."),
+        "paused_banner": _("⏸ Trading is paused by an admin."),
+        "simulated_banner": _("⚠️ Simulated market: prices are a random walk, not a real market."),
+        "cancel": _("Cancel"),
+        "confirm": _("Confirm"),
+        "save": _("Save"),
+        "saved": _("Saved."),
+        # signals
+        "signals_empty": _("No signals are waiting for your decision."),
+        "approve": approve,
+        "reject": reject,
+        "buy": side_label("buy"),
+        "sell": side_label("sell"),
+        "type_market": order_type_label("market"),
+        "type_limit": order_type_label("limit"),
+        "type_stop": order_type_label("stop"),
+        "entry": _("Entry"),
+        "at_market": _("at market"),
+        "stop_loss": _("Stop loss"),
+        "take_profit": _("Take profit"),
+        "target_n": _("Target {n}"),
+        "rr": _("R:R"),
+        "risk": _("Risk"),
+        "confidence": _("Confidence"),
+        "strategy": _("Strategy"),
+        "note": _("Note"),
+        "time_left": _("Time left"),
+        # positions
+        "positions_empty": _("No open positions."),
+        "paper_account": _("Paper account #{id}"),
+        "mt5_account": _("MT5 account {login}"),
+        "balance": _("Balance"),
+        "equity": _("Equity"),
+        "floating": _("Floating P/L"),
+        "open_price": _("Opened at"),
+        "price_now": _("Price now"),
+        "closing": _("closing…"),
+        "close": _("Close"),
+        "close_half": _("Close 50 %"),
+        "breakeven": _("Stop → entry"),
+        "confirm_close": _("Close {symbol} ({volume} lots) at market?"),
+        "confirm_close_half": _("Close half of {symbol} ({volume} lots) at market?"),
+        "confirm_breakeven": _("Move the stop loss of {symbol} to the entry price?"),
+        "action_sent": _("Sent. The position changes here when the broker confirms."),
+        "not_managed": _("Opened outside a signal: manage it at the broker."),
+        "pending_orders": _("Pending orders"),
+        "broker_unavailable": _("The broker is unavailable right now: {reason}"),
+        # history
+        "history_empty": _("No closed trades in this period."),
+        "period_7d": _("7 days"),
+        "period_30d": _("30 days"),
+        "period_90d": _("90 days"),
+        "period_all": _("All time"),
+        "all_instruments": _("All instruments"),
+        "outcome_all": _("All trades"),
+        "outcome_win": _("Wins"),
+        "outcome_loss": _("Losses"),
+        "trades_count": _("{count} trades"),
+        "net": _("Net"),
+        "reason_sl": _("stop loss hit"),
+        "reason_tp": _("take profit hit"),
+        "reason_closeall": _("closed by an admin"),
+        "reason_drawdown": _("closed by the drawdown guard"),
+        "reason_other": _("closed"),
+        # stats
+        "stats_empty": _("No data for this period yet."),
+        "chart_equity": _("Equity"),
+        "chart_drawdown": _("Drawdown"),
+        "m_net": _("Net profit"),
+        "m_return": _("Return"),
+        "m_win_rate": _("Win rate"),
+        "m_trades": _("Trades"),
+        "m_profit_factor": _("Profit factor"),
+        "m_expectancy": _("Expectancy"),
+        "m_max_dd": _("Max drawdown"),
+        "m_sharpe": _("Sharpe"),
+        "m_avg_win": _("Average win"),
+        "m_avg_loss": _("Average loss"),
+        # account: settings, plan, referrals
+        "settings": _("Settings"),
+        "language": _("Language"),
+        "notifications": _("Notifications"),
+        "notifications_hint": _("Off: messages arrive silently."),
+        "auto_title": _("Automatic execution"),
+        "auto_enabled": _("Approve every signal for me"),
+        "auto_risk": _("Risk per trade (%)"),
+        "auto_max": _("Maximum lots per trade (empty: no limit)"),
+        "auto_not_entitled": _("Your plan does not include automatic execution."),
+        "plan": _("Plan"),
+        "plan_state_active": _("active"),
+        "plan_state_grace": _("grace period"),
+        "plan_state_expired": _("expired"),
+        "plan_state_revoked": _("revoked"),
+        "plan_state_none": _("free"),
+        "plan_until": _("Until {date}"),
+        "plan_renews": _("Renews automatically"),
+        "billing_off": _("Every feature is included."),
+        "referrals": _("Referrals"),
+        "invite_link": _("Your invite link"),
+        "invited": _("Invited"),
+        "paying": _("Paying"),
+        "earned": _("Earned"),
+        # admin
+        "engine": _("Engine"),
+        "running": _("Running"),
+        "paused_by": _("Paused by {actor}"),
+        "heartbeat": _("Heartbeat"),
+        "seconds_ago": _("{seconds} s ago"),
+        "none_yet": _("none yet"),
+        "trading_loop": _("Trading loop"),
+        "not_running": _("not running"),
+        "open_positions": _("Open positions"),
+        "outbox": _("Outbox"),
+        "accounts": _("Accounts"),
+        "operator": _("operator"),
+        "state_active": trading_state_label("active"),
+        "state_reducing": trading_state_label("reducing"),
+        "state_halted": trading_state_label("halted"),
+        "pause_all": _("⏸ Pause everything"),
+        "resume_all": _("▶️ Resume everything"),
+        "closeall_all": _("Close every position"),
+        "pause": _("Pause"),
+        "resume": _("Resume"),
+        "close_account": _("Close all"),
+        "confirm_pause_all": _("Pause trading for everyone? New signals are neither sent nor executed."),
+        "confirm_resume_all": _("Resume trading for everyone?"),
+        "confirm_closeall_all": _(
+            "Close every open position and cancel every pending order, on every account? "
+            "This cannot be undone."
+        ),
+        "confirm_pause_account": _("Pause account #{id}? It only closes positions until resumed."),
+        "confirm_resume_account": _("Resume account #{id}?"),
+        "confirm_close_account": _("Close every position and pending order of account #{id}?"),
+        "closeall_done": _("Closed {closed} of {requested} positions ({failed} failed)."),
+        "done": _("Done."),
+        "nothing_changed": _("Nothing changed."),
+    }
