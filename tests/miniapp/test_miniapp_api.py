@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from engine.store.models import AuditLog, Decision, Order, Position
-from tests.support.bot_world import ADMIN, World, WorldFactory
+from tests.support.bot_world import ADMIN, CHANNEL, World, WorldFactory
 from tests.support.miniapp import AppUser, open_app
 from tests.support.telegram import buttons
 from tests.support.waiting import eventually
@@ -179,6 +179,30 @@ async def test_concurrent_app_and_chat_decisions_record_one(world: World) -> Non
     assert len(recorded) == 1, (answers, replies)
     await eventually(lambda: _orders(world), 10)
     assert len(await _orders(world)) == 1
+
+
+async def test_in_channel_mode_the_app_decides_the_channel_posts_signal(world_factory: WorldFactory) -> None:
+    world = await world_factory(miniapp=True, signal_channel_id=CHANNEL)
+    await world.subscribe(314)
+    app, _ = await open_app(world, 314)
+    signal_id = await world.accept_signal()
+    post = await world.wait_message(CHANNEL, lambda m: bool(buttons(m)))
+
+    async def offered() -> list[dict[str, Any]]:
+        return list((await app.get("signals")).body["signals"])  # once the post's id is recorded
+
+    [signal] = await eventually(offered, 10)
+    assert signal["id"] == signal_id and signal["decision_id"] is None
+    reply = await app.post(f"signals/{signal_id}/decision", {"approve": True})
+    assert reply.status == 200 and "DM" in reply.body["text"]
+    answer = await world.tap(314, CHANNEL, post["message_id"], buttons(post)[0])
+    assert answer["text"] == "You already approved this signal."
+    await world.wait_text(314, "🟢 Filled:")  # the result by DM, as for a tap on the post
+    async with world.db.sessions() as s:
+        [decision] = (await s.scalars(select(Decision))).all()
+    assert (decision.via, decision.chat_id, decision.message_id) == ("channel", CHANNEL, post["message_id"])
+    [line] = await audit_lines(world, "decision.approved")
+    assert line.details["source"] == "miniapp" and line.details["via"] == "channel"
 
 
 async def _orders(world: World) -> list[Order]:
