@@ -20,6 +20,7 @@ from bot.render import reward_risk
 from engine.analytics import Period, Scope, Trade
 from engine.analytics.series import Curve
 from engine.approvals.service import VIA_DM
+from engine.brokers.base import BrokerPosition
 from engine.ops.views import Scope as OpsScope
 from engine.services import EngineServices
 from engine.states import DecisionStatus, PositionStatus, SignalStatus
@@ -138,7 +139,9 @@ async def owned_position(services: EngineServices, user: User, position_id: int)
     return None if row is None else OwnedPosition(row[0], row[1])
 
 
-async def _account_json(services: EngineServices, account: ExecutionAccount) -> tuple[dict[str, Any], dict]:
+async def _account_json(
+    services: EngineServices, account: ExecutionAccount
+) -> tuple[dict[str, Any], dict[str, BrokerPosition]]:
     """The account's card and its broker positions by ticket (live P/L), or the broker's error."""
     out: dict[str, Any] = {
         "id": account.id,

@@ -160,7 +160,11 @@
     const response = await fetch("/app/api/" + path, init);
     const body = await response.json().catch(() => ({}));
     if (response.status === 401 && !retried) {
-      await signIn(); // the session ended: initData is good for longer, sign in again once
+      try {
+        await signIn(); // the session ended: initData is good for longer, sign in again once
+      } catch (err) {
+        throw new ApiError(401, { detail: t("session_over") }); // initData is too old now
+      }
       return api(path, options, true);
     }
     if (!response.ok) throw new ApiError(response.status, body);
