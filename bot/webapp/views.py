@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from bot.render import reward_risk
 from engine.analytics import Period, Scope, Trade
-from engine.analytics.series import Curve
+from engine.analytics.series import Curve, drawdown_series
 from engine.approvals.service import VIA_DM
 from engine.brokers.base import BrokerPosition
 from engine.ops.views import Scope as OpsScope
@@ -287,21 +287,18 @@ async def history_json(
 
 
 def curve_points(curve: Curve, limit: int = MAX_CURVE_POINTS) -> list[dict[str, Any]]:
-    """Equity and its drawdown from the running peak, thinned evenly to at most ``limit`` points
-    (the deepest drawdown point of each thinned stretch is kept, so the chart never hides it)."""
-    points = []
-    peak: Decimal | None = None
-    for at, equity in zip(curve.times, curve.equity, strict=True):
-        peak = equity if peak is None or equity > peak else peak
-        drawdown = (peak - equity) / peak * 100 if peak > 0 else Decimal(0)
-        points.append((at, equity, drawdown))
+    """Equity and its drawdown at each point, as analytics measures it (``drawdown_series``: from the
+    peak of P&L net of capital flows, so a withdrawal is not a drawdown), thinned evenly to at most
+    ``limit`` points; each thinned stretch keeps its deepest point, so the chart never hides one."""
+    _amounts, fractions = drawdown_series(curve)
+    points = [
+        (at, equity, (fraction or Decimal(0)) * 100)
+        for at, equity, fraction in zip(curve.times, curve.equity, fractions, strict=True)
+    ]
     if len(points) > limit:
-        step = len(points) / limit
-        thinned = []
-        for i in range(limit):
-            chunk = points[int(i * step) : max(int((i + 1) * step), int(i * step) + 1)]
-            thinned.append(max(chunk, key=lambda p: p[2]) if i < limit - 1 else points[-1])
-        points = thinned
+        body, step = points[:-1], (len(points) - 1) / (limit - 1)
+        chunks = [body[int(i * step) : int((i + 1) * step)] for i in range(limit - 1)]
+        points = [*(max(chunk, key=lambda p: p[2]) for chunk in chunks if chunk), points[-1]]
     return [
         {"t": at.isoformat(), "equity": s(equity), "drawdown_pct": s(dd.quantize(Decimal("0.01")))}
         for at, equity, dd in points

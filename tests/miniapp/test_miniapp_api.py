@@ -252,6 +252,14 @@ async def test_a_subscriber_sees_and_acts_on_their_own_data_only(world: World) -
     history = (await ann.get("history?period=7d")).body
     assert [t["position_id"] for t in history["trades"]] == [position.id] and history["count"] == 1
     assert (await bob.get("history?period=7d")).body["trades"] == []
+    assert (await ann.get("history?period=7d&instrument=eurusd")).body["count"] == 1
+    assert (await ann.get("history?period=7d&instrument=XAUUSD")).body["trades"] == []
+    wins = (await ann.get("history?period=all&outcome=win")).body["count"]
+    losses = (await ann.get("history?period=all&outcome=loss")).body["count"]
+    assert wins + losses == history["wins"] + history["losses"] <= 1
+    for bad in ("period=13x", "outcome=maybe", "instrument=EUR%20USD"):
+        reply = await ann.get(f"history?{bad}")
+        assert reply.status == 422 and reply.problem, bad
     assert (await ann.get("stats?period=7d")).body["metrics"]["trades"] == 1
     assert (await bob.get("stats?period=7d")).body["metrics"]["trades"] == 0
 
