@@ -480,7 +480,15 @@
   }
 
   function reason(code) {
-    return { sl: t("reason_sl"), tp: t("reason_tp"), closeall: t("reason_closeall"), drawdown: t("reason_drawdown") }[code] || t("reason_other");
+    const known = {
+      sl: t("reason_sl"),
+      tp: t("reason_tp"),
+      closeall: t("reason_closeall"),
+      drawdown: t("reason_drawdown"),
+      closed_by_subscriber: t("reason_subscriber"),
+      closed_by_producer: t("reason_producer"),
+    };
+    return known[code] || t("reason_other");
   }
 
   async function history() {
@@ -728,7 +736,8 @@
       card.append(top);
       const g = el("div", "grid");
       g.append(kv(t("equity"), a.equity === null ? "—" : money(a.equity, a.currency)));
-      g.append(kv(t("open_positions"), `${a.open_positions} / ${a.pending_orders}`));
+      g.append(kv(t("open_positions"), a.open_positions));
+      g.append(kv(t("pending_orders"), a.pending_orders));
       card.append(g);
       const row = el("div", "actions");
       const toggleButton = el("button", "btn btn-secondary btn-small", a.trading_state === "active" ? t("pause") : t("resume"));

@@ -19,9 +19,11 @@ const Chart = (() => {
   }
 
   // points: [{t, equity, drawdown_pct}], labels: {equity, drawdown}, fmt: {money(n), pct(n), date(t)}
-  function render(points, labels, fmt) {
+  function render(given, labels, fmt) {
+    let points = given;
     const svg = node("svg", { viewBox: `0 0 ${W} ${TOP + GAP + DD + 16}`, role: "img", "aria-label": labels.equity });
     if (!points.length) return svg;
+    if (points.length === 1) points = [points[0], points[0]]; // one reading: a level line across
     const times = points.map((p) => Date.parse(p.t));
     const equity = points.map((p) => Number(p.equity));
     const dd = points.map((p) => Number(p.drawdown_pct) || 0);
@@ -34,21 +36,22 @@ const Chart = (() => {
     const pad = (hi - lo) * 0.08;
     lo -= pad; hi += pad;
     const ddMax = Math.max(...dd, 1);
-    const x = (t) => (points.length === 1 ? W / 2 : LEFT + ((t - t0) / span) * (W - LEFT - RIGHT));
+    const x = (t, i) => (t1 === t0 ? (i ? W - RIGHT : LEFT) : LEFT + ((t - t0) / span) * (W - LEFT - RIGHT));
     const yEq = (v) => 14 + (1 - (v - lo) / (hi - lo)) * (TOP - 20);
     const base = TOP + GAP;
     const yDd = (v) => base + (v / ddMax) * DD;
 
     svg.appendChild(node("line", { class: "axis", x1: 0, x2: W, y1: TOP, y2: TOP }));
     svg.appendChild(node("line", { class: "axis", x1: 0, x2: W, y1: base, y2: base }));
-    const line = points.map((p, i) => `${x(times[i]).toFixed(1)},${yEq(equity[i]).toFixed(1)}`);
-    const area = [`${x(t0).toFixed(1)},${TOP}`, ...line, `${x(t1).toFixed(1)},${TOP}`];
+    const last = points.length - 1;
+    const line = points.map((p, i) => `${x(times[i], i).toFixed(1)},${yEq(equity[i]).toFixed(1)}`);
+    const area = [`${x(t0, 0).toFixed(1)},${TOP}`, ...line, `${x(t1, last).toFixed(1)},${TOP}`];
     svg.appendChild(node("polygon", { class: "equity-fill", points: area.join(" ") }));
     svg.appendChild(node("polyline", { class: "equity", points: line.join(" ") }));
     const band = [
-      `${x(t0).toFixed(1)},${base}`,
-      ...points.map((p, i) => `${x(times[i]).toFixed(1)},${yDd(dd[i]).toFixed(1)}`),
-      `${x(t1).toFixed(1)},${base}`,
+      `${x(t0, 0).toFixed(1)},${base}`,
+      ...points.map((p, i) => `${x(times[i], i).toFixed(1)},${yDd(dd[i]).toFixed(1)}`),
+      `${x(t1, last).toFixed(1)},${base}`,
     ];
     svg.appendChild(node("polygon", { class: "dd", points: band.join(" ") }));
 
