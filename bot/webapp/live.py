@@ -152,7 +152,7 @@ class LiveHub:
             ev.DRAWDOWN_WARNING,
             ev.DRAWDOWN_TRIGGERED,
         ):
-            return Route(await self._owner(p.get("account_id")), (*TRADE, STATUS), admins=True)
+            return Route(await self._owner(p.get("account_id")), TRADE, admins=True)
         if t in (
             ev.HEARTBEAT,
             ev.BROKER_DISCONNECTED,

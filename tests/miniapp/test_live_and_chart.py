@@ -44,7 +44,7 @@ async def test_hints_reach_the_pages_they_concern(sqlite_db: Database) -> None:
     admin = hub.connect(900, None, is_admin=True)
 
     await hub.on_event(event(ev.POSITION_CLOSED, account_id=ids[2]))
-    assert drained(a) == [{"type": "position.closed", "topics": ["positions", "history", "stats", "status"]}]
+    assert drained(a) == [{"type": "position.closed", "topics": ["positions", "history", "stats"]}]
     assert drained(b) == []
     assert drained(admin) == [{"type": "position.closed", "topics": ["admin"]}]
 
