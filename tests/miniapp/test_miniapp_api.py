@@ -334,6 +334,18 @@ async def test_settings_are_checked_whole_before_anything_changes(world: World) 
 # ---------------------------------------------------------------------- admin
 
 
+async def test_turning_auto_execution_on_needs_a_plan_that_has_it(world_factory: WorldFactory) -> None:
+    world = await world_factory(miniapp=True, billing="on")
+    await world.subscribe(331)
+    app, _ = await open_app(world, 331)
+    before = (await app.get("settings")).body
+    assert before["auto"]["entitled"] is False
+    reply = await app.request("PATCH", "/app/api/settings", {"auto_enabled": True, "notifications": False})
+    assert reply.status == 403 and reply.body["type"] == "urn:tradebot:problem:plan_required"
+    assert reply.body["detail"] == "Your plan does not include automatic execution."
+    assert (await app.get("settings")).body == before  # the notifications stayed as they were
+
+
 async def test_the_admin_api_is_for_admins_only(world: World) -> None:
     await world.subscribe(340)
     await world.user(ADMIN, "Alex")
@@ -361,6 +373,12 @@ async def test_the_admin_api_is_for_admins_only(world: World) -> None:
     assert (await app.get("me")).body["paused"] is True
     resumed = await admin.post("admin/resume", None)
     assert resumed.status == 200 and not await world.services.control.is_paused()
+    account = await world.account_of(340)
+    assert account is not None
+    one = await admin.post("admin/pause", {"account": account.id})
+    assert one.status == 200 and one.body["accounts"][0]["trading_state"] == "reducing"
+    assert (await admin.post("admin/pause", {"account": 999999})).status == 404
+    assert (await admin.post("admin/pause", {"account": "1", "extra": 1})).status == 422
 
 
 # ---------------------------------------------------------------------- live, page, bot
@@ -400,6 +418,8 @@ async def _disconnected(world: World) -> bool:
 
 async def test_the_page_loads_telegrams_script_locally_under_a_strict_policy(world: World) -> None:
     app = AppUser(world, 0)
+    redirect = await app.request("GET", "/app", headers={})
+    assert redirect.status == 200  # followed: /app -> /app/
     page = await app.request("GET", "/app/")
     assert page.status == 200 and '<script src="/app/static/telegram-web-app.js"></script>' in page.body
     assert "script-src 'self';" in page.headers["Content-Security-Policy"]
