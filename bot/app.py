@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.admin_gate import AdminGate
 from bot.billing_notifier import attach_billing
-from bot.commands import set_commands
+from bot.commands import set_commands, set_menu_button
 from bot.context import BotConfig, BotContext
 from bot.daily_summary import run_daily
 from bot.fanout import Fanout
@@ -235,6 +235,7 @@ class BotRuntime:
         self.running = True
         try:
             await set_commands(self.bot, self.ctx)
+            await set_menu_button(self.bot, self.ctx)
             if self.mode is TelegramMode.WEBHOOK:
                 await self.bot.set_webhook(
                     url=str(self.settings.webhook_url),

@@ -1,6 +1,7 @@
 """Every command the bot answers, grouped, in one place: the /help text and the command menus
 (setMyCommands, English and Spanish; the admin commands added for ``ADMIN_IDS`` only) are both
-made from ``command_groups``, so a command cannot be in one and missing from the other."""
+made from ``command_groups``, so a command cannot be in one and missing from the other; and the
+menu button that opens the Mini App (setChatMenuButton)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from aiogram.utils.i18n import gettext as _
 from loguru import logger
 
 from bot.context import BotContext
+from bot.keyboards import menu_button
 from bot.render import in_locale
 
 MENU_LANGUAGES: tuple[str | None, ...] = (None, "es")  # None: the default menu (English)
@@ -38,6 +40,7 @@ def _getting_started() -> list[BotCommand]:
 def _trading() -> list[BotCommand]:
     return [
         BotCommand(command="account", description=_("Your account, balance and positions")),
+        BotCommand(command="app", description=_("Your trading console (Mini App)")),
         BotCommand(command="auto", description=_("Automatic execution on or off")),
         BotCommand(command="positions", description=_("Your open positions, with Close buttons")),
         BotCommand(command="stats", description=_("Performance and equity chart")),
@@ -98,6 +101,19 @@ def help_text(is_admin: bool) -> str:
         )
     )
     return "\n\n".join(blocks)
+
+
+async def set_menu_button(bot: Bot, ctx: BotContext) -> None:
+    """The default menu button of private chats opens the Mini App (when it has a public URL)."""
+    url = ctx.settings.miniapp_public_url()
+    if url is None:
+        return
+    with in_locale(ctx.i18n, ctx.i18n.default_locale):
+        button = menu_button(url)
+    try:
+        await bot.set_chat_menu_button(menu_button=button)
+    except TelegramAPIError as exc:  # the bot works without it; /app still opens the Mini App
+        logger.warning("the Mini App menu button was not set: {}", exc)
 
 
 async def set_commands(bot: Bot, ctx: BotContext) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, MenuButtonWebApp, WebAppInfo
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import (
@@ -148,3 +148,24 @@ def close_confirm_keyboard(action: str, ref: str, now: float | None = None) -> I
             ]
         ]
     )
+
+
+# ---------------------------------------------------------------- the Mini App (/app, the menu button)
+
+
+def app_button_text() -> str:
+    return _("📱 Open the app")
+
+
+def menu_button_text() -> str:
+    return _("📱 App")
+
+
+def app_keyboard(url: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text=app_button_text(), web_app=WebAppInfo(url=url))]]
+    )
+
+
+def menu_button(url: str) -> MenuButtonWebApp:
+    return MenuButtonWebApp(text=menu_button_text(), web_app=WebAppInfo(url=url))

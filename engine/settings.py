@@ -12,6 +12,7 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -49,6 +50,27 @@ class RiskSizing(StrEnum):
 class DrawdownReference(StrEnum):
     START = "start"  # equity when the account started trading under the bot
     HIGH_WATER = "high_water"  # highest equity seen since
+
+
+class MiniAppScript(StrEnum):
+    TELEGRAM = "telegram"  # Telegram's telegram-web-app.js, loaded as Telegram documents
+    LOCAL = "local"  # the bundled stand-in (offline: the sandbox and the tests)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _check_miniapp_url(url: str) -> str:
+    """An HTTPS URL (Telegram opens only those), or plain HTTP on a loopback host (the emulator)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    secure = parts.scheme == "https" and bool(host)
+    loopback = parts.scheme == "http" and host in LOOPBACK_HOSTS
+    if not (secure or loopback):
+        raise ValueError("must be an https:// URL (http:// only on a loopback host, for the emulator)")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query or a fragment")
+    return url if url.endswith("/") else url + "/"
 
 
 class SettingsError(Exception):
@@ -102,6 +124,13 @@ class Settings(BaseSettings):
     telegram_mode: TelegramMode = TelegramMode.POLLING
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    # The Mini App (docs/miniapp.md): its public URL (HTTPS; default: WEBHOOK_URL's origin + /app/),
+    # how old Telegram's initData may be, how long a Mini App session lasts, and which
+    # telegram-web-app.js the page loads.
+    miniapp_url: str | None = None
+    miniapp_max_age_seconds: int = Field(default=86400, ge=60, le=7 * 86400)
+    miniapp_session_seconds: int = Field(default=3600, ge=60, le=86400)
+    miniapp_script: MiniAppScript = MiniAppScript.TELEGRAM
     # Diagnostics and crash tests only: stored updates wait this long before they are handled.
     telegram_inbox_hold_seconds: Decimal = Field(default=Decimal("0"), ge=0, le=60)
 
@@ -262,6 +291,11 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value
 
+    @field_validator("miniapp_url")
+    @classmethod
+    def _miniapp_url(cls, value: str | None) -> str | None:
+        return _check_miniapp_url(value) if value else None
+
     @field_validator("log_level")
     @classmethod
     def _log_level(cls, value: str) -> str:
@@ -303,6 +337,17 @@ class Settings(BaseSettings):
     def gateway_names(self) -> list[str]:
         """The MT5 gateways an account may name: ``default`` (MT5_GATEWAY_URL) and MT5_GATEWAYS."""
         return (["default"] if self.mt5_gateway_url else []) + sorted(self.mt5_gateways)
+
+    def miniapp_public_url(self) -> str | None:
+        """Where Telegram opens the Mini App: ``MINIAPP_URL``, else ``/app/`` on the origin of an
+        HTTPS ``WEBHOOK_URL``; None when neither says (the bot then offers no Mini App button)."""
+        if self.miniapp_url:
+            return self.miniapp_url
+        if self.webhook_url:
+            parts = urlsplit(self.webhook_url)
+            if parts.scheme == "https" and parts.netloc:
+                return f"https://{parts.netloc}/app/"
+        return None
 
     @property
     def soft_drawdown_percent(self) -> Decimal:

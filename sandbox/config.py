@@ -203,6 +203,9 @@ def sandbox_settings(
         "market_hours": OPEN_ALL_WEEK,
         "secret_key": secret_key,
         "outbound_url": None,
+        # the Mini App on this very server, with the bundled telegram-web-app.js (no internet)
+        "miniapp_url": f"http://{options.host}:{options.port}/app/",
+        "miniapp_script": "local",
     }
     if plans_file is not None:
         overrides["plans_file"] = str(plans_file.resolve())

@@ -14,6 +14,7 @@ through the emulator's control API as the sandbox's users would:
 | ``GET /sandbox/api/events`` | the emulator's Server-Sent Events, passed through |
 | ``GET /sandbox/api/files/{file_id}`` | a photo or document the bot sent |
 | ``GET /sandbox/api/portfolio`` | accounts, positions, orders, equity, pause state, latest signals and their producers |
+| ``POST /sandbox/api/webapp`` ``{"user_id", "message_id"?, "theme"?}`` | the user opens the bot's Mini App (a ``web_app`` button under that message, else the menu button): the launch URL with Telegram's signed initData |
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class SandboxPage:
         app.router.add_get("/sandbox/api/events", self.events)
         app.router.add_get("/sandbox/api/files/{file_id}", self.file)
         app.router.add_get("/sandbox/api/portfolio", self.portfolio)
+        app.router.add_post("/sandbox/api/webapp", self.webapp)
         app.on_shutdown.append(self._on_shutdown)
 
     def connect(self, emulator_url: str, bot_id: int) -> None:
@@ -211,6 +213,25 @@ class SandboxPage:
         except EmulatorControlError as exc:
             return _error(exc.status, exc.message)
         return web.json_response({"callback_query_id": query_id, "answer": answer})
+
+    async def webapp(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        person = by_id(_int(body.get("user_id")) or 0)
+        if person is None:
+            return _error(400, "user_id must be one of the sandbox's people")
+        message_id = body.get("message_id")
+        if message_id is not None and _int(message_id) is None:
+            return _error(400, "message_id must be an integer")
+        theme = body.get("theme", "light")
+        if theme not in ("light", "dark"):
+            return _error(400, "theme must be light or dark")
+        try:
+            opened = await self.client.open_web_app(
+                person.user_id, message_id=_int(message_id) if message_id is not None else None, theme=theme
+            )
+        except EmulatorControlError as exc:
+            return _error(exc.status, exc.message)
+        return web.json_response({"url": opened["url"], "source": opened["source"], "theme": theme})
 
     async def file(self, request: web.Request) -> web.StreamResponse:
         assert self._http is not None

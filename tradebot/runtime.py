@@ -2,10 +2,10 @@
 
 ``Runtime.start`` applies migrations, builds the services (``tradebot.app``), checks
 ``SECRET_KEY`` against the store's key check value (``engine.store.keycheck``), mounts the producer
-API, health, metrics and (in webhook mode) the Telegram webhook on one aiohttp server, starts
-the event relay, the outbound dispatcher, the bot and the trading loop, and announces
-``engine.started``. ``Runtime.stop`` undoes it in reverse within a deadline: no new work,
-in-flight broker calls finish, a final heartbeat, the outbox and event relay flushed,
+API, health, metrics, the Mini App (``/app/``) and (in webhook mode) the Telegram webhook on one
+aiohttp server, starts the event relay, the outbound dispatcher, the bot and the trading loop,
+and announces ``engine.started``. ``Runtime.stop`` undoes it in reverse within a deadline: no new
+work, in-flight broker calls finish, a final heartbeat, the outbox and event relay flushed,
 connections closed. ``serve`` runs it until SIGTERM or SIGINT.
 """
 
@@ -65,6 +65,7 @@ class Runtime:
         self.http_app: web.Application | None = None
         self.loop: TradingLoop | None = None
         self.bot: Any = None  # bot.app.BotRuntime
+        self.miniapp: Any = None  # bot.webapp.MiniApp
         self._runner: web.AppRunner | None = None
         self._dispatcher: OutboundDispatcher | None = None
         self.strategies: list[Any] = []  # engine.strategies.runner.RunningProducer
@@ -105,10 +106,13 @@ class Runtime:
 
         if self.options.with_bot:
             from bot.app import BotRuntime, bot_context, build_bot, build_storage
+            from bot.webapp import MiniApp
 
             bot_ctx = bot_context(services, config=self.options.bot_config)
             self.bot = BotRuntime(bot_ctx, build_bot(settings), build_storage(settings))
             self.bot.webhook_routes(app)
+            self.miniapp = MiniApp(bot_ctx)  # the Mini App under /app/ (docs/miniapp.md)
+            self.miniapp.mount(app)
             self.readiness.register("telegram", self._telegram_ready)
 
         if self.options.on_http_app is not None:
@@ -133,6 +137,8 @@ class Runtime:
         )
         if self.bot is not None:
             await self.bot.start()  # subscribes fan-out and notifier before any event is relayed
+        if self.miniapp is not None:
+            self.miniapp.attach(services.relay)  # after the fan-out: a new signal's decisions exist
         services.relay.start()
         if self._dispatcher is not None:
             self._dispatcher.start()

@@ -206,6 +206,7 @@ class Sandbox:
             f"tradebot sandbox is running: {broker}, market open 24/7, no internet needed.",
             "",
             f"  Open the page:  {opts.page_url}",
+            f"  Mini App:       http://{opts.host}:{opts.port}/app/ (open it as a person: 📱 App on the page)",
             f"  Webhook:        http://{opts.host}:{opts.port}/api/v1/signals",
             *self._signal_lines(every),
             f"  Bot API:        {self.emulator.base_url} (Telegram emulator; bot @{self.page.info.bot_username})",

@@ -12,6 +12,7 @@ def all_routers() -> list[Router]:
         approvals,
         autotrade,
         billing,
+        miniapp,
         onboarding,
         positions,
         referrals,
@@ -32,5 +33,6 @@ def all_routers() -> list[Router]:
         billing.build_router(),  # billing: /subscribe, payments (before onboarding's text fallback)
         autotrade.build_router(),  # /auto
         referrals.build_router(),  # /invite, /referrals, /leaderboard, /payout
+        miniapp.build_router(),  # /app: the Mini App
         onboarding.build_router(),
     ]

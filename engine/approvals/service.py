@@ -33,6 +33,8 @@ from engine.store.models import Decision, Signal, User
 
 VIA_DM = "dm"
 VIA_CHANNEL = "channel"
+SOURCE_CHAT = "chat"  # a tap on the buttons in Telegram
+SOURCE_MINIAPP = "miniapp"  # the Mini App (bot/webapp)
 _OPEN_SIGNAL = (SignalStatus.ACCEPTED.value, SignalStatus.DISPATCHED.value)
 
 
@@ -110,6 +112,29 @@ class ApprovalService:
         approve: bool,
         execute: bool = True,
     ) -> DecisionOutcome:
+        """A tap on Approve / Reject under the signal's DM (``message_id`` in ``chat_id``)."""
+        return await self._decide_pending(
+            decision_id, telegram_id, approve, execute, tapped=(chat_id, message_id)
+        )
+
+    async def decide_own(
+        self, decision_id: str, *, telegram_id: int, approve: bool, execute: bool = True
+    ) -> DecisionOutcome:
+        """The subscriber decides a pending DM decision away from the chat (the Mini App, with
+        Telegram's signed ``initData`` proving who they are): the same conditional update as a
+        tap, so a decision is recorded once whichever front end gets there first, and the DM is
+        edited as after a tap (``decision.recorded``)."""
+        return await self._decide_pending(decision_id, telegram_id, approve, execute, tapped=None)
+
+    async def _decide_pending(
+        self,
+        decision_id: str,
+        telegram_id: int,
+        approve: bool,
+        execute: bool,
+        *,
+        tapped: tuple[int, int] | None,
+    ) -> DecisionOutcome:
         now = utcnow()
         target = DecisionStatus.APPROVED if approve else DecisionStatus.REJECTED
         async with self._db.session() as session:
@@ -118,18 +143,23 @@ class ApprovalService:
                 return DecisionOutcome(Verdict.NOT_FOUND, decision_id)
             user = await session.get(User, decision.user_id)
             assert user is not None
-            owns = (
-                user.telegram_id == telegram_id
-                and decision.chat_id == chat_id
-                and decision.message_id in (None, message_id)
-            )
+            if tapped is None:  # the Mini App: the message stays the one the DM went out as
+                chat_id, message_id = decision.chat_id, decision.message_id
+                owns = user.telegram_id == telegram_id
+            else:
+                chat_id, message_id = tapped
+                owns = (
+                    user.telegram_id == telegram_id
+                    and decision.chat_id == chat_id
+                    and decision.message_id in (None, message_id)
+                )
             if not owns:
                 audit(
                     session,
                     actor_for(telegram_id),
                     "decision.refused",
                     f"decision:{decision_id}",
-                    reason="not the owner of this message",
+                    reason="not the owner of this message" if tapped else "not the owner of this decision",
                     chat_id=chat_id,
                     message_id=message_id,
                 )
@@ -164,7 +194,17 @@ class ApprovalService:
                 status = await session.scalar(select(Decision.status).where(Decision.id == decision_id))
                 return _with(base, _ALREADY.get(status or "", Verdict.NOT_FOUND))
             self._record(
-                session, decision_id, signal.id, user, telegram_id, chat_id, message_id, target, VIA_DM, now
+                session,
+                decision_id,
+                signal.id,
+                user,
+                telegram_id,
+                chat_id,
+                message_id,
+                target,
+                VIA_DM,
+                now,
+                source=SOURCE_CHAT if tapped else SOURCE_MINIAPP,
             )
         return self._after_commit(decision_id, signal.id, account_id, target, execute)
 
@@ -177,7 +217,10 @@ class ApprovalService:
         message_id: int,
         approve: bool,
         execute: bool = True,
+        source: str = SOURCE_CHAT,
     ) -> DecisionOutcome:
+        """A tap on the channel post (``message_id`` in ``chat_id``); the Mini App decides a
+        channel signal here too, naming the post and ``source=SOURCE_MINIAPP``."""
         now = utcnow()
         target = DecisionStatus.APPROVED if approve else DecisionStatus.REJECTED
         async with self._db.session() as session:
@@ -235,6 +278,7 @@ class ApprovalService:
                 target,
                 VIA_CHANNEL,
                 now,
+                source=source,
             )
         return self._after_commit(decision_id, signal_id, account_id, target, execute)
 
@@ -255,11 +299,13 @@ class ApprovalService:
         signal_id: str,
         user: User,
         telegram_id: int,
-        chat_id: int,
-        message_id: int,
+        chat_id: int | None,
+        message_id: int | None,
         target: DecisionStatus,
         via: str,
         now: datetime,
+        *,
+        source: str = SOURCE_CHAT,
     ) -> None:
         audit(
             session,
@@ -273,6 +319,7 @@ class ApprovalService:
             message_id=message_id,
             consent_version=user.consent_version,
             via=via,
+            source=source,
             decided_at=now.isoformat(),
         )
         emit(

@@ -21,6 +21,7 @@ from bot.context import BotConfig
 from bot.ratelimit import RateLimits
 from bot.sender import OutboxConfig
 from bot.throttle import ThrottleConfig
+from bot.webapp import MiniApp
 from emulator import BotAPIEmulator, EmulatorClient, EmulatorConfig
 from emulator.state import CallbackQuery
 from engine.api import ApiContext, build_http_app
@@ -80,6 +81,7 @@ class World:
     api_ctx: ApiContext
     http_port: int
     runtime: BotRuntime | None = None
+    miniapp: MiniApp | None = None  # mounted when make_world(..., miniapp=True)
     producer: NewProducer | None = None
     submitted: list[str] = field(default_factory=list)
     _cleanup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -278,6 +280,7 @@ async def make_world(
     emulator_config: EmulatorConfig = LOOSE_EMULATOR,
     config: BotConfig = FAST,
     start: bool = True,
+    miniapp: bool = False,
     **overrides: Any,
 ) -> World:
     emulator = BotAPIEmulator(emulator_config)
@@ -298,6 +301,9 @@ async def make_world(
         "mt5_module": "mt5sim",
         "market_hours": "*=24/7",  # the tests must pass on a weekend too
     }
+    if miniapp:
+        values["miniapp_url"] = f"http://127.0.0.1:{port}/app/"
+        values["miniapp_script"] = "local"
     values.update(overrides)
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     prices = FixedPrices()
@@ -312,12 +318,17 @@ async def make_world(
     app = build_http_app(api_ctx)
     first = world.new_runtime()
     first.webhook_routes(app)  # mounted before the app starts, as the composition root does
+    if miniapp:
+        world.miniapp = MiniApp(first.ctx)
+        world.miniapp.mount(app)
     runner = web.AppRunner(app, access_log_class=AccessLogger)
     await runner.setup()
     await web.SockSite(runner, http_socket).start()
     services.relay.start()
     if start:
         await world.start_bot(first)
+    if world.miniapp is not None:
+        world.miniapp.attach(services.relay)  # after the bot's fan-out, as tradebot.runtime does
 
     async def cleanup() -> None:
         if world.runtime is not None:
