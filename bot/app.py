@@ -25,7 +25,8 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramAPIError, TelegramConflictError
+from aiogram.exceptions import TelegramAPIError, TelegramConflictError, TelegramRetryAfter
+from aiogram.filters import ExceptionTypeFilter
 from aiogram.fsm.storage.base import BaseStorage, DefaultKeyBuilder
 from aiogram.fsm.storage.memory import MemoryStorage
 from aiogram.methods import GetUpdates
@@ -46,10 +47,11 @@ from bot.i18n import CatalogI18n, build_i18n
 from bot.inbox import InboxStore, InboxWorker, raw_update
 from bot.middlewares import LocaleMiddleware, UpdateMiddleware
 from bot.notifier import Notifier
-from bot.ratelimit import SendLimiter
+from bot.ratelimit import RateLimits, SendBudget, SendLimiter
 from bot.retry import BudgetMiddleware
 from bot.routers import all_routers
 from bot.sender import OutboxSender
+from bot.shared_budget import RedisBudget, SharedBudgetConfig, redis_client
 from bot.throttle import Throttle
 from engine.approvals.fanout import FanoutPlanner
 from engine.services import EngineServices
@@ -58,6 +60,7 @@ from engine.store.events import Event, EventRelay
 from engine.store.models import Signal
 
 DEFAULT_WEBHOOK_PATH = "/telegram/webhook"
+DEFAULT_LEASE_SECONDS = 60.0  # TELEGRAM_LEASE_SECONDS's default
 _SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
@@ -87,6 +90,25 @@ def build_storage(settings: Settings) -> BaseStorage:
             data_ttl=3600,
         )
     return MemoryStorage()
+
+
+def build_budget(services: EngineServices, limits: RateLimits, bot_id: int) -> SendBudget:
+    """The send budget: shared by every instance through Redis when ``REDIS_URL`` is set, else this
+    process's own. The shared one reports its state with the instance (``/status``, ``/readyz``)."""
+    settings = services.settings
+    if not settings.redis_url:
+        return SendLimiter(limits)
+    config = SharedBudgetConfig()
+    cluster = services.cluster
+    return RedisBudget(
+        redis_client(settings.redis_url, config.timeout_seconds),
+        limits,
+        bot_id=bot_id,
+        instance=cluster.instance_id,
+        config=config,
+        instances_hint=cluster.live_instances,
+        report=cluster.details.update,
+    )
 
 
 def bot_context(
@@ -124,7 +146,9 @@ def build_dispatcher(
     LocaleMiddleware(ctx.i18n).setup(dispatcher)
     AdminGate(ctx).setup(dispatcher)  # every admin command and button, refused and audited alike
     dispatcher.include_routers(*all_routers())
-    dispatcher.errors.register(_on_error)
+    # A 429 Telegram asked to wait out longer than a handler waits is not an error: the inbox hands
+    # the update back and it is handled again after retry_after (nothing else is sent meanwhile).
+    dispatcher.errors.register(_on_error, ~ExceptionTypeFilter(TelegramRetryAfter))
     return dispatcher, updates
 
 
@@ -176,22 +200,27 @@ class BotRuntime:
         self.ctx = ctx
         self.bot = bot
         self.dispatcher, self._updates = build_dispatcher(ctx, storage)
-        self.limiter = SendLimiter(ctx.config.limits)
-        self.budget = BudgetMiddleware(self.limiter)  # handler replies share the outbox's budget
+        self.limiter = build_budget(ctx.engine, ctx.config.limits, bot.id)
+        # Handler replies share the outbox's budget.
+        self.budget = BudgetMiddleware(self.limiter, max_wait_seconds=ctx.config.reply_wait_seconds)
         bot.session.middleware(self.budget)
+        inbox_config, outbox_config = ctx.config.inbox, ctx.config.outbox
+        hold = float(ctx.settings.telegram_inbox_hold_seconds)
+        if hold > inbox_config.hold_seconds:
+            inbox_config = replace(inbox_config, hold_seconds=hold)
+        lease = float(ctx.settings.telegram_lease_seconds)
+        if lease != DEFAULT_LEASE_SECONDS:  # the operator's choice over the built-in default
+            inbox_config = replace(inbox_config, lease_seconds=lease)
+            outbox_config = replace(outbox_config, lease_seconds=lease)
         self.sender = OutboxSender(
             ctx.engine.db,
             bot,
             self.limiter,
-            ctx.config.outbox,
+            outbox_config,
             on_sent=self._on_sent,
             on_blocked=self._on_blocked,
         )
         ctx.wake_outbox = self.sender.wake
-        inbox_config = ctx.config.inbox
-        hold = float(ctx.settings.telegram_inbox_hold_seconds)
-        if hold > inbox_config.hold_seconds:
-            inbox_config = replace(inbox_config, hold_seconds=hold)
         self.inbox = InboxStore(ctx.engine.db, bot.id)
         self.inbox_worker = InboxWorker(self.inbox, ctx.engine.db, self.dispatcher, bot, inbox_config)
         self._tasks: list[asyncio.Task[Any]] = []
@@ -227,6 +256,8 @@ class BotRuntime:
         hook.planner = self.ctx.engine.fanout
         hook.fanout, hook.notifier = Fanout(self.ctx), Notifier(self.ctx)
         attach_billing(self.ctx, self._tasks)  # billing: notices, auto-execution, sweep
+        if isinstance(self.limiter, RedisBudget):
+            await self.limiter.start()
         self.sender.start()
         self.inbox_worker.start()  # updates stored before a restart are handled first
         self.intake = True
@@ -237,11 +268,7 @@ class BotRuntime:
             await set_commands(self.bot, self.ctx)
             await set_menu_button(self.bot, self.ctx)
             if self.mode is TelegramMode.WEBHOOK:
-                await self.bot.set_webhook(
-                    url=str(self.settings.webhook_url),
-                    secret_token=secret,
-                    allowed_updates=self.dispatcher.resolve_used_update_types(),
-                )
+                await self._set_webhook(secret)
             else:
                 await self.bot.delete_webhook(drop_pending_updates=False)
                 self._polling = asyncio.create_task(self._poll(), name="bot-polling")
@@ -249,6 +276,25 @@ class BotRuntime:
             await self.stop()  # nothing half-started stays behind
             raise
         logger.info("bot @{} started ({} mode)", me.username, self.mode.value)
+
+    async def _set_webhook(self, secret: str | None) -> None:
+        """Point Telegram at ``WEBHOOK_URL``. Several instances behind one load balancer all set the
+        same webhook as they start; Telegram limits ``setWebhook`` (429), so each waits its turn."""
+        for attempt in range(1, 6):
+            try:
+                await self.bot.set_webhook(
+                    url=str(self.settings.webhook_url),
+                    secret_token=secret,
+                    allowed_updates=self.dispatcher.resolve_used_update_types(),
+                )
+                return
+            except TelegramRetryAfter as exc:
+                if attempt == 5:
+                    raise
+                logger.info(
+                    "setWebhook: Telegram asked to wait {} s (another instance set it)", exc.retry_after
+                )
+                await asyncio.sleep(exc.retry_after)
 
     async def stop_intake(self, deadline_seconds: float | None = None) -> None:
         """Take no new updates (polling stops, the webhook answers 503) and let those being handled
@@ -278,6 +324,8 @@ class BotRuntime:
         await self.sender.stop(
             drain_seconds=drain if deadline_seconds is None else min(drain, deadline_seconds)
         )
+        if isinstance(self.limiter, RedisBudget):
+            await self.limiter.close()
         await self.dispatcher.storage.close()  # FSM storage (a Redis connection pool)
         await self.bot.session.close()
         logger.info("bot stopped")

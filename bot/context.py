@@ -36,6 +36,9 @@ class BotConfig:
     ops_language: str = "en"
     stop_timeout_seconds: float = 10.0
     drain_seconds: float = 3.0  # on stop, keep sending what is due for up to this long
+    # A handler's call waits out 429s for up to this long in all; past it the update goes back to
+    # the inbox and is handled again once Telegram's retry_after has passed.
+    reply_wait_seconds: float = 120.0
 
 
 @dataclass

@@ -11,6 +11,8 @@ its ``lease_until`` forward (a conditional update, so two instances never take t
 settled ``done`` (or ``failed``, with the error) after its handler returns. A handler that died
 with its process leaves the row claimed; it is taken again once the lease has passed, so the
 update is handled to the end (the handlers are idempotent: a second tap decides nothing twice).
+A handler that meets a 429 longer than it may wait (``TelegramRetryAfter`` reaching the inbox)
+hands its row back: pending again, due after ``retry_after``, the chat's later rows behind it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 from aiogram import Bot, Dispatcher
+from aiogram.exceptions import TelegramRetryAfter
 from aiogram.methods import TelegramMethod
 from aiogram.types import Update
 from loguru import logger
@@ -256,10 +259,26 @@ class InboxWorker:
         """Handle ``first``, then the chat's next rows in order while there are any."""
         row: _Row | None = first
         while row is not None:
-            error = await self._feed(row)
+            try:
+                error = await self._feed(row)
+            except TelegramRetryAfter as exc:
+                await self._postpone(row, float(exc.retry_after))
+                return
             row = await self._settle(row, error, take_next=not self._stopping)
 
+    async def _postpone(self, row: _Row, seconds: float) -> None:
+        """Flood control outlasted the handler's wait: the row is due again after ``seconds``."""
+        logger.info("update {}: Telegram asked to wait {} s; handling it again then", row.update_id, seconds)
+        async with self._db.session() as session:
+            await session.execute(
+                update(InboxUpdate)
+                .where(InboxUpdate.id == row.id, InboxUpdate.status == PENDING)
+                # Not a handler that died: the next attempt is not counted as a redelivery.
+                .values(lease_until=utcnow() + timedelta(seconds=seconds), attempts=InboxUpdate.attempts - 1)
+            )
+
     async def _feed(self, row: _Row) -> str | None:
+        """Handle one row; returns the error that failed it, if any (``TelegramRetryAfter`` is raised)."""
         if row.attempts > 1:
             logger.warning(
                 "update {} was being handled when a handler died: handling it again", row.update_id
@@ -269,7 +288,7 @@ class InboxWorker:
             result = await self._dispatcher.feed_update(self._bot, parsed, received_at=row.received_at)
             if isinstance(result, TelegramMethod):  # a handler's webhook-style reply
                 await self._dispatcher.silent_call_request(bot=self._bot, result=result)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, TelegramRetryAfter):
             raise  # stopping: the row stays claimed and is handled again after its lease
         except Exception as exc:  # the dispatcher's error handler missed it, or the update is garbage
             logger.opt(exception=exc).error("update {} could not be handled", row.update_id)

@@ -6,6 +6,10 @@ is met by pacing, one send every ``1 / (rate * headroom)`` seconds, and a hard c
 ``rate * headroom`` sends in any sliding second (29 for 30): evenly spaced sends leave the server's sliding window a margin for
 network jitter, where a burst of 30 followed by a pause would not. A 429 from Telegram pauses
 every send until its ``retry_after`` has passed.
+
+``SendBudget`` is what the senders (``bot.retry.BudgetMiddleware``, ``bot.sender.OutboxSender``)
+need of a budget. ``SendLimiter`` is the one-process budget; ``bot.shared_budget.RedisBudget``
+keeps the same limits for every instance of the bot in Redis.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,41 @@ class RateLimits:
     per_chat_per_second: float = 1.0
     per_chat_burst: int = 3
     group_per_minute: int = 20
+
+    def share(self, instances: int) -> RateLimits:
+        """A conservative 1/``instances`` part of these limits (each instance alone, not knowing
+        what the others send, must keep the bot's total within Telegram's)."""
+        n = max(1, instances)
+        if n == 1:
+            return self
+        return replace(
+            self,
+            global_per_second=self.global_per_second / n,
+            per_chat_per_second=self.per_chat_per_second / n,
+            per_chat_burst=max(1, self.per_chat_burst // n),
+            group_per_minute=max(1, self.group_per_minute // n),
+        )
+
+
+class SendBudget(Protocol):
+    """Telegram's send limits as one budget: the global rate, a chat's rate, a group's per-minute
+    rate, and the pause after a 429."""
+
+    async def chat_wait(self, chat_id: int) -> float:
+        """Seconds until ``chat_id`` may receive another message (0: now)."""
+        ...
+
+    async def acquire(self, chat_id: int | None) -> None:
+        """Wait for a global slot (in arrival order) and count one send to ``chat_id``."""
+        ...
+
+    async def pause(self, seconds: float) -> None:
+        """Telegram said ``retry_after``: no send before it has passed."""
+        ...
+
+    async def paused_for(self) -> float:
+        """Seconds left of a pause (0: none)."""
+        ...
 
 
 @dataclass
@@ -46,15 +86,14 @@ class SendLimiter:
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
 
-    def pause(self, seconds: float) -> None:
+    async def pause(self, seconds: float) -> None:
         """Telegram said ``retry_after``: nothing is sent before it has passed."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)
 
-    @property
-    def paused_for(self) -> float:
+    async def paused_for(self) -> float:
         return max(0.0, self._paused_until - self._clock())
 
-    def chat_wait(self, chat_id: int) -> float:
+    async def chat_wait(self, chat_id: int) -> float:
         """Seconds until ``chat_id`` may receive another message (0 when it may now)."""
         now = self._clock()
         lim = self.limits

@@ -2,10 +2,12 @@
 
 ``BudgetMiddleware`` is an aiogram request middleware on the bot's session: before each call
 that sends to a chat or answers a user (messages, edits, callback answers, documents, photos,
-invoices...), it waits for the budget (``SendBudget``: the global rate, the chat's rate, the
+invoices...), it waits for the budget (``bot.ratelimit.SendBudget``: the global rate, the chat's rate, the
 group's per-minute rate), so handler replies and the outbox share one budget and a burst of
 new users is served in arrival order at the budget's pace. A ``TelegramRetryAfter`` pauses the
-whole budget for ``retry_after`` and the call is made again (up to ``max_wait_seconds`` in all).
+whole budget for ``retry_after`` and the call is made again (up to ``max_wait_seconds`` in all);
+past that the 429 reaches the handler, and the inbox hands the update back to be handled again
+after ``retry_after`` (``bot.inbox``), so a long flood wait delays a reply, never loses it.
 
 The outbox sender acquires the budget itself and settles a 429 by rescheduling its row, so its
 calls are marked with ``outbox_call`` and passed straight through. Calls that send nothing to
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import TelegramRetryAfter
@@ -36,6 +38,8 @@ from aiogram.methods import (
 )
 from aiogram.methods.base import TelegramType
 from loguru import logger
+
+from bot.ratelimit import SendBudget
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -57,17 +61,6 @@ UNCOUNTED: tuple[type[Any], ...] = (
     LogOut,
     Close,
 )
-
-
-class SendBudget(Protocol):
-    """Telegram's send limits as one budget. ``bot.ratelimit.SendLimiter`` is the in-process
-    implementation; one shared by several instances (Redis) implements the same calls."""
-
-    def chat_wait(self, chat_id: int) -> float: ...
-    async def acquire(self, chat_id: int | None) -> None: ...
-    def pause(self, seconds: float) -> None: ...
-    @property
-    def paused_for(self) -> float: ...
 
 
 def target_chat(method: object) -> int | None:
@@ -98,16 +91,16 @@ class BudgetMiddleware(BaseRequestMiddleware):
                 return await make_request(bot, method)
             except TelegramRetryAfter as exc:
                 wait = float(exc.retry_after)
+                await self.budget.pause(wait)  # every other call waits too: the bot is over its limit
                 if waited + wait > self.max_wait_seconds:
                     raise
-                self.budget.pause(wait)  # every other call waits too: the bot is over its limit
                 self.retried += 1
                 waited += wait
                 logger.info("{}: Telegram asked to wait {} s; waiting", type(method).__name__, wait)
 
     async def _turn(self, chat: int | None) -> None:
         for _ in range(1000):  # the chat's own pace (about one a second), then a global slot
-            wait = self.budget.chat_wait(chat) if chat is not None else 0.0
+            wait = await self.budget.chat_wait(chat) if chat is not None else 0.0
             if wait <= 0:
                 break
             await asyncio.sleep(wait)

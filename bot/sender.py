@@ -1,7 +1,7 @@
 """The outbox sender: makes the Telegram calls the outbox rows describe, under Telegram's limits.
 
 It takes, per chat, only the oldest pending row (so each chat sees its messages in order), paces
-calls with ``SendLimiter``, and settles each row:
+calls in the send budget (``bot.ratelimit.SendBudget``), and settles each row:
 
 - success: ``sent``, with the message id kept in ``result`` (later edits refer to it);
 - 429: not an error, the row waits ``retry_after`` and every send pauses as long;
@@ -41,7 +41,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.outbox import FAILED, METHODS, PENDING, SENT
-from bot.ratelimit import SendLimiter
+from bot.ratelimit import SendBudget
 from bot.retry import outbox_call
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
@@ -91,7 +91,7 @@ class OutboxSender:
         self,
         db: Database,
         bot: Bot,
-        limiter: SendLimiter,
+        limiter: SendBudget,
         config: OutboxConfig | None = None,
         *,
         on_sent: SentHook | None = None,
@@ -176,7 +176,7 @@ class OutboxSender:
         for row in rows:
             if row.chat_id in self._inflight:
                 continue
-            wait = self._limiter.chat_wait(row.chat_id)
+            wait = await self._limiter.chat_wait(row.chat_id)
             if wait > 0:
                 chat_wait = min(chat_wait, wait)
                 continue
@@ -188,7 +188,7 @@ class OutboxSender:
             for row in ready:
                 if row.id not in claimed:
                     continue
-                if self._stopping or self._limiter.paused_for > 0:
+                if self._stopping or await self._limiter.paused_for() > 0:
                     break  # claimed rows go back below; a 429 pause must not outlive their lease
                 await self._slots.acquire()
                 try:
@@ -206,8 +206,9 @@ class OutboxSender:
                 await self._release(unsent)
         if started:
             return 0.0
-        if self._limiter.paused_for > 0:
-            return self._limiter.paused_for
+        paused = await self._limiter.paused_for()
+        if paused > 0:
+            return paused
         if rows:
             return min(chat_wait, self.config.poll_seconds)
         if next_due is not None:
@@ -320,7 +321,7 @@ class OutboxSender:
                 outbox_call.reset(token)
         except TelegramRetryAfter as exc:
             self.stats.rate_limited += 1
-            self._limiter.pause(exc.retry_after)
+            await self._limiter.pause(exc.retry_after)
             await self._retry_later(
                 row, f"429 retry after {exc.retry_after}", float(exc.retry_after), count=False
             )

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.render import esc, money, number, price, side_label, signed_money, utc_time
 from engine.accounts.names import actor_display, display_name
-from engine.ops.views import CloseAllResult, EngineStatus, Owner, PositionsReport
+from engine.ops.views import CloseAllResult, EngineStatus, InstanceStatus, Owner, PositionsReport
 from engine.store.db import utcnow
 
 MAX_ACCOUNTS = 20
@@ -35,6 +35,27 @@ def trading_state_label(state: str) -> str:
         "reducing": _("closes only"),
         "halted": _("halted"),
     }.get(state, esc(state))
+
+
+def instance_lines(instances: tuple[InstanceStatus, ...]) -> list[str]:
+    """The running instances (several ``tradebot run`` on one store): leader, accounts, Redis."""
+    if not instances:
+        return []
+    alive = sum(1 for i in instances if i.alive)
+    lines = [_("🖥 Instances: {alive} running").format(alive=alive)]
+    for instance in instances:
+        parts = [esc(instance.id)]
+        if instance.alive:
+            if instance.leader:
+                parts.append(_("trading loop"))
+            parts.append(_("MT5 accounts: {count}").format(count=instance.accounts))
+            if instance.telegram_budget:
+                parts.append(_("Telegram budget: {state}").format(state=esc(instance.telegram_budget)))
+        else:
+            ago = int((utcnow() - instance.seen_at).total_seconds())
+            parts.append(_("gone (last seen {seconds} s ago)").format(seconds=ago))
+        lines.append("• " + " · ".join(parts))
+    return lines
 
 
 def status_text(status: EngineStatus) -> str:
@@ -66,6 +87,7 @@ def status_text(status: EngineStatus) -> str:
                     name=esc(gateway.name), detail=esc(gateway.detail or "?")
                 )
             )
+    lines.extend(instance_lines(status.instances))
     if status.simulated_market:
         lines.append(_("⚠️ Paper accounts trade a simulated market (random walk prices)."))
     lines.append(_("📂 Open positions: {count}").format(count=status.open_positions))

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from engine.execution.service import ExecutionService
     from engine.ingest.producers import ProducerService
     from engine.ingest.service import IngestService
+    from engine.loop.cluster import Cluster
     from engine.loop.trading import TradingLoop
     from engine.management.changes import ChangeService
     from engine.management.updates import UpdateService
@@ -48,6 +49,7 @@ class EngineServices:
     secrets: SecretBox | None  # None when SECRET_KEY is not set (no MT5 links, no producers)
     control: EngineControl  # global pause/resume
     brokers: BrokerRegistry  # one broker per execution account, made on first use
+    cluster: Cluster  # this instance among several: its name, the MT5 accounts it owns (leases)
     paper_market: PaperMarket  # where paper accounts get prices, and whether that market is simulated
     execution: ExecutionService  # idempotent order submission
     closer: PositionCloser  # closes positions (close-all, drawdown guard, subscriber's Close)
@@ -78,6 +80,7 @@ class EngineServices:
     async def close(self) -> None:
         """Release what the services hold (broker connections, worker threads); the caller disposes
         of the database afterwards."""
+        await self.cluster.release_all(self.brokers.forget)  # leases taken on first use, if any
         await self.brokers.close()
         self.analytics.close()
         await self.paper_market.close()

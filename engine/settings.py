@@ -7,7 +7,9 @@ CLI prints that line and exits with status 2.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -133,10 +135,18 @@ class Settings(BaseSettings):
     miniapp_script: MiniAppScript = MiniAppScript.TELEGRAM
     # Diagnostics and crash tests only: stored updates wait this long before they are handled.
     telegram_inbox_hold_seconds: Decimal = Field(default=Decimal("0"), ge=0, le=60)
+    # An update or outgoing message claimed by an instance that then died is taken by another after
+    # this long; keep it above the slowest handler and the time a batch of sends takes.
+    telegram_lease_seconds: Decimal = Field(default=Decimal("60"), ge=10, le=600)
 
     # Storage
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
+
+    # Several instances (docs/deploy.md): this one's name (default host:pid), and how long an MT5
+    # account's lease lasts without renewal before another instance may take the account over.
+    instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:@-]{1,64}$")
+    account_lease_seconds: Decimal = Field(default=Decimal("30"), ge=3, le=600)
 
     # HTTP server
     http_host: str = "127.0.0.1"
@@ -359,6 +369,11 @@ class Settings(BaseSettings):
     def billing_enabled(self) -> bool:
         """Plans and gating apply: ``BILLING=on``, or a ``PLANS_FILE`` given."""
         return self.billing is BillingMode.ON or bool(self.plans_file)
+
+    @property
+    def instance_name(self) -> str:
+        """This process among the instances: ``INSTANCE_ID``, else ``host:pid``."""
+        return self.instance_id or f"{socket.gethostname()}:{os.getpid()}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 from alembic import context
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from engine.store.db import create_engine
@@ -23,9 +25,16 @@ def _configure(connection: Connection) -> None:
     )
 
 
+# Several instances starting at once (docs/deploy.md) each run the migrations: on PostgreSQL they take
+# this transaction-scoped advisory lock first, so one migrates and the others then find it done.
+MIGRATION_LOCK = int.from_bytes(hashlib.sha256(b"tradebot:migrations").digest()[:8], "big", signed=True)
+
+
 def _run_sync(connection: Connection) -> None:
     _configure(connection)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 

@@ -9,6 +9,8 @@ This is the one place that may wire ``mt5sim``'s simulated market into the engin
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -39,6 +41,7 @@ from engine.execution.service import ExecutionConfig, ExecutionService
 from engine.ingest.market import MarketQuotes
 from engine.ingest.producers import ProducerService
 from engine.ingest.service import IngestService
+from engine.loop.cluster import Cluster
 from engine.loop.leader import LeaderLease, make_lease
 from engine.loop.trading import LoopConfig, TradingLoop, reconcile_hook
 from engine.management.changes import ChangeService
@@ -166,19 +169,29 @@ def build_services(
     lease: LeaderLease | None = None,
     relay_poll_seconds: float | None = None,
     producer_cache_seconds: float | None = None,
+    instance_id: str | None = None,
 ) -> EngineServices:
     """Every engine service, built once from ``settings``.
 
     The keyword arguments are the edges tests, the sandbox and the benchmarks may swap: an open
     database (a test's fixture), how brokers are made, where paper prices come from, retry timing,
     the MT5 login check, the trading loop's timing and leader lease, the event relay's poll, how long
-    producer credentials are cached.
+    producer credentials are cached, and the instance's name among several (``tradebot run`` passes
+    ``INSTANCE_ID``; other processes, such as CLI commands, get one of their own, ``host:pid``).
     """
     db = db or Database(settings.database_url)
     secrets = secret_box(settings)
     relay = EventRelay(db) if relay_poll_seconds is None else EventRelay(db, poll_seconds=relay_poll_seconds)
     market = paper_market or paper_market_for(settings)
-    registry = BrokerRegistry(broker_factory or default_broker_factory(settings, db, secrets, market))
+    cluster = Cluster(
+        db,
+        instance_id=instance_id or f"{socket.gethostname()}:{os.getpid()}",
+        lease_seconds=float(settings.account_lease_seconds),
+    )
+    cluster.details["redis"] = "configured" if settings.redis_url else "not configured"
+    registry = BrokerRegistry(
+        broker_factory or default_broker_factory(settings, db, secrets, market), cluster
+    )
     risk_limits = RiskLimitsService.from_settings(db, settings)
     execution = ExecutionService(
         db, registry, order_rules_for(settings), relay, execution_config, limits=risk_limits.defaults
@@ -199,6 +212,7 @@ def build_services(
         reconciler=reconciler,
         relay=relay,
         lease=lease or make_lease(db, ttl_seconds=loop_config.lease_ttl_seconds),
+        cluster=cluster,
         config=loop_config,
         changes=changes,
         daily_loss=DailyLossWatch(db, risk_limits.defaults, relay),
@@ -217,6 +231,7 @@ def build_services(
         secrets=secrets,
         control=EngineControl(db, relay),
         brokers=registry,
+        cluster=cluster,
         paper_market=market,
         execution=execution,
         closer=closer,
@@ -261,6 +276,7 @@ def build_services(
                 heartbeat_seconds=float(settings.heartbeat_seconds),
                 simulated_market=market.simulated,
                 gateways=gateway_probes(settings),
+                lease_seconds=float(settings.account_lease_seconds),
             ),
             closer,
             guard,
@@ -288,4 +304,5 @@ def build_api_context(
         refusals=RefusalAggregator(services.db, metrics),
         metrics=metrics,
         readiness=readiness,
+        instance=services.cluster.describe,
     )

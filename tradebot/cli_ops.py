@@ -106,6 +106,11 @@ def render_status(s: EngineStatus) -> list[str]:
     lines.append(f"last heartbeat: {_when(s.heartbeat_at)}")
     leader = f"{s.leader.instance} ({'alive' if s.leader.alive else 'not running'})" if s.leader else "none"
     lines.append(f"trading loop:   {leader}")
+    for i in s.instances:
+        state = "alive" if i.alive else f"gone (last seen {_when(i.seen_at)})"
+        role = ", trading loop" if i.leader and i.alive else ""
+        budget = f", Telegram budget {i.telegram_budget}" if i.telegram_budget else ""
+        lines.append(f"instance:       {i.id} ({state}{role}, {i.accounts} MT5 accounts{budget})")
     lines.append(f"open positions: {s.open_positions}")
     lines.append(f"pending orders: {s.pending_orders}")
     lines.append(f"outbox:         {s.outbox_pending} pending")

@@ -27,6 +27,7 @@ from engine.api.outbound import OutboundDispatcher, install_outbound
 from engine.api.server import start_http_server
 from engine.brokers.registry import BrokerFactory
 from engine.execution.service import ExecutionConfig
+from engine.loop.cluster import ClusterCollector
 from engine.loop.heartbeat import heartbeat_probe
 from engine.loop.trading import TradingLoop
 from engine.observability.metrics import Metrics
@@ -84,6 +85,7 @@ class Runtime:
             broker_factory=self.options.broker_factory,
             execution_config=self.options.execution_config,
             loop_overrides=self.options.loop_overrides,
+            instance_id=settings.instance_name,
         )
         try:  # a wrong SECRET_KEY stops here: nothing has started yet
             await verify_key(services.db, services.secrets)
@@ -100,6 +102,7 @@ class Runtime:
 
         self.loop = services.trading_loop
         self.loop.register_metrics(self.metrics.registry)
+        self.metrics.registry.register(ClusterCollector(services.cluster))
         self.readiness.register("heartbeat", heartbeat_probe(services.db, float(settings.heartbeat_seconds)))
         self.readiness.register("brokers", self._brokers_ready)
         self._register_gateways()
@@ -114,6 +117,8 @@ class Runtime:
             self.miniapp = MiniApp(bot_ctx)  # the Mini App under /app/ (docs/miniapp.md)
             self.miniapp.mount(app)
             self.readiness.register("telegram", self._telegram_ready)
+            if settings.redis_url:  # the shared send budget: degraded (local share) while Redis is down
+                self.readiness.register("telegram_budget", self.bot.limiter.probe, required=False)
 
         if self.options.on_http_app is not None:
             self.options.on_http_app(app)

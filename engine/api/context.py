@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -48,6 +49,8 @@ class ApiContext:
     metrics: Metrics
     readiness: Readiness
     limiter: RateLimiter = field(default_factory=RateLimiter)  # per-producer buckets, in memory
+    # This instance among several (id, leadership, MT5 accounts owned, Redis state) for /readyz.
+    instance: Callable[[], dict[str, Any]] | None = None
 
 
 CTX: web.AppKey[ApiContext] = web.AppKey("tradebot_api_context", ApiContext)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from engine.api.context import CTX
@@ -21,12 +23,17 @@ async def readyz(request: web.Request) -> web.Response:
     results = await ctx.readiness.run()
     for result in results:
         ctx.metrics.ready.labels(result.name).set(1 if result.ok else 0)
-    failing = [r.name for r in results if not r.ok]
-    body = {
-        "status": "ok" if not failing else "unavailable",
+    failing = [r.name for r in results if not r.ok and r.required]
+    degraded = [r.name for r in results if not r.ok and not r.required]
+    body: dict[str, Any] = {
+        "status": "unavailable" if failing else "degraded" if degraded else "ok",
         "checks": {r.name: r.detail for r in results},
         "failing": failing,
     }
+    if degraded:
+        body["degraded"] = degraded
+    if ctx.instance is not None:
+        body["instance"] = ctx.instance()
     return web.json_response(body, status=200 if not failing else 503)
 
 

@@ -188,9 +188,28 @@ _READY = {
     "type": "object",
     "required": ["status", "checks", "failing"],
     "properties": {
-        "status": {"enum": ["ok", "unavailable"]},
+        "status": {"enum": ["ok", "degraded", "unavailable"]},
         "checks": {"type": "object", "additionalProperties": {"type": "string"}},
         "failing": {"type": "array", "items": {"type": "string"}},
+        "degraded": {
+            "description": "Parts that are down but do not stop this instance serving (e.g. the "
+            "Telegram budget on its local share while Redis is unreachable).",
+            "type": "array",
+            "items": {"type": "string"},
+        },
+        "instance": {
+            "description": "This instance among several: its id, whether it runs the trading loop, "
+            "the MT5 accounts it owns, Redis and the Telegram budget.",
+            "type": "object",
+            "required": ["id", "leader", "accounts"],
+            "properties": {
+                "id": {"type": "string"},
+                "leader": {"type": "boolean"},
+                "accounts": {"type": "array", "items": {"type": "integer"}},
+                "redis": {"type": "string"},
+                "telegram_budget": {"type": "string"},
+            },
+        },
     },
 }
 
@@ -545,7 +564,7 @@ DOCUMENT: dict[str, Any] = {
                 "summary": "Every dependency answers (database, brokers, Telegram, ...)",
                 "responses": {
                     "200": {
-                        "description": "Ready",
+                        "description": "Ready (status degraded: some part is down but the instance serves)",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}},
                     },
                     "503": {

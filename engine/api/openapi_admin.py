@@ -82,6 +82,24 @@ SCHEMAS: dict[str, Any] = {
                 "type": "boolean",
                 "description": "Paper accounts trade the simulated random-walk market (no terminal prices)",
             },
+            "instances": {
+                "type": "array",
+                "description": "Every instance (tradebot run) seen in the last hour, by id",
+                "items": _object(
+                    {
+                        "id": {"type": "string"},
+                        "host": {"type": "string"},
+                        "pid": {"type": "integer"},
+                        "started_at": {"type": "string", "format": "date-time"},
+                        "seen_at": {"type": "string", "format": "date-time"},
+                        "alive": {"type": "boolean", "description": "Seen within the account lease time"},
+                        "leader": {"type": "boolean", "description": "Runs the trading loop"},
+                        "accounts": {"type": "integer", "description": "MT5 accounts it owns"},
+                        "redis": _STR_OR_NULL,
+                        "telegram_budget": _STR_OR_NULL,
+                    }
+                ),
+            },
             "accounts": {
                 "type": "array",
                 "items": _object(

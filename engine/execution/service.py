@@ -40,6 +40,7 @@ from tenacity import (
 
 from engine.accounts.symbols import resolve_symbol
 from engine.brokers.base import Broker, FoundOrder, OrderRequest, OrderType, Side, SubmitResult, SubmitStatus
+from engine.brokers.ownership import AccountScope
 from engine.brokers.registry import BrokerRegistry
 from engine.execution.legs import Leg, plan_legs
 from engine.execution.orders import BuiltOrder, OrderRefusal, OrderRules, SignalParams, build_order
@@ -286,6 +287,8 @@ class ExecutionService:
             ).one_or_none()
             assert loaded is not None, order_id
             order, account, signal, decision, user = loaded
+            if not await self._brokers.usable(account):
+                return order  # another instance runs this account: its loop drives the order
             status = OrderStatus(order.status)
             if status in (OrderStatus.SUBMITTING, OrderStatus.UNKNOWN):
                 if status is OrderStatus.UNKNOWN or self.is_stale(order):
@@ -475,6 +478,8 @@ class ExecutionService:
             account = await session.get(ExecutionAccount, order.account_id)
             assert account is not None
             session.expunge_all()
+        if not await self._brokers.usable(account):
+            return order  # its owner looks it up
         try:
             broker = await self._brokers.get(account)
             found: FoundOrder | None = await broker.find_by_client_id(order.client_order_id)
@@ -637,31 +642,28 @@ class ExecutionService:
 
     # ----------------------------------------------------------------- for the trading loop
 
-    async def due_orders(self, limit: int) -> list[str]:
-        """Orders the loop should drive now: approved-but-unsubmitted, due retries, unknown outcomes."""
+    async def due_orders(self, limit: int, scope: AccountScope | None = None) -> list[str]:
+        """Orders the loop should drive now: approved-but-unsubmitted, due retries, unknown outcomes;
+        with ``scope``, only those of the accounts this instance works on."""
         now = utcnow()
         stale = now - timedelta(seconds=self.config.stale_submitting_seconds)
+        query = select(Order.id).where(
+            or_(
+                Order.status == OrderStatus.PENDING.value,
+                Order.status == OrderStatus.UNKNOWN.value,
+                (Order.status == OrderStatus.RETRY_WAIT.value)
+                & or_(Order.next_attempt_at.is_(None), Order.next_attempt_at <= now),
+                (Order.status == OrderStatus.SUBMITTING.value) & (Order.submitted_at < stale),
+            )
+        )
+        if scope is not None:
+            query = query.where(scope.account_ids(Order.account_id))
         async with self._db.session() as session:
-            ids = (
-                await session.scalars(
-                    select(Order.id)
-                    .where(
-                        or_(
-                            Order.status == OrderStatus.PENDING.value,
-                            Order.status == OrderStatus.UNKNOWN.value,
-                            (Order.status == OrderStatus.RETRY_WAIT.value)
-                            & or_(Order.next_attempt_at.is_(None), Order.next_attempt_at <= now),
-                            (Order.status == OrderStatus.SUBMITTING.value) & (Order.submitted_at < stale),
-                        )
-                    )
-                    .order_by(Order.created_at)
-                    .limit(limit)
-                )
-            ).all()
+            ids = (await session.scalars(query.order_by(Order.created_at).limit(limit))).all()
         return [i for i in ids if not (self._locks.get(i) and self._locks[i].locked())]
 
-    async def process_due(self, limit: int) -> int:
-        ids = await self.due_orders(limit)
+    async def process_due(self, limit: int, scope: AccountScope | None = None) -> int:
+        ids = await self.due_orders(limit, scope)
         for order_id in ids:
             try:
                 await self._attempt_once(order_id)

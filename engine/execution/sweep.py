@@ -21,6 +21,7 @@ from datetime import timedelta
 from loguru import logger
 from sqlalchemy import exists, select
 
+from engine.brokers.ownership import AccountScope
 from engine.execution.service import ExecutionService
 from engine.states import ORDER, DecisionStatus, OrderStatus
 from engine.store.audit import audit
@@ -51,12 +52,16 @@ class OrderSweep:
         self.orphan_grace = timedelta(seconds=orphan_grace_seconds)
         self._orphans_possible = db.dialect == "sqlite"
 
-    async def sweep(self, stopping: Callable[[], bool] = lambda: False) -> int:
-        """One pass; returns how many orders were driven."""
-        await self.adopt_approvals()
-        if self._orphans_possible:
-            await self.adopt_orphans()
-        return await self.drive(stopping)
+    async def sweep(
+        self, stopping: Callable[[], bool] = lambda: False, scope: AccountScope | None = None
+    ) -> int:
+        """One pass; returns how many orders were driven. With ``scope`` (several instances), only
+        the orders of those accounts are driven; the leader's scope adopts approvals and orphans."""
+        if scope is None or scope.paper:
+            await self.adopt_approvals()
+            if self._orphans_possible:
+                await self.adopt_orphans()
+        return await self.drive(stopping, scope)
 
     async def adopt_approvals(self) -> None:
         """Approved decisions with no order row (a crash between the decision and its order): create it."""
@@ -117,15 +122,17 @@ class OrderSweep:
                     submitted_at=str(order.submitted_at),
                 )
 
-    async def drive(self, stopping: Callable[[], bool] = lambda: False) -> int:
+    async def drive(
+        self, stopping: Callable[[], bool] = lambda: False, scope: AccountScope | None = None
+    ) -> int:
         driven = 0
         seen: set[str] = set()
         for _ in range(self.max_batches):
-            due = await self._execution.due_orders(self.batch_size)
+            due = await self._execution.due_orders(self.batch_size, scope)
             if not due or set(due) <= seen:
                 break  # nothing new: what is left was already tried this tick
             seen.update(due)
-            done = await self._execution.process_due(self.batch_size)
+            done = await self._execution.process_due(self.batch_size, scope)
             driven += done
             if done < self.batch_size or stopping():
                 break

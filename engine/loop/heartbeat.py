@@ -58,6 +58,7 @@ class LoopStats:
     heartbeats: int = 0
     last_heartbeat_unix: float = 0.0
     leader: bool = False
+    instance: str = INSTANCE  # this instance's id (the cluster's)
     positions_open: int = 0
     lifetime_signals: int = 0
     lifetime_trades: int = 0
@@ -91,7 +92,7 @@ async def beat(db: Database, *, loop_id: str, stats: LoopStats, final: bool = Fa
         payload: dict[str, Any] = {
             "at": now.isoformat(),
             "loop_id": loop_id,
-            "instance": INSTANCE,
+            "instance": stats.instance,
             "seq": stats.heartbeats + 1,
             "signals_processed": max(signals - int(previous.get("lifetime_signals", 0)), 0),
             "trades_executed": max(trades - int(previous.get("lifetime_trades", 0)), 0),

@@ -127,7 +127,7 @@ class PostgresLease(LeaderLease):
             await engine.dispose()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -165,10 +165,7 @@ class SqliteLease(LeaderLease):
             return True
         pid = value.get("pid")
         return (
-            value.get("host") == self.host
-            and isinstance(pid, int)
-            and pid != self.pid
-            and not _pid_alive(pid)
+            value.get("host") == self.host and isinstance(pid, int) and pid != self.pid and not pid_alive(pid)
         )
 
     async def _claim(self) -> bool:

@@ -1,6 +1,11 @@
 """The trading loop: what keeps accounts safe while nobody watches.
 
-One asyncio task in the bot's event loop, run by exactly one instance (the leader lease). A tick:
+One asyncio task in the bot's event loop of every instance. The leader (the leader lease) does the
+work of the paper accounts and the store-wide chores (adopting orphaned approvals, planning
+producer updates, the heartbeat); every instance, leader or not, does the work of the MT5 accounts
+it owns (``engine.loop.cluster``: one terminal session per account across the instances), and
+refreshes its leases every third of ``ACCOUNT_LEASE_SECONDS``. An account taken over from another
+instance is reconciled on its first pass. A tick:
 1. per account (concurrently, each bounded by a timeout, failures isolated): reconcile with
    the broker on reconcile ticks (the first tick after becoming leader, then every
    ``reconcile_every_ticks``), read equity, record it (an ``EquityPoint`` at most every
@@ -43,9 +48,11 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from engine.brokers.ownership import AccountScope
 from engine.brokers.registry import BrokerRegistry
 from engine.execution.service import ExecutionService
 from engine.execution.sweep import OrderSweep
+from engine.loop.cluster import Cluster
 from engine.loop.heartbeat import LoopCollector, LoopStats, beat
 from engine.loop.leader import LeaderLease
 from engine.loop.management import TradeManager
@@ -123,6 +130,7 @@ class TradingLoop:
         reconciler: Reconciler,
         relay: EventRelay,
         lease: LeaderLease,
+        cluster: Cluster,
         config: LoopConfig | None = None,
         loop_id: str | None = None,
         changes: ChangeService | None = None,
@@ -135,11 +143,13 @@ class TradingLoop:
         self.reconciler = reconciler
         self._relay = relay
         self.lease = lease
+        self.cluster = cluster
         self.changes = changes  # producer updates and subscriber controls, applied per position
         self.daily_loss = daily_loss  # subscribers' daily loss limits, read with each equity reading
         self.config = config or LoopConfig()
         self.loop_id = loop_id or uuid.uuid4().hex[:12]
-        self.stats = LoopStats()
+        self.stats = LoopStats(instance=cluster.instance_id)
+        self._fresh: set[int] = set()  # accounts newly taken over: reconciled on their next pass
         self._health: dict[int, AccountHealth] = {}
         self._last_point: dict[int, float] = {}
         self._ticks_as_leader = 0
@@ -176,21 +186,45 @@ class TradingLoop:
         return self._task
 
     async def run(self) -> None:
+        next_poll = 0.0
         while not self._stopping:
-            if not await self._hold_lease():
-                await self._sleep(self.config.standby_poll_seconds)
-                continue
             started = time.monotonic()
-            try:
-                await self.tick()
-            except Exception as exc:
-                self._error()
-                logger.opt(exception=exc).error("trading loop tick failed")
+            if self.stats.leader or started >= next_poll:
+                await self._hold_lease()
+                if not self.stats.leader:
+                    next_poll = started + self.config.standby_poll_seconds
+            await self._refresh_cluster()
+            scope = self.cluster.scope(leader=self.stats.leader)
+            if not scope.empty:
+                try:
+                    await self.tick(scope)
+                except Exception as exc:
+                    self._error()
+                    logger.opt(exception=exc).error("trading loop tick failed")
             if self._stopping:
                 break
-            if time.monotonic() >= self._next_heartbeat:
+            if self.stats.leader and time.monotonic() >= self._next_heartbeat:
                 await self._beat()
             await self._sleep(max(0.0, self.config.tick_seconds - (time.monotonic() - started)))
+
+    async def _refresh_cluster(self) -> None:
+        """Renew this instance's account leases and take or hand back its share (when due)."""
+        if not self.cluster.due():
+            return
+        try:
+            result = await self.cluster.refresh(leader=self.stats.leader, release=self._brokers.forget)
+        except Exception as exc:
+            self._error()
+            logger.opt(exception=exc).warning("trading loop {}: account leases not renewed", self.loop_id)
+            return
+        self._fresh |= result.gained
+        for account_id in result.lost | result.handed_back:
+            self._fresh.discard(account_id)
+            self._health.pop(account_id, None)
+            self._last_point.pop(account_id, None)
+            self.stats.equity.pop(account_id, None)
+            self.stats.tiers.pop(account_id, None)
+            self.stats.failing.discard(account_id)
 
     async def _hold_lease(self) -> bool:
         try:
@@ -199,6 +233,7 @@ class TradingLoop:
                     return True
                 logger.error("trading loop {}: leadership lost; standing by", self.loop_id)
                 self.stats.leader = False
+                self.cluster.soon()
                 return False
             if not await self.lease.acquire():
                 return False
@@ -206,8 +241,9 @@ class TradingLoop:
             logger.warning("trading loop {}: leader lease unavailable: {!r}", self.loop_id, exc)
             self.stats.leader = False
             return False
-        logger.info("trading loop {} is the leader", self.loop_id)
+        logger.info("trading loop {} is the leader (instance {})", self.loop_id, self.cluster.instance_id)
         self.stats.leader = True
+        self.cluster.soon()
         self._ticks_as_leader = 0  # first tick reconciles every account
         self._next_heartbeat = 0.0
         return True
@@ -276,31 +312,42 @@ class TradingLoop:
             await self.lease.release()
         except Exception as exc:
             logger.warning("releasing the leader lease failed: {!r}", exc)
+        try:  # the accounts go to the other instances at their next refresh, not after the lease time
+            await asyncio.wait_for(self.cluster.release_all(self._brokers.forget), left(1.0))
+        except Exception as exc:
+            logger.warning("handing the accounts back failed (their leases run out): {!r}", exc)
         self.stats.leader = False
         logger.info("trading loop {} stopped", self.loop_id)
 
     # ------------------------------------------------------------------------------ one tick
 
-    async def tick(self) -> None:
+    async def tick(self, scope: AccountScope | None = None) -> None:
+        """One tick over the accounts in ``scope`` (None: every account, as one process alone)."""
         started = time.monotonic()
         reconcile = self._ticks_as_leader % max(self.config.reconcile_every_ticks, 1) == 0
-        accounts = await self._accounts(everyone=reconcile)
+        fresh, self._fresh = self._fresh, set()
+        accounts = await self._accounts(everyone=reconcile, scope=scope, fresh=fresh)
         gate = asyncio.Semaphore(self.config.account_concurrency)
-        await asyncio.gather(*(self._account_pass(a, reconcile, gate) for a in accounts))
+        await asyncio.gather(*(self._account_pass(a, reconcile or a.id in fresh, gate) for a in accounts))
         if not self._stopping:
-            driven = await self.orders.sweep(lambda: self._stopping)
+            driven = await self.orders.sweep(lambda: self._stopping, scope)
             self.stats.orders_driven_total += driven
             self.stats.orders_driven_since_beat += driven
         if self.changes is not None and not self._stopping:
             grace = self.config.orphan_grace_seconds if self._db.dialect == "sqlite" else None
-            await self.changes.process_due(self.config.order_batch_size * 10, orphan_grace_seconds=grace)
+            await self.changes.process_due(
+                self.config.order_batch_size * 10, orphan_grace_seconds=grace, scope=scope
+            )
         self._ticks_as_leader += 1
         self.stats.ticks += 1
         self.stats.last_tick_ms = (time.monotonic() - started) * 1000
 
-    async def _accounts(self, *, everyone: bool) -> list[ExecutionAccount]:
+    async def _accounts(
+        self, *, everyone: bool, scope: AccountScope | None = None, fresh: set[int] | None = None
+    ) -> list[ExecutionAccount]:
         """Active accounts, and any account still holding positions or live orders (e.g. a paper
-        account left behind when its owner linked MT5): its money is at risk all the same."""
+        account left behind when its owner linked MT5): its money is at risk all the same. Within
+        ``scope``; ``fresh`` ones (just taken over) are read whatever their state."""
         busy = or_(
             exists().where(Position.account_id == ExecutionAccount.id, Position.status.in_(_OPEN_POSITIONS)),
             exists().where(Order.account_id == ExecutionAccount.id, Order.status.in_(_LIVE_ORDERS)),
@@ -316,8 +363,11 @@ class TradingLoop:
                     active & (ExecutionAccount.drawdown_state != "ok"),
                     active & ExecutionAccount.reference_equity.is_(None),
                     ExecutionAccount.id.in_(failing) if failing else ExecutionAccount.id.is_(None),
+                    ExecutionAccount.id.in_(sorted(fresh)) if fresh else ExecutionAccount.id.is_(None),
                 )
             )
+        if scope is not None:
+            query = query.where(scope.accounts())
         async with self._db.session() as session:
             rows = list((await session.scalars(query.order_by(ExecutionAccount.id))).all())
             session.expunge_all()

@@ -32,6 +32,7 @@ from loguru import logger
 from sqlalchemy import or_, select, update
 
 from engine.brokers.base import Broker, SubmitResult, SubmitStatus
+from engine.brokers.ownership import AccountScope
 from engine.brokers.registry import BrokerRegistry
 from engine.execution.sweep import PROCESS_STARTED_AT
 from engine.management.apply import Outcome, Planned, outcome_of, plan_request, resolve_lost
@@ -110,41 +111,46 @@ class ChangeService:
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=deadline_seconds)
 
-    async def due(self, limit: int) -> list[int]:
+    async def due(self, limit: int, scope: AccountScope | None = None) -> list[int]:
         now = utcnow()
         stale = now - timedelta(seconds=self.config.stale_claim_seconds)
-        async with self._db.sessions() as session:
-            ids = await session.scalars(
-                select(PositionChange.id)
-                .where(
-                    or_(
-                        (PositionChange.status == ChangeStatus.PENDING.value)
-                        & (PositionChange.next_attempt_at <= now),
-                        PositionChange.status == ChangeStatus.UNKNOWN.value,
-                        (PositionChange.status == ChangeStatus.CLAIMED.value)
-                        & (PositionChange.claimed_at < stale),
-                    )
-                )
-                .order_by(PositionChange.id)
-                .limit(limit)
+        query = select(PositionChange.id).where(
+            or_(
+                (PositionChange.status == ChangeStatus.PENDING.value)
+                & (PositionChange.next_attempt_at <= now),
+                PositionChange.status == ChangeStatus.UNKNOWN.value,
+                (PositionChange.status == ChangeStatus.CLAIMED.value) & (PositionChange.claimed_at < stale),
             )
+        )
+        if scope is not None:
+            query = query.where(scope.account_ids(PositionChange.account_id))
+        async with self._db.sessions() as session:
+            ids = await session.scalars(query.order_by(PositionChange.id).limit(limit))
             return [i for i in ids.all() if i not in self._busy]
 
-    async def process_due(self, limit: int = 100, *, orphan_grace_seconds: float | None = None) -> int:
+    async def process_due(
+        self,
+        limit: int = 100,
+        *,
+        orphan_grace_seconds: float | None = None,
+        scope: AccountScope | None = None,
+    ) -> int:
         """The trading loop's pass: unplanned updates, due rows, claims left by a dead process.
 
         ``orphan_grace_seconds`` (single-process store): claims made before this process started
         and at least that old are resolved at the terminal now, not after ``stale_claim_seconds``.
+        ``scope`` (several instances): only rows of the accounts this instance works on.
         """
-        async with self._db.sessions() as session:
-            unplanned = (
-                await session.scalars(
-                    select(SignalUpdate.id).where(SignalUpdate.status == "accepted").limit(limit)
-                )
-            ).all()
-        for update_id in unplanned:
-            await self.plan(update_id)
-        ids = await self.due(limit)
+        if scope is None or scope.paper:  # the leader plans what the relay left unplanned
+            async with self._db.sessions() as session:
+                unplanned = (
+                    await session.scalars(
+                        select(SignalUpdate.id).where(SignalUpdate.status == "accepted").limit(limit)
+                    )
+                ).all()
+            for update_id in unplanned:
+                await self.plan(update_id)
+        ids = await self.due(limit, scope)
         if orphan_grace_seconds is not None:
             ids += [i for i in await self._orphans(orphan_grace_seconds, limit) if i not in ids]
         await self.apply_many(ids)
@@ -184,6 +190,8 @@ class ChangeService:
             return await self._resolve(loaded)
         if status is not ChangeStatus.PENDING:
             return status.value
+        if not await self._brokers.usable(loaded.account):
+            return status.value  # another instance runs this account: its loop applies the row
         try:
             broker = await self._brokers.get(loaded.account)
             planned = await plan_request(
@@ -213,6 +221,8 @@ class ChangeService:
     async def _resolve(self, loaded: Loaded) -> str:
         """The answer was lost: look at the terminal, then settle or make the row pending again."""
         change_id = loaded.change.id
+        if not await self._brokers.usable(loaded.account):
+            return loaded.change.status  # its owner looks at the terminal
         try:
             broker = await self._brokers.get(loaded.account)
             outcome = await resolve_lost(broker, loaded.update, loaded.change, loaded.position, loaded.order)

@@ -19,12 +19,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.accounts.names import actor_display
+from engine.brokers.ownership import NotOwnerError
 from engine.brokers.registry import BrokerRegistry
 from engine.execution.cancels import PENDING_ORDER_STATES
 from engine.ops.views import (
     AccountStatus,
     EngineStatus,
     GatewayStatus,
+    InstanceStatus,
     Leader,
     OpsError,
     Owner,
@@ -41,6 +43,7 @@ from engine.store.models import (
     EngineState,
     EquityPoint,
     ExecutionAccount,
+    Instance,
     Order,
     OutboxMessage,
     Position,
@@ -124,14 +127,17 @@ class OpsQueries:
         heartbeat_seconds: float = 10.0,
         simulated_market: bool = False,
         gateways: Mapping[str, HealthProbe] | None = None,
+        lease_seconds: float = 30.0,
     ) -> None:
         """``simulated_market``: paper accounts trade the random-walk market (status says so);
-        ``gateways``: a health probe per MT5 gateway (``engine.gateway.probe.gateway_probe``)."""
+        ``gateways``: a health probe per MT5 gateway (``engine.gateway.probe.gateway_probe``);
+        ``lease_seconds``: an instance not seen for this long is shown as gone."""
         self._gateways = dict(gateways or {})
         self._db = db
         self._brokers = brokers
         self._heartbeat_seconds = heartbeat_seconds
         self._simulated_market = simulated_market
+        self._lease_seconds = lease_seconds
 
     async def status(self, *, limit: int = 20, live_seconds: float | None = 3.0) -> EngineStatus:
         async with self._db.session() as session:
@@ -158,6 +164,7 @@ class OpsQueries:
                 )
             ).all()
             points = {account.id: await self._last_point(session, account.id) for account, _u in rows}
+            instances = (await session.scalars(select(Instance).order_by(Instance.id))).all()
             session.expunge_all()
         live, gateways = await asyncio.gather(
             asyncio.gather(*(self._live(account, live_seconds) for account, _u in rows)),
@@ -210,6 +217,23 @@ class OpsQueries:
             simulated_market=self._simulated_market,
             paused_by_name=await self._actor_name(pause_value.get("by")) if paused else None,
             gateways=gateways,
+            instances=tuple(self._instance(i) for i in instances),
+        )
+
+    def _instance(self, row: Instance) -> InstanceStatus:
+        details: dict[str, Any] = dict(row.details or {})
+        age = (utcnow() - row.seen_at).total_seconds()
+        return InstanceStatus(
+            id=row.id,
+            host=row.host,
+            pid=row.pid,
+            started_at=row.started_at,
+            seen_at=row.seen_at,
+            alive=age <= self._lease_seconds,
+            leader=row.leader,
+            accounts=row.accounts,
+            redis=details.get("redis"),
+            telegram_budget=details.get("telegram_budget"),
         )
 
     async def _probe_gateways(self, seconds: float | None) -> tuple[GatewayStatus, ...]:
@@ -252,6 +276,8 @@ class OpsQueries:
         try:
             async with asyncio.timeout(seconds):
                 snapshot = await (await self._brokers.get(account)).account()
+        except NotOwnerError:
+            return None  # another instance runs it: its last recorded equity
         except Exception as exc:
             logger.info("status: account {} did not answer: {!r}", account.id, exc)
             return None

@@ -102,6 +102,22 @@ class GatewayStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class InstanceStatus:
+    """One running instance (``tradebot run``) as it last reported itself."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    seen_at: datetime
+    alive: bool  # seen within the account lease time
+    leader: bool  # runs the trading loop
+    accounts: int  # MT5 accounts it owns
+    redis: str | None  # not configured | up | down
+    telegram_budget: str | None  # shared through Redis, or the local share and why
+
+
+@dataclass(frozen=True, slots=True)
 class EngineStatus:
     paused: bool
     paused_by: str | None
@@ -116,6 +132,7 @@ class EngineStatus:
     simulated_market: bool = False  # paper accounts trade the random-walk market (no terminal prices)
     paused_by_name: str | None = None  # the pausing actor as people know it (``@alex``); None: the operator
     gateways: tuple[GatewayStatus, ...] = ()  # the MT5 gateways of the settings, probed now
+    instances: tuple[InstanceStatus, ...] = ()  # every instance seen in the last hour, by id
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.brokers.base import AccountSnapshot
+from engine.brokers.ownership import NotOwnerError
 from engine.brokers.registry import BrokerRegistry
 from engine.execution.positions import CloseSummary, PositionCloser
 from engine.settings import DrawdownReference, Settings
@@ -437,7 +438,18 @@ class DrawdownGuard:
                 if account is None:
                     return ResumeResult(ResumeOutcome.NOT_FOUND)
                 session.expunge(account)
-            equity = (await (await self._brokers.get(account)).account()).equity
+            try:
+                equity = (await (await self._brokers.get(account)).account()).equity
+            except NotOwnerError:  # another instance runs the terminal: the equity it last recorded
+                async with self._db.session() as session:
+                    equity = await session.scalar(
+                        select(EquityPoint.equity)
+                        .where(EquityPoint.account_id == account_id)
+                        .order_by(EquityPoint.at.desc(), EquityPoint.id.desc())
+                        .limit(1)
+                    )
+                if equity is None:
+                    raise
         async with self._db.session() as session:
             account = await session.get(ExecutionAccount, account_id, with_for_update=True)
             if account is None:

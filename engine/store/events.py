@@ -5,23 +5,30 @@ transaction commits, so an event is never announced for a change that was rolled
 never lost for a change that was committed. ``EventRelay`` delivers committed events, in order,
 to every subscriber (the fan-out planner, the Telegram notifier, the outbound dispatcher, ...)
 in batches and marks them processed. Subscribers must be idempotent by ``event_id``: after a crash an event may be handed
-over again.
+over again. With several instances on PostgreSQL, one relay at a time delivers (a session
+advisory lock held for the drain), so the events keep their order and are not handed to the
+subscribers of every instance at once; another instance's relay finds the lock taken and leaves
+the events to it (the holder reads on until nothing is left).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.store.db import Database, utcnow
 from engine.store.models import DomainEvent
+
+# pg_advisory_lock key of the relay: the first 8 bytes of sha256("tradebot:event-relay"), signed.
+RELAY_LOCK = int.from_bytes(hashlib.sha256(b"tradebot:event-relay").digest()[:8], "big", signed=True)
 
 # Event types (the outbound ones match docs/events.md).
 SIGNAL_ACCEPTED = "signal.accepted"
@@ -152,11 +159,25 @@ class EventRelay:
 
     async def drain(self, *, until: float | None = None) -> int:
         """Deliver pending events (including those the delivery itself emits); returns how many
-        were processed.
+        were processed (0 when another instance's relay is delivering them).
 
         With ``until`` (a ``loop.time()``), no new batch starts after that moment: what is left
         stays pending in the store for the next drain (or the next start).
         """
+        if self._db.dialect != "postgresql":
+            return await self._drain(until)
+        async with self._db.engine.connect() as conn:
+            taken = await conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": RELAY_LOCK})
+            await conn.commit()
+            if not taken:
+                return 0
+            try:
+                return await self._drain(until)
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RELAY_LOCK})
+                await conn.commit()
+
+    async def _drain(self, until: float | None) -> int:
         done = 0
         loop = asyncio.get_running_loop()
         while until is None or loop.time() < until:

@@ -380,6 +380,36 @@ class EngineState(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class Instance(Base):
+    """A running ``tradebot run`` among several (engine.loop.cluster): seen every lease renewal."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # INSTANCE_ID, else host:pid
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    leader: Mapped[bool] = mapped_column(Boolean, default=False)  # holds the trading-loop lease
+    accounts: Mapped[int] = mapped_column(Integer, default=0)  # MT5 accounts it owns
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # e.g. the Telegram budget's state
+
+
+class AccountLease(Base):
+    """Which instance runs an MT5 account's terminal session, until when (engine.loop.cluster)."""
+
+    __tablename__ = "account_leases"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("execution_accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner: Mapped[str] = mapped_column(String(64), index=True)  # an instance id
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column()
+    acquired_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class AdminToken(Base):
     """A bearer token for the admin REST API; only the SHA-256 of the secret is stored."""
 

@@ -26,7 +26,11 @@ async def test_healthz(sqlite_api):
 async def test_readyz_names_failing_checks(api):
     resp = await api.client.get("/readyz")
     assert resp.status == 200
-    assert await resp.json() == {"status": "ok", "checks": {"database": "ok"}, "failing": []}
+    doc = await resp.json()
+    instance = doc.pop("instance")
+    assert doc == {"status": "ok", "checks": {"database": "ok"}, "failing": []}
+    assert instance["id"] and instance["leader"] is False and instance["accounts"] == []
+    assert instance["redis"] == "not configured"
 
     async def brokers_down():
         return "mt5 account 3 disconnected"
@@ -63,6 +67,18 @@ async def test_readyz_503_when_the_database_is_down(sqlite_api):
     sqlite_api.ctx.readiness.register("database", db_down)
     resp = await sqlite_api.client.get("/readyz")
     assert resp.status == 503 and (await resp.json())["failing"] == ["database"]
+
+
+async def test_readyz_degraded_part_shows_but_keeps_the_instance_ready(sqlite_api):
+    async def local_share():
+        return "local share 1/3: Redis unreachable (ConnectionError)"
+
+    sqlite_api.ctx.readiness.register("telegram_budget", local_share, required=False)
+    resp = await sqlite_api.client.get("/readyz")
+    assert resp.status == 200
+    doc = await resp.json()
+    assert doc["status"] == "degraded" and doc["failing"] == [] and doc["degraded"] == ["telegram_budget"]
+    assert doc["checks"]["telegram_budget"].startswith("local share 1/3")
 
 
 async def test_metrics_count_requests_outcomes_and_latency(sqlite_api):

@@ -30,22 +30,22 @@ async def test_global_rate_holds_in_every_sliding_second() -> None:
 
 async def test_per_chat_and_group_waits() -> None:
     limiter = SendLimiter(RateLimits(per_chat_per_second=2, per_chat_burst=2, group_per_minute=3))
-    assert limiter.chat_wait(7) == 0
+    assert await limiter.chat_wait(7) == 0
     await limiter.acquire(7)
     await limiter.acquire(7)
-    assert 0.3 < limiter.chat_wait(7) <= 0.5  # the burst is used up: one more token in half a second
-    assert limiter.chat_wait(8) == 0  # other chats are not affected
+    assert 0.3 < await limiter.chat_wait(7) <= 0.5  # the burst is used up: one more token in half a second
+    assert await limiter.chat_wait(8) == 0  # other chats are not affected
     for _ in range(3):
-        while limiter.chat_wait(-100) > 0:
-            await asyncio.sleep(limiter.chat_wait(-100))
+        while await limiter.chat_wait(-100) > 0:
+            await asyncio.sleep(await limiter.chat_wait(-100))
         await limiter.acquire(-100)
-    assert limiter.chat_wait(-100) > 55  # 20-a-minute style group limit (3 here)
+    assert await limiter.chat_wait(-100) > 55  # 20-a-minute style group limit (3 here)
 
 
 async def test_pause_after_429_holds_every_send() -> None:
     limiter = SendLimiter(RateLimits(global_per_second=1000, headroom=1.0))
-    limiter.pause(0.3)
-    assert limiter.paused_for > 0.2
+    await limiter.pause(0.3)
+    assert await limiter.paused_for() > 0.2
     began = time.monotonic()
     await limiter.acquire(1)
     assert time.monotonic() - began >= 0.28

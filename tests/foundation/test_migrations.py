@@ -51,3 +51,33 @@ def test_postgres_migrations():
         _check(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
     finally:
         asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_instances_starting_together_migrate_one_at_a_time():
+    """Three processes upgrading one empty PostgreSQL database at once (several instances started
+    together): one migrates, the others wait for it and find nothing left to do."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+    from pathlib import Path
+
+    from tests.support.databases import PG_ADMIN_URL, pg_admin
+
+    root = Path(__file__).resolve().parents[2]
+    name = f"tradebot_mig_{uuid.uuid4().hex[:8]}"
+    asyncio.run(pg_admin(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        code = f"from engine.store.migrate import upgrade; upgrade({url!r})"
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        procs = [
+            subprocess.Popen([sys.executable, "-c", code], env=env, cwd=root, stderr=subprocess.PIPE)
+            for _ in range(3)
+        ]
+        results = [(p.wait(timeout=120), p.stderr.read().decode() if p.stderr else "") for p in procs]
+        assert [code for code, _ in results] == [0, 0, 0], results
+        diff, _tables = asyncio.run(_diff_and_tables(url))
+        assert diff == []
+    finally:
+        asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
