@@ -98,6 +98,7 @@ class Cluster:
         self._clock = clock
         self._owned: dict[int, float] = {}  # account id -> trusted until (monotonic)
         self._next_refresh = 0.0
+        self._written = False  # whether this instance ever wrote its row or a lease
         self._insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
 
     # ------------------------------------------------------------------ Ownership
@@ -118,6 +119,7 @@ class Cluster:
         if self.holds(account.id):
             return True
         started = self._clock()
+        self._written = True
         taken = await self._claim([account.id])
         if account.id in taken:
             self._owned[account.id] = started + self.lease_seconds - self.margin
@@ -138,6 +140,7 @@ class Cluster:
         """One round (see the module doc); ``release`` closes an account's broker session."""
         started = self._clock()
         self._next_refresh = started + self.renew_seconds
+        self._written = True
         self.leader = leader
         result = RefreshResult()
         now = utcnow()
@@ -190,7 +193,10 @@ class Cluster:
             )
 
     async def release_all(self, release: Release) -> None:
-        """Graceful stop: every account handed back, and the instance leaves the list."""
+        """Graceful stop: every account handed back, and the instance leaves the list. An instance
+        that never took part (a CLI command, a test's services) has nothing to remove."""
+        if not self._written:
+            return
         for account_id in sorted(self._owned):
             await self.hand_back(account_id, release)
         async with self._db.session() as session:
