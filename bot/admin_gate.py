@@ -4,7 +4,8 @@ An outer middleware on messages and callback queries: a command named in ``ADMIN
 or a tap on an admin button (``AdminCb``), from anyone else gets one polite localized refusal
 and an ``admin.refused`` audit line, and never reaches a handler. Handlers of admin commands
 therefore do not check the sender themselves, and a new admin command is guarded by adding
-its name here (a test checks the admin menu against this list).
+its name here (a test checks the admin menu against this list). One exception: ``/positions``
+alone (or ``/positions mine``) in a private chat is also every subscriber's own list.
 """
 
 from __future__ import annotations
@@ -25,6 +26,22 @@ ADMIN_COMMANDS = frozenset(
     {"pause", "resume", "closeall", "status", "positions", "refund", "payout", "leaderboard"}
 )
 _ADMIN_BUTTON = AdminCb.__prefix__ + AdminCb.__separator__
+# ``/positions`` is also a subscriber's own command: in a private chat, with no arguments (or
+# ``mine``), anyone reaches it (``bot.routers.positions``); a scope argument is the admin's.
+MINE = "mine"
+
+
+def own_positions_args(args: list[str]) -> str:
+    """``/positions`` arguments -> ``""``, ``"mine"`` or something only an admin may ask."""
+    return " ".join(args).strip().lower()
+
+
+def subscriber_form(event: Message, name: str | None) -> bool:
+    return (
+        name == "positions"
+        and event.chat.type == "private"
+        and own_positions_args((event.text or "").split(maxsplit=1)[1:]) in ("", MINE)
+    )
 
 
 def command_name(text: str | None) -> str | None:
@@ -42,7 +59,7 @@ class AdminGate(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         if isinstance(event, Message):
             name = command_name(event.text or event.caption)
-            if name in ADMIN_COMMANDS and not self._admin(event):
+            if name in ADMIN_COMMANDS and not self._admin(event) and not subscriber_form(event, name):
                 sender = event.from_user.id if event.from_user else None
                 await event.answer(await self._refuse(sender, event.chat.id, f"/{name}"))
                 return None

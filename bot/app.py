@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import re
 import weakref
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import replace
 from typing import Any
@@ -38,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.admin_gate import AdminGate
 from bot.billing_notifier import attach_billing
-from bot.commands import set_commands
+from bot.commands import set_commands, set_menu_button
 from bot.context import BotConfig, BotContext
 from bot.daily_summary import run_daily
 from bot.fanout import Fanout
@@ -52,6 +53,7 @@ from bot.routers import all_routers
 from bot.sender import OutboxSender
 from bot.shared_budget import RedisBudget, SharedBudgetConfig, redis_client
 from bot.throttle import Throttle
+from engine.approvals.fanout import FanoutPlanner
 from engine.services import EngineServices
 from engine.settings import DEFAULT_TELEGRAM_API_URL, Settings, SettingsError, TelegramMode
 from engine.store.events import Event, EventRelay
@@ -151,16 +153,22 @@ def build_dispatcher(
 
 
 class _RelayHook:
-    """One relay subscription per relay, pointing at the newest runtime's fan-out and notifier
-    (they only write outbox rows, so events keep flowing while the bot is stopped)."""
+    """One relay subscription per relay, pointing at the engine's fan-out planner and the newest
+    runtime's fan-out and notifier (they only write outbox rows, so events keep flowing while the
+    bot is stopped). Signals are planned only once a bot can deliver them."""
 
     def __init__(self) -> None:
+        self.planner: FanoutPlanner | None = None
         self.fanout: Fanout | None = None
         self.notifier: Notifier | None = None
 
-    async def on_fanout(self, event: Event) -> None:
+    async def on_plan(self, events: Sequence[Event]) -> None:
+        if self.planner is not None:
+            await self.planner.handle_batch(events)
+
+    async def on_fanout(self, events: Sequence[Event]) -> None:
         if self.fanout is not None:
-            await self.fanout.handle(event)
+            await self.fanout.handle_batch(events)
 
     async def on_notify(self, event: Event) -> None:
         if self.notifier is not None:
@@ -174,7 +182,8 @@ def _hook_for(relay: EventRelay) -> _RelayHook:
     hook = _hooks.get(relay)
     if hook is None:
         hook = _hooks[relay] = _RelayHook()
-        relay.subscribe("bot.fanout", hook.on_fanout)
+        relay.subscribe_batch("engine.fanout", hook.on_plan)
+        relay.subscribe_batch("bot.fanout", hook.on_fanout)
         relay.subscribe("bot.notifier", hook.on_notify)
     return hook
 
@@ -218,6 +227,7 @@ class BotRuntime:
         self._polling: asyncio.Task[None] | None = None
         self._offset: int | None = None  # polling: the next update id to ask for (all below are stored)
         self.running = False
+        self.intake = False  # updates are taken (False while starting and once stopping)
 
     @property
     def settings(self) -> Settings:
@@ -243,17 +253,20 @@ class BotRuntime:
         me = await self.bot.me()  # the token works and Telegram answers, before anything starts
         self.ctx.bot_username = me.username
         hook = _hook_for(self.ctx.engine.relay)
+        hook.planner = self.ctx.engine.fanout
         hook.fanout, hook.notifier = Fanout(self.ctx), Notifier(self.ctx)
         attach_billing(self.ctx, self._tasks)  # billing: notices, auto-execution, sweep
         if isinstance(self.limiter, RedisBudget):
             await self.limiter.start()
         self.sender.start()
         self.inbox_worker.start()  # updates stored before a restart are handled first
+        self.intake = True
         self._tasks.append(asyncio.create_task(self._sweep(), name="bot-expiry-sweep"))
         self._tasks.append(asyncio.create_task(run_daily(self.ctx), name="bot-daily-summary"))
         self.running = True
         try:
             await set_commands(self.bot, self.ctx)
+            await set_menu_button(self.bot, self.ctx)
             if self.mode is TelegramMode.WEBHOOK:
                 await self._set_webhook(secret)
             else:
@@ -283,21 +296,34 @@ class BotRuntime:
                 )
                 await asyncio.sleep(exc.retry_after)
 
-    async def stop(self) -> None:
-        if not self.running:
-            return
-        self.running = False
+    async def stop_intake(self, deadline_seconds: float | None = None) -> None:
+        """Take no new updates (polling stops, the webhook answers 503) and let those being handled
+        finish (within ``deadline_seconds``); the outbox keeps sending until ``stop``."""
+        self.intake = False
         timeout = self.ctx.config.stop_timeout_seconds
+        if deadline_seconds is not None:
+            timeout = min(timeout, deadline_seconds)
         await self.stop_polling()
         await self.inbox_worker.stop(timeout)
         await self._confirm_updates()
+
+    async def stop(self, deadline_seconds: float | None = None) -> None:
+        """Stop everything; with ``deadline_seconds``, the last sends get at most that long (what
+        is not sent stays in the outbox for the next start)."""
+        if not self.running:
+            return
+        await self.stop_intake(deadline_seconds)
+        self.running = False
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self.sender.stop(drain_seconds=self.ctx.config.drain_seconds)
+        drain = self.ctx.config.drain_seconds
+        await self.sender.stop(
+            drain_seconds=drain if deadline_seconds is None else min(drain, deadline_seconds)
+        )
         if isinstance(self.limiter, RedisBudget):
             await self.limiter.close()
         await self.dispatcher.storage.close()  # FSM storage (a Redis connection pool)
@@ -365,7 +391,7 @@ class BotRuntime:
     async def _handle_webhook(self, request: web.Request) -> web.StreamResponse:
         """Store the update in the inbox, then answer 200: a crash before the commit gets no
         answer, so Telegram delivers the update again."""
-        if not self.running or self.mode is not TelegramMode.WEBHOOK:
+        if not (self.running and self.intake) or self.mode is not TelegramMode.WEBHOOK:
             return web.Response(status=503, text="bot not running")  # Telegram retries later
         secret = self._webhook_secret() or ""
         given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 from aiogram.utils.i18n import gettext as _
@@ -49,6 +50,18 @@ from engine.store.models import Decision, OutboxMessage, Signal, User
 
 SWEEP_SECONDS = 60.0
 _AUTO_RESULTS = (ev.POSITION_OPENED, ev.ORDER_PLACED, ev.ORDER_REJECTED, ev.ORDER_FAILED)
+_HANDLED = frozenset(
+    {
+        PAYMENT_RECEIVED,
+        PAYMENT_REFUNDED,
+        SUBSCRIPTION_EXPIRING,
+        SUBSCRIPTION_EXPIRED,
+        SUBSCRIPTION_RENEWAL,
+        REFERRAL_ATTRIBUTED,
+        ev.DECISION_RECORDED,
+        *_AUTO_RESULTS,
+    }
+)
 
 
 def _dm(user: User, text: str, markup: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -64,6 +77,8 @@ class BillingNotifier:
         self._catalog = ctx.engine.billing.catalog
 
     async def handle(self, event: Event) -> None:
+        if event.type not in _HANDLED:
+            return  # no transaction for events that never make a message
         async with self._ctx.engine.db.session() as session:
             messages = await self._messages(session, event)
             await enqueue(session, messages)
@@ -129,7 +144,11 @@ class BillingNotifier:
         if signal is None or user is None:
             return []
         with in_locale(self._ctx.i18n, user.language):
-            text = signal_text(signal) + "\n\n" + _("🤖 Auto-executing with your risk settings…")
+            text = (
+                signal_text(signal, self._ctx.settings.order_expiry_hours)
+                + "\n\n"
+                + _("🤖 Auto-executing with your risk settings…")
+            )
         payload = {**_dm(user, text, NO_KEYBOARD), "_meta": {"ref": ref}}
         return [Outgoing(f"auto:decision:{decision.id}", decision.chat_id, "editMessageText", payload)]
 
@@ -170,9 +189,9 @@ class _Hook:
         if self.notifier is not None:
             await self.notifier.handle(event)
 
-    async def on_auto(self, event: Event) -> None:
+    async def on_auto(self, events: Sequence[Event]) -> None:
         if self.auto is not None:
-            await self.auto.handle(event)
+            await self.auto.handle_batch(events)
 
 
 _hooks: weakref.WeakKeyDictionary[EventRelay, _Hook] = weakref.WeakKeyDictionary()
@@ -183,7 +202,7 @@ def attach_billing(ctx: BotContext, tasks: list[asyncio.Task[Any]]) -> None:
     hook = _hooks.get(relay)
     if hook is None:
         hook = _hooks[relay] = _Hook()
-        relay.subscribe("billing.auto_execute", hook.on_auto)
+        relay.subscribe_batch("billing.auto_execute", hook.on_auto)
         relay.subscribe("billing.notifier", hook.on_event)
     hook.notifier, hook.auto = BillingNotifier(ctx), ctx.engine.auto_execute
     tasks.append(asyncio.create_task(ctx.engine.billing_sweeper.run(SWEEP_SECONDS), name="billing-sweep"))

@@ -37,6 +37,13 @@ class SettingsCb(CallbackData, prefix="set"):
     value: str
 
 
+class RiskCb(CallbackData, prefix="rk"):
+    """/settings → Risk: show | back | sizing <mode> | ask <field> | instruments | inst <name> | cancel."""
+
+    action: str
+    value: str = ""
+
+
 class AccountCb(CallbackData, prefix="acct"):
     action: str  # "link" | "unlink" | "refresh" | "cancel"
 
@@ -45,6 +52,27 @@ class AdminCb(CallbackData, prefix="adm"):
     action: str  # "closeall" | "cancel"
     issued: int  # unix seconds when the confirmation was offered
     scope: str = "e"  # scope_token(): e (everything) | a<account id> | s<subscriber's Telegram id>
+
+
+# A subscriber's position buttons: what they act on, packed as ``d<decision id>`` (the buttons under
+# a filled signal: every position that approval opened) or ``p<position id>`` (/positions).
+CLOSE, CLOSE_HALF, STOP_TO_ENTRY, NO = "c", "h", "e", "n"
+CONTROL_NAMES = {CLOSE: "close", CLOSE_HALF: "close_half", STOP_TO_ENTRY: "stop_to_entry"}
+
+
+class PositionCb(CallbackData, prefix="pos"):
+    """Close | Close 50 % | Stop → entry -> 43 bytes packed at most."""
+
+    action: str  # CLOSE | CLOSE_HALF | STOP_TO_ENTRY
+    ref: str  # d<decision id> | p<position id>
+
+
+class PositionConfirmCb(CallbackData, prefix="posok"):
+    """The answer to "Close ...?": yes (the action) or NO -> 56 bytes packed at most."""
+
+    action: str  # CLOSE | CLOSE_HALF | NO
+    ref: str
+    issued: int  # unix seconds when the confirmation was offered
 
 
 def scope_token(scope: Scope) -> str:

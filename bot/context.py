@@ -31,6 +31,7 @@ class BotConfig:
     polling_timeout: int = 10
     webhook_path: str | None = None  # default: the path of WEBHOOK_URL
     closeall_confirm_seconds: int = 120
+    close_confirm_seconds: int = 120  # a subscriber's "Close ...?" confirmation stays valid this long
     channel_language: str = "en"  # the channel post is one message, in one language
     ops_language: str = "en"
     stop_timeout_seconds: float = 10.0

@@ -5,20 +5,28 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, MenuButtonWebApp, WebAppInfo
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import (
     APPROVE,
+    CLOSE,
+    CLOSE_HALF,
+    NO,
     REJECT,
+    STOP_TO_ENTRY,
     AccountCb,
     AdminCb,
     ChannelCb,
     ConsentCb,
     DecisionCb,
+    PositionCb,
+    PositionConfirmCb,
+    RiskCb,
     SettingsCb,
     version_digest,
 )
+from bot.render_trades import control_labels
 
 LANGUAGES = {"en": "English", "es": "Español"}
 NO_KEYBOARD: dict[str, list[list[dict[str, str]]]] = {"inline_keyboard": []}
@@ -76,7 +84,8 @@ def settings_keyboard(language: str, notifications: bool) -> InlineKeyboardMarku
     ]
     toggle = _("🔕 Turn notifications off") if notifications else _("🔔 Turn notifications on")
     notify = _button(toggle, SettingsCb(field="notify", value="off" if notifications else "on").pack())
-    return InlineKeyboardMarkup(inline_keyboard=[langs, [notify]])
+    risk = _button(_("⚖️ Risk limits"), RiskCb(action="show").pack())
+    return InlineKeyboardMarkup(inline_keyboard=[langs, [notify], [risk]])
 
 
 def account_keyboard(kind: str | None) -> InlineKeyboardMarkup:
@@ -104,3 +113,59 @@ def closeall_keyboard(now: float | None = None, *, scope: str = "e") -> InlineKe
             ]
         ]
     )
+
+
+def control_buttons(ref: str, prefix: str = "") -> list[InlineKeyboardButton]:
+    """Close, Close 50 %, Stop → entry for ``ref`` (``d<decision id>`` or ``p<position id>``)."""
+    labels = control_labels()
+    actions = (CLOSE, CLOSE_HALF, STOP_TO_ENTRY)
+    return [
+        _button(prefix + label, PositionCb(action=action, ref=ref).pack())
+        for label, action in zip(labels, actions, strict=True)
+    ]
+
+
+def controls_markup(decision_id: str) -> dict[str, Any]:
+    """The buttons under a filled signal, as Bot API JSON (for the outbox)."""
+    row = [{"text": b.text, "callback_data": b.callback_data} for b in control_buttons("d" + decision_id)]
+    return {"inline_keyboard": [row]}
+
+
+def positions_keyboard(position_ids: list[int]) -> InlineKeyboardMarkup | None:
+    """/positions: one row of buttons per position, numbered like the list."""
+    rows = [control_buttons(f"p{pid}", f"{n}· ") for n, pid in enumerate(position_ids, 1)]
+    return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
+
+
+def close_confirm_keyboard(action: str, ref: str, now: float | None = None) -> InlineKeyboardMarkup:
+    issued = int(now if now is not None else time.time())
+    yes = _("Yes, close half") if action == CLOSE_HALF else _("Yes, close")
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                _button(yes, PositionConfirmCb(action=action, ref=ref, issued=issued).pack()),
+                _button(_("Cancel"), PositionConfirmCb(action=NO, ref=ref, issued=issued).pack()),
+            ]
+        ]
+    )
+
+
+# ---------------------------------------------------------------- the Mini App (/app, the menu button)
+
+
+def app_button_text() -> str:
+    return _("📱 Open the app")
+
+
+def menu_button_text() -> str:
+    return _("📱 App")
+
+
+def app_keyboard(url: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[InlineKeyboardButton(text=app_button_text(), web_app=WebAppInfo(url=url))]]
+    )
+
+
+def menu_button(url: str) -> MenuButtonWebApp:
+    return MenuButtonWebApp(text=menu_button_text(), web_app=WebAppInfo(url=url))

@@ -22,7 +22,7 @@ from aiogram.methods import (
     SendMessage,
     TelegramMethod,
 )
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,13 +52,24 @@ class Outgoing:
 
 async def enqueue(session: AsyncSession, messages: Sequence[Outgoing]) -> None:
     """Add rows in the caller's transaction; a row whose ``dedupe_key`` exists is skipped."""
-    if not messages:
-        return
+    if messages:
+        statement, rows = _insert(session.get_bind().dialect.name, messages)
+        await session.execute(statement, rows)  # executemany: one compiled statement, batched
+
+
+def enqueue_on(conn: Connection, messages: Sequence[Outgoing]) -> None:
+    """``enqueue`` on a synchronous connection (``TxWriter.call``: a fan-out off the event loop)."""
+    if messages:
+        statement, rows = _insert(conn.dialect.name, messages)
+        conn.execute(statement, rows)
+
+
+def _insert(dialect: str, messages: Sequence[Outgoing]) -> tuple[Any, list[dict[str, Any]]]:
     for m in messages:
         if m.method not in METHODS:
             raise ValueError(f"outbox: unsupported method {m.method}")
     now = utcnow()
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statement = insert(OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"])
     rows = [
         {
@@ -73,7 +84,7 @@ async def enqueue(session: AsyncSession, messages: Sequence[Outgoing]) -> None:
         }
         for m in messages
     ]
-    await session.execute(statement, rows)  # executemany: one compiled statement, batched
+    return statement, rows
 
 
 async def pending_count(session: AsyncSession) -> int:

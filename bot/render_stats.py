@@ -18,8 +18,8 @@ from aiogram.utils.i18n import I18n
 from babel.dates import format_date, format_skeleton, format_timedelta
 from babel.numbers import format_decimal, format_percent
 
-from engine.analytics.data import Scope, Trade
-from engine.analytics.labels import ChartLabels
+from bot import formatting
+from engine.analytics.data import ChartLabels, Scope, Trade
 from engine.analytics.metrics import PerformanceMetrics
 from engine.analytics.period import MAX_DAYS, MAX_WEEKS, Period, PeriodError, PeriodErrorCode, PeriodKind
 from engine.analytics.summary import DailyReport, DaySummary
@@ -32,6 +32,7 @@ OPS_SUBSCRIBER_LINES = 10
 class _Lang:
     i18n: I18n
     locale: str
+    currency: str = ""  # every amount is shown with it when known
 
     def _(self, message: str) -> str:
         return self.i18n.gettext(message, locale=self.locale)
@@ -40,10 +41,7 @@ class _Lang:
         return self.i18n.gettext(singular, plural, n, locale=self.locale)
 
     def money(self, value: Decimal | None, *, signed: bool = False) -> str:
-        if value is None:
-            return DASH
-        pattern = "+#,##0.00;-#,##0.00" if signed else "#,##0.00"
-        return format_decimal(value, format=pattern, locale=self.locale)
+        return formatting.money(value, self.currency, self.locale, signed=signed)
 
     def pct(self, fraction: Decimal | None, *, signed: bool = False) -> str:
         if fraction is None:
@@ -145,9 +143,19 @@ def _trade_line(t: _Lang, template: str, trade: Trade) -> str:
     )
 
 
-def render_stats(metrics: PerformanceMetrics, *, title: str, period: Period, i18n: I18n, locale: str) -> str:
-    """The /stats message. ``title`` is plain text (it is escaped here), e.g. ``describe_scope(...)``."""
-    t = _Lang(i18n, locale)
+def render_stats(
+    metrics: PerformanceMetrics,
+    *,
+    title: str,
+    period: Period,
+    i18n: I18n,
+    locale: str,
+    currency: str = "",
+    equity_now: Decimal | None = None,
+) -> str:
+    """The /stats message. ``title`` is plain text (it is escaped here), e.g. ``describe_scope(...)``;
+    ``equity_now``: the account's equity right now (live from the broker), shown first."""
+    t = _Lang(i18n, locale, currency)
     _, _n = t._, t._n
     m = metrics
     lines = [
@@ -159,6 +167,8 @@ def render_stats(metrics: PerformanceMetrics, *, title: str, period: Period, i18
         ),
         "",
     ]
+    if equity_now is not None:
+        lines[-1:-1] = [_("Equity now: <b>{equity}</b>").format(equity=t.money(equity_now))]
     if not m.has_data:
         lines.append(_("No trades or equity recorded in this period yet."))
         return "\n".join(lines)
@@ -224,14 +234,24 @@ def render_stats(metrics: PerformanceMetrics, *, title: str, period: Period, i18
     return "\n".join(lines)
 
 
-def chart_labels(*, title: str, period: Period, i18n: I18n, locale: str) -> ChartLabels:
-    """The chart's strings; ``title`` is plain text such as ``describe_scope(...)``."""
+def chart_labels(
+    *, title: str, period: Period, i18n: I18n, locale: str, shown: tuple[datetime, datetime] | None = None
+) -> ChartLabels:
+    """The chart's strings; ``title`` is plain text such as ``describe_scope(...)``. ``shown``: the
+    span the chart really covers when it is shorter than the period (a young account), so the
+    title names what the axis shows rather than "last 30 days"."""
     t = _Lang(i18n, locale)
     _ = t._
-    return ChartLabels(
-        title=_("{title}: {period} (UTC)").format(
+    if shown is not None:
+        heading = _("{title}: {start} to {end}").format(
+            title=title, start=formatting.when(shown[0], locale), end=formatting.when(shown[1], locale)
+        )
+    else:
+        heading = _("{title}: {period} (UTC)").format(
             title=title, period=describe_period(period, i18n=i18n, locale=locale)
-        ),
+        )
+    return ChartLabels(
+        title=heading,
         equity=_("Equity"),
         pnl=_("Cumulative P&L"),
         drawdown_pct=_("Drawdown (%)"),

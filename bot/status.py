@@ -6,14 +6,21 @@ from datetime import datetime
 from typing import Any
 
 from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.render import esc, money, price, side_label, signed_money, utc_time
-from engine.accounts.names import display_name
+from bot.render import esc, money, number, price, side_label, signed_money, utc_time
+from engine.accounts.names import actor_display, display_name
 from engine.ops.views import CloseAllResult, EngineStatus, InstanceStatus, Owner, PositionsReport
 from engine.store.db import utcnow
 
 MAX_ACCOUNTS = 20
 MAX_POSITIONS = 30
+
+
+async def actor_name(session: AsyncSession, actor: object) -> str:
+    """An audit actor as people know it: ``tg:7000001`` becomes ``@alex``; the operator by that word."""
+    name = await actor_display(session, actor)
+    return esc(name) if name is not None else _("operator")
 
 
 def owner_label(owner: Owner | None) -> str:
@@ -54,7 +61,8 @@ def instance_lines(instances: tuple[InstanceStatus, ...]) -> list[str]:
 def status_text(status: EngineStatus) -> str:
     lines = [_("<b>Engine status</b>")]
     if status.paused:
-        lines.append(_("⏸ Paused by {actor}").format(actor=esc(status.paused_by or "?")))
+        who = esc(status.paused_by_name) if status.paused_by_name is not None else _("operator")
+        lines.append(_("⏸ Paused by {actor}").format(actor=who))
     else:
         lines.append(_("▶️ Running"))
     if status.heartbeat_at is None:
@@ -70,6 +78,15 @@ def status_text(status: EngineStatus) -> str:
         lines.append(_("🔁 Trading loop: {instance}").format(instance=esc(status.leader.instance)))
     else:
         lines.append(_("🔁 Trading loop: not running"))
+    for gateway in status.gateways:
+        if gateway.up:
+            lines.append(_("🖥 Gateway {name}: up").format(name=esc(gateway.name)))
+        else:
+            lines.append(
+                _("🖥 Gateway {name}: DOWN ({detail})").format(
+                    name=esc(gateway.name), detail=esc(gateway.detail or "?")
+                )
+            )
     lines.extend(instance_lines(status.instances))
     if status.simulated_market:
         lines.append(_("⚠️ Paper accounts trade a simulated market (random walk prices)."))
@@ -157,9 +174,15 @@ def order_type_label(order_type: str) -> str:
     return {"limit": _("limit"), "stop": _("stop"), "market": _("market")}.get(order_type, esc(order_type))
 
 
+def closeall_pnl(result: CloseAllResult) -> str:
+    if result.currency is not None:
+        return signed_money(result.pnl, result.currency)
+    return _("{pnl} (accounts in several currencies; see each account)").format(pnl=number(result.pnl))
+
+
 def closeall_text(result: CloseAllResult) -> str:
     report = _("Closed {closed} of {requested} positions. P&L: {pnl}.").format(
-        closed=result.closed, requested=result.requested, pnl=signed_money(result.pnl)
+        closed=result.closed, requested=result.requested, pnl=closeall_pnl(result)
     )
     if result.orders_requested:
         report += "\n" + _("Cancelled {cancelled} of {requested} pending orders.").format(
@@ -174,7 +197,24 @@ def closeall_text(result: CloseAllResult) -> str:
     return report
 
 
-def heartbeat_text(payload: dict[str, Any], depth: int, paused: bool) -> str:
+def closeall_ops_text(result: CloseAllResult) -> str:
+    """What the ops chat hears of a close-all: who asked and what it did."""
+    who = esc(result.actor_name) if result.actor_name is not None else _("operator")
+    text = _("🧹 Close-all by {actor}: closed {closed} of {requested} positions, P&L {pnl}.").format(
+        actor=who, closed=result.closed, requested=result.requested, pnl=closeall_pnl(result)
+    )
+    if result.orders_requested:
+        text += "\n" + _("Cancelled {cancelled} of {requested} pending orders.").format(
+            cancelled=result.orders_cancelled, requested=result.orders_requested
+        )
+    if result.failed:
+        text += "\n" + _("{failed} could not be closed; see /positions.").format(failed=result.failed)
+    return text
+
+
+def heartbeat_text(
+    payload: dict[str, Any], depth: int, paused: bool, currencies: dict[int, str] | None = None
+) -> str:
     """The ops summary of one ``heartbeat`` event (no broker calls: the loop measured it all)."""
     raw_at = payload.get("at")
     try:
@@ -200,6 +240,8 @@ def heartbeat_text(payload: dict[str, Any], depth: int, paused: bool) -> str:
     equity = payload.get("equity") or {}
     if isinstance(equity, dict) and equity:
         lines.append(_("Equity by account:"))
+        known = currencies or {}
         for account_id, value in list(equity.items())[:MAX_ACCOUNTS]:
-            lines.append(f"• #{esc(account_id)}: {money(value)}")
+            currency = known.get(int(account_id), "USD") if str(account_id).isdigit() else "USD"
+            lines.append(f"• #{esc(account_id)}: {money(value, currency)}")
     return "\n".join(lines)

@@ -30,6 +30,9 @@ class EmulatorConfig:
     webhook_retry_max: float = 60.0
     webhook_timeout: float = 60.0
     webhook_require_https: bool = False
+    # Web Apps (web_app buttons, the menu button): Telegram opens only HTTPS URLs; the emulator also
+    # takes http:// so a Mini App on loopback can be opened. True restores Telegram's rule.
+    web_app_require_https: bool = False
     set_webhook_min_interval: float = 1.0
 
     # Privacy mode: in groups the bot only sees commands and mentions of itself.

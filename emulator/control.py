@@ -130,6 +130,35 @@ class EmulatorClient:
         )
         return dict(await self._call("POST", "/_emulator/pay", body))
 
+    async def open_web_app(
+        self,
+        user_id: int,
+        *,
+        message_id: int | None = None,
+        button: str | None = None,
+        theme: str | None = None,
+        auth_date: int | None = None,
+        bot_id: int | None = None,
+    ) -> dict[str, Any]:
+        """The user opens the bot's Mini App (a ``web_app`` button under ``message_id``, else the
+        menu button); returns the launch ``url`` (initData in its fragment), ``init_data`` and more."""
+        body = self._with_bot(
+            {
+                "user_id": user_id,
+                "message_id": message_id,
+                "button": button,
+                "theme": theme,
+                "auth_date": auth_date,
+            },
+            bot_id,
+        )
+        return dict(await self._call("POST", "/_emulator/web_app", body))
+
+    async def menu_button(self, chat_id: int, *, bot_id: int | None = None) -> dict[str, Any]:
+        """The menu button the user sees in their private chat with the bot."""
+        chosen = bot_id if bot_id is not None else self.bot_id
+        return dict(await self._call("GET", f"/_emulator/menu_button/{chat_id}", bot_id=chosen))
+
     async def renew(
         self, user_id: int, telegram_payment_charge_id: str, *, bot_id: int | None = None
     ) -> dict[str, Any]:

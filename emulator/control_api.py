@@ -1,4 +1,4 @@
-"""The control API (CONTRACTS section 6): ``/_emulator/...`` routes that act as users and inspect chats."""
+"""The control API (docs/emulator.md): ``/_emulator/...`` routes that act as users and inspect chats."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from emulator.errors import ControlError
 from emulator.events import is_close, sse_frame
 from emulator.faults import Fault
 from emulator.payments import payments_of, renew
-from emulator.simulate import chat_of, pay, set_blocked, tap, user_of, user_send
+from emulator.simulate import chat_of, open_web_app, pay, set_blocked, tap, user_of, user_send
 from emulator.spec import CANONICAL
 from emulator.state import BotState, Chat, User
 
@@ -74,6 +74,8 @@ class ControlApi:
             ("POST", "/block", self.block),
             ("POST", "/unblock", self.unblock),
             ("POST", "/pay", self.pay),
+            ("POST", "/web_app", self.web_app),
+            ("GET", "/menu_button/{chat_id}", self.menu_button),
             ("POST", "/renew", self.renew),
             ("GET", "/invoice/{slug}", self.invoice),
             ("GET", "/files/{file_id}", self.file),
@@ -239,6 +241,17 @@ class ControlApi:
         bot = await self._bot(request, body)
         user = user_of(self.core, body.get("user_id"))
         return ok(await pay(self.core, bot, user, body))
+
+    async def web_app(self, request: web.Request) -> web.StreamResponse:
+        body = await body_of(request)
+        bot = await self._bot(request, body)
+        user = user_of(self.core, body.get("user_id"))
+        return ok(open_web_app(self.core, bot, user, body))
+
+    async def menu_button(self, request: web.Request) -> web.StreamResponse:
+        bot = await self._bot(request)
+        chat = chat_of(self.core, request.match_info["chat_id"])
+        return ok(bot.menu_button(chat.id))
 
     async def renew(self, request: web.Request) -> web.StreamResponse:
         body = await body_of(request)

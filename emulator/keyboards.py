@@ -8,6 +8,7 @@ from typing import Any
 
 from emulator.errors import bad_request
 from emulator.html_entities import checked_url
+from emulator.webapp import check_web_app_url
 
 _ACTIONS = (
     "url",
@@ -25,7 +26,7 @@ MAX_BUTTONS = 100
 
 
 def parse_reply_markup(
-    raw: Any, *, chat_type: str, max_callback_bytes: int = 64
+    raw: Any, *, chat_type: str, max_callback_bytes: int = 64, web_app_require_https: bool = False
 ) -> tuple[dict[str, Any] | None, bool]:
     """Check ``raw`` and return (inline keyboard to store in the Message or None, whether it was given)."""
     if raw in (None, ""):
@@ -58,7 +59,7 @@ def parse_reply_markup(
     for row in rows:
         out_row: list[dict[str, Any]] = []
         for button in row:
-            out_row.append(_inline_button(button, chat_type, max_callback_bytes))
+            out_row.append(_inline_button(button, chat_type, max_callback_bytes, web_app_require_https))
             count += 1
         if out_row:
             out_rows.append(out_row)
@@ -69,7 +70,9 @@ def parse_reply_markup(
     return {"inline_keyboard": out_rows}, True
 
 
-def _inline_button(button: Any, chat_type: str, max_callback_bytes: int) -> dict[str, Any]:
+def _inline_button(
+    button: Any, chat_type: str, max_callback_bytes: int, web_app_require_https: bool
+) -> dict[str, Any]:
     def fail(text: str) -> Exception:
         return bad_request(f"Can't parse inline keyboard button: {text}")
 
@@ -99,6 +102,11 @@ def _inline_button(button: Any, chat_type: str, max_callback_bytes: int) -> dict
     elif action == "web_app":
         if chat_type != "private":
             raise bad_request("BUTTON_TYPE_INVALID")
+        value = {
+            "url": check_web_app_url(
+                value, require_https=web_app_require_https, where="inline keyboard button"
+            )
+        }
     out[action] = value
     return out
 

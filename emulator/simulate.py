@@ -12,6 +12,7 @@ from emulator.keyboards import callback_buttons
 from emulator.payments import expire_checkout, find_link, payments_of, start_checkout
 from emulator.state import BotState, CallbackQuery, Chat, User
 from emulator.text import plain_text
+from emulator.webapp import launch, web_app_buttons
 
 
 def user_of(core: EmulatorCore, user_id: Any) -> User:
@@ -140,6 +141,48 @@ def tap(
         "tapped", {"bot_id": bot.id, "callback_query_id": query.id, "user_id": user.id, "chat_id": chat.id}
     )
     return {"callback_query_id": query.id, "update_id": update_id}
+
+
+def open_web_app(core: EmulatorCore, bot: BotState, user: User, body: dict[str, Any]) -> dict[str, Any]:
+    """The user opens the bot's Mini App: from a ``web_app`` button under a bot message in their
+    chat (``message_id``, and ``button`` text when there are several), else from the menu button."""
+    relation = core.world.relation(bot, user.id)
+    if relation.blocked:
+        raise ControlError(403, "the user has blocked the bot")
+    raw_auth = body.get("auth_date")
+    if raw_auth is None:
+        auth_date = core.now()
+    elif isinstance(raw_auth, int) and not isinstance(raw_auth, bool) and raw_auth > 0:
+        auth_date = raw_auth
+    else:
+        raise ControlError(400, "auth_date must be a unix time (seconds)")
+    theme = str(body.get("theme") or "light")
+    if body.get("message_id") is not None:
+        try:
+            stored = core.find_message(bot, user.id, int(body["message_id"]))
+        except (TypeError, ValueError):
+            stored = None
+        if stored is None or not stored.by_bot:
+            raise ControlError(404, f"no bot message {body.get('message_id')!r} in chat {user.id}")
+        buttons = web_app_buttons(stored.data.get("reply_markup"))
+        wanted = body.get("button")
+        if wanted is not None:
+            buttons = [b for b in buttons if b["text"] == wanted]
+        if len(buttons) != 1:
+            names = [b["text"] for b in web_app_buttons(stored.data.get("reply_markup"))]
+            raise ControlError(400, f"name one web_app button of the message (button=...); it has {names}")
+        url, source = buttons[0]["web_app"]["url"], "button"
+    else:
+        menu = bot.menu_button(user.id)
+        if menu.get("type") != "web_app":
+            raise ControlError(400, "the bot's menu button in this chat does not open a Web App")
+        url, source = menu["web_app"]["url"], "menu"
+    opened = launch(bot, user, url, auth_date=auth_date, theme=theme)
+    core.events.publish(
+        "web_app_opened",
+        {"bot_id": bot.id, "user_id": user.id, "source": source, "url": opened["web_app_url"]},
+    )
+    return {**opened, "source": source}
 
 
 async def pay(core: EmulatorCore, bot: BotState, user: User, body: dict[str, Any]) -> dict[str, Any]:

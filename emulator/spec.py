@@ -36,6 +36,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "setMyCommands": ("commands",),
     "deleteMyCommands": (),
     "getMyCommands": (),
+    "setChatMenuButton": (),
+    "getChatMenuButton": (),
     "sendInvoice": ("chat_id", "title", "description", "payload", "currency", "prices"),
     "createInvoiceLink": ("title", "description", "payload", "currency", "prices"),
     "answerPreCheckoutQuery": ("pre_checkout_query_id", "ok"),

@@ -134,6 +134,7 @@ class BotState:
     relations: dict[int, Relation] = field(default_factory=dict)
     callback_queries: dict[str, CallbackQuery] = field(default_factory=dict)
     commands: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    menu_buttons: dict[int | None, dict[str, Any]] = field(default_factory=dict)  # None: the default
     webhook: Webhook | None = None
     last_set_webhook: float = -1e9
     payments: Any = None  # emulator.payments.BotPayments, attached by the core
@@ -149,6 +150,12 @@ class BotState:
 
     def user_json(self) -> dict[str, Any]:
         return {"id": self.id, "is_bot": True, "first_name": self.first_name, "username": self.username}
+
+    def menu_button(self, chat_id: int | None) -> dict[str, Any]:
+        """The menu button a private chat shows: its own, else the bot's default, else ``default``."""
+        if chat_id is not None and chat_id in self.menu_buttons:
+            return self.menu_buttons[chat_id]
+        return self.menu_buttons.get(None, {"type": "default"})
 
     def log(self, chat_id: int) -> ChatLog:
         return self.chats.setdefault(chat_id, ChatLog())

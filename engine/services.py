@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from engine.accounts.subscribers import SubscriberService
     from engine.analytics import AnalyticsService
     from engine.approvals.auto_execute import AutoExecutor
+    from engine.approvals.fanout import FanoutPlanner
     from engine.approvals.service import ApprovalService
     from engine.billing.payments import BillingService
     from engine.billing.referrals import ReferralService
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from engine.reconcile.service import Reconciler
     from engine.risk.control import EngineControl
     from engine.risk.drawdown import DrawdownGuard
+    from engine.risk.limits import RiskLimitsService
     from engine.settings import Settings
     from engine.store.crypto import SecretBox
     from engine.store.db import Database
@@ -54,6 +56,7 @@ class EngineServices:
     accounts: AccountService  # execution accounts (bot /account, `tradebot account`)
     subscribers: SubscriberService  # Telegram subscribers, consent, preferences
     approvals: ApprovalService  # decisions on signals, exactly once
+    fanout: FanoutPlanner  # plans an accepted signal's fan-out (the bot subscribes it to the relay)
     drawdown: DrawdownGuard  # drawdown guard; resume_account() for /resume
     reconciler: Reconciler  # store vs broker, per account
     trading_loop: TradingLoop  # started and stopped by the runtime
@@ -63,6 +66,7 @@ class EngineServices:
     billing_sweeper: BillingSweeper  # expiry reminders and drops to the free plan
     referrals: ReferralService  # referral ledger, summaries, payouts
     auto_execute: AutoExecutor  # opt-in auto-execution (relay subscriber)
+    risk_limits: RiskLimitsService  # each subscriber's own limits (/settings → Risk), offer filter
     analytics: AnalyticsService  # metrics, charts, exports, daily summaries (/stats)
     updates: UpdateService  # producer updates and subscriber controls, stored once
     changes: ChangeService  # those updates applied to each position exactly once
@@ -79,5 +83,4 @@ class EngineServices:
         await self.cluster.release_all(self.brokers.forget)  # leases taken on first use, if any
         await self.brokers.close()
         self.analytics.close()
-        self.ingest.close()
         await self.paper_market.close()

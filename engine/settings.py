@@ -1,4 +1,4 @@
-"""Configuration: every name in CONTRACTS section 4, typed, ranged and defaulted.
+"""Configuration: every setting in docs/configuration.md, typed, ranged and defaulted.
 
 Values come from the environment or a ``.env`` file. ``load_settings`` turns a validation
 failure into ``SettingsError`` whose message is one line naming the setting and the rule; the
@@ -14,9 +14,12 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from engine.risk.trading_day import DEFAULT_TRADING_DAY_START, TradingDay
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/tradebot.db"
 DEFAULT_TELEGRAM_API_URL = "https://api.telegram.org"
@@ -38,9 +41,38 @@ class BillingMode(StrEnum):
     ON = "on"  # plans (PLANS_FILE or the shipped defaults), Stars payments, entitlement gating
 
 
+class RiskSizing(StrEnum):
+    """How a subscriber's order is sized (``RISK_SIZING``, the default of /settings → Risk)."""
+
+    SIGNAL = "signal"  # the signal's own risk_percent of equity
+    RISK_PERCENT = "risk_percent"  # the subscriber's risk % of equity
+    FIXED = "fixed"  # a fixed number of lots
+
+
 class DrawdownReference(StrEnum):
     START = "start"  # equity when the account started trading under the bot
     HIGH_WATER = "high_water"  # highest equity seen since
+
+
+class MiniAppScript(StrEnum):
+    TELEGRAM = "telegram"  # Telegram's telegram-web-app.js, loaded as Telegram documents
+    LOCAL = "local"  # the bundled stand-in (offline: the sandbox and the tests)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def _check_miniapp_url(url: str) -> str:
+    """An HTTPS URL (Telegram opens only those), or plain HTTP on a loopback host (the emulator)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    secure = parts.scheme == "https" and bool(host)
+    loopback = parts.scheme == "http" and host in LOOPBACK_HOSTS
+    if not (secure or loopback):
+        raise ValueError("must be an https:// URL (http:// only on a loopback host, for the emulator)")
+    if parts.query or parts.fragment:
+        raise ValueError("must not carry a query or a fragment")
+    return url if url.endswith("/") else url + "/"
 
 
 class SettingsError(Exception):
@@ -78,7 +110,11 @@ def _check_gateway(name: str, url: str) -> None:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        env_ignore_empty=True,  # `NAME=` (as .env.example writes optional settings) means unset
     )
 
     # Telegram
@@ -90,6 +126,13 @@ class Settings(BaseSettings):
     telegram_mode: TelegramMode = TelegramMode.POLLING
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    # The Mini App (docs/miniapp.md): its public URL (HTTPS; default: WEBHOOK_URL's origin + /app/),
+    # how old Telegram's initData may be, how long a Mini App session lasts, and which
+    # telegram-web-app.js the page loads.
+    miniapp_url: str | None = None
+    miniapp_max_age_seconds: int = Field(default=86400, ge=60, le=7 * 86400)
+    miniapp_session_seconds: int = Field(default=3600, ge=60, le=86400)
+    miniapp_script: MiniAppScript = MiniAppScript.TELEGRAM
     # Diagnostics and crash tests only: stored updates wait this long before they are handled.
     telegram_inbox_hold_seconds: Decimal = Field(default=Decimal("0"), ge=0, le=60)
     # An update or outgoing message claimed by an instance that then died is taken by another after
@@ -151,6 +194,18 @@ class Settings(BaseSettings):
     default_risk_percent: Decimal = Field(default=Decimal("1"), gt=0, le=10)
     max_volume: Decimal | None = Field(default=None, gt=0)
     approval_ttl_seconds: int = Field(default=900, ge=60, le=86400)
+    # A signal whose entry is further than this from the known market price is refused (422).
+    max_entry_deviation_percent: Decimal = Field(default=Decimal("20"), gt=0, le=1000)
+    # Defaults of each subscriber's own limits (/settings → Risk; docs/trade-management.md). The
+    # subscriber's risk % defaults to DEFAULT_RISK_PERCENT and their max lots to MAX_VOLUME (which
+    # also caps every order); empty = no such limit until the subscriber sets one.
+    risk_sizing: RiskSizing = RiskSizing.SIGNAL
+    risk_fixed_lots: Decimal = Field(default=Decimal("0.01"), gt=0, le=100)
+    risk_max_positions: int | None = Field(default=None, ge=1, le=100)
+    risk_max_open_risk_percent: Decimal | None = Field(default=None, gt=0, le=100)
+    risk_daily_loss_percent: Decimal | None = Field(default=None, gt=0, le=100)
+    risk_min_rr: Decimal | None = Field(default=None, gt=0, le=20)
+    trading_day_start: str = DEFAULT_TRADING_DAY_START  # "HH:MM Zone": when a daily loss resets
 
     # Producers
     producer_rate_per_second: Decimal = Field(default=Decimal("10"), gt=0)
@@ -212,6 +267,12 @@ class Settings(BaseSettings):
             raise ValueError(str(exc)) from None
         return value
 
+    @field_validator("trading_day_start")
+    @classmethod
+    def _trading_day_start(cls, value: str) -> str:
+        TradingDay.parse(value)
+        return value.strip()
+
     @field_validator("mt5_gateways", "mt5_gateway_tokens", "gateway_terminals", mode="before")
     @classmethod
     def _name_map(cls, value: Any) -> Any:
@@ -239,6 +300,11 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value
+
+    @field_validator("miniapp_url")
+    @classmethod
+    def _miniapp_url(cls, value: str | None) -> str | None:
+        return _check_miniapp_url(value) if value else None
 
     @field_validator("log_level")
     @classmethod
@@ -281,6 +347,17 @@ class Settings(BaseSettings):
     def gateway_names(self) -> list[str]:
         """The MT5 gateways an account may name: ``default`` (MT5_GATEWAY_URL) and MT5_GATEWAYS."""
         return (["default"] if self.mt5_gateway_url else []) + sorted(self.mt5_gateways)
+
+    def miniapp_public_url(self) -> str | None:
+        """Where Telegram opens the Mini App: ``MINIAPP_URL``, else ``/app/`` on the origin of an
+        HTTPS ``WEBHOOK_URL``; None when neither says (the bot then offers no Mini App button)."""
+        if self.miniapp_url:
+            return self.miniapp_url
+        if self.webhook_url:
+            parts = urlsplit(self.webhook_url)
+            if parts.scheme == "https" and parts.netloc:
+                return f"https://{parts.netloc}/app/"
+        return None
 
     @property
     def soft_drawdown_percent(self) -> Decimal:

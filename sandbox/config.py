@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from engine.settings import Settings, load_settings
+from sandbox.strategy import BAR_SECONDS, HISTORY_BARS, MIN_BAR_SECONDS, poll_seconds, strategies_setting
 
 DB_FILE = "sandbox.db"
 MT5SIM_FILE = "sandbox-mt5sim.sqlite3"
@@ -84,12 +85,15 @@ class SandboxOptions:
     data_dir: Path = Path("data")
     signal_every: tuple[float, float] = (20.0, 60.0)
     first_signal_after: float = 1.0
+    bar_seconds: float = BAR_SECONDS  # real seconds per simulated H1 bar (sandbox/strategy.py)
 
     def __post_init__(self) -> None:
         if self.broker not in ("paper", "mt5"):
             raise SandboxError(f"--broker: paper or mt5, got {self.broker!r}")
         if not 1 <= self.port <= 65535:
             raise SandboxError(f"--port: 1..65535, got {self.port}")
+        if not MIN_BAR_SECONDS <= self.bar_seconds <= 3600:
+            raise SandboxError(f"--bar-seconds: {MIN_BAR_SECONDS:g} to 3600, got {self.bar_seconds:g}")
 
     @property
     def page_url(self) -> str:
@@ -169,12 +173,16 @@ def sandbox_settings(
     telegram_api_url: str,
     admin_id: int,
     ops_chat_id: int,
+    data_login: tuple[int, str, str] | None = None,
     plans_file: Path | None = None,
 ) -> Settings:
     """The product's settings for the sandbox: everything local, the market open all week.
 
-    A ``.env`` file is ignored (it is for the real product); other environment variables still
-    apply where the sandbox does not set the value (``LOG_LEVEL``, ``MIN_RR``, ``PAPER_BALANCE``...).
+    ``data_login`` (login, password, server) is the operator's login on the simulated terminal:
+    with it, paper accounts price from the terminal and ``STRATEGIES`` runs Fib-RSI on its bars
+    (``sandbox/strategy.py``). A ``.env`` file is ignored (it is for the real product); other
+    environment variables still apply where the sandbox does not set the value (``LOG_LEVEL``,
+    ``MIN_RR``, ``PAPER_BALANCE``, ``INSTRUMENTS``...).
     """
     overrides: dict[str, Any] = {
         "_env_file": None,
@@ -195,9 +203,22 @@ def sandbox_settings(
         "market_hours": OPEN_ALL_WEEK,
         "secret_key": secret_key,
         "outbound_url": None,
+        # the Mini App on this very server, with the bundled telegram-web-app.js (no internet)
+        "miniapp_url": f"http://{options.host}:{options.port}/app/",
+        "miniapp_script": "local",
     }
     if plans_file is not None:
         overrides["plans_file"] = str(plans_file.resolve())
     if "OPS_HEARTBEAT_SECONDS" not in os.environ:
         overrides["ops_heartbeat_seconds"] = 300  # an ops summary every 5 minutes, not hourly
+    if data_login is None:
+        return load_settings(**overrides)
+    login, password, server = data_login
+    overrides.update(mt5_login=login, mt5_password=password, mt5_server=server)
+    instruments = load_settings(**overrides).instruments  # INSTRUMENTS may come from the environment
+    overrides.update(
+        strategies=strategies_setting(instruments),
+        strategy_poll_seconds=str(poll_seconds(options.bar_seconds)),
+        strategy_history_bars=HISTORY_BARS,
+    )
     return load_settings(**overrides)

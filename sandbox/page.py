@@ -5,14 +5,16 @@ through the emulator's control API as the sandbox's users would:
 
 | route | what |
 |---|---|
+| ``GET /`` | a redirect to ``/sandbox`` |
 | ``GET /sandbox`` | the page |
-| ``GET /sandbox/api/world`` | the bot, the people (roles, languages), the chats, the broker, where things run |
+| ``GET /sandbox/api/world`` | the bot, the people (roles, languages), the chats, the broker, where things run, who posts signals |
 | ``GET /sandbox/api/chats/{id}/messages`` | a chat as the emulator holds it (users' messages too, edits applied) |
 | ``POST /sandbox/api/send`` ``{"user_id", "text"}`` | the user writes in their chat with the bot |
 | ``POST /sandbox/api/tap`` ``{"user_id", "chat_id", "message_id", "data"}`` | a real tap; answers with the bot's callback answer |
 | ``GET /sandbox/api/events`` | the emulator's Server-Sent Events, passed through |
 | ``GET /sandbox/api/files/{file_id}`` | a photo or document the bot sent |
-| ``GET /sandbox/api/portfolio`` | accounts, positions, orders, equity, pause state, latest signals |
+| ``GET /sandbox/api/portfolio`` | accounts, positions, orders, equity, pause state, latest signals and their producers |
+| ``POST /sandbox/api/webapp`` ``{"user_id", "message_id"?, "theme"?}`` | the user opens the bot's Mini App (a ``web_app`` button under that message, else the menu button): the launch URL with Telegram's signed initData |
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from emulator.control import EmulatorClient, EmulatorControlError
 from engine.services import EngineServices
 from sandbox.cast import OPS_CHANNEL, PEOPLE, by_id
 from sandbox.portfolio import portfolio
+from sandbox.strategy import DEMO_PRODUCER, PRODUCER
 
 STATIC = Path(__file__).parent / "static"
 MAX_TEXT = 4096
@@ -72,6 +75,9 @@ class PageInfo:
     bot_username: str = ""
     signal_every: tuple[float, float] = (20.0, 60.0)
     next_signal_at: Callable[[], float | None] = lambda: None
+    strategy_symbols: list[str] = field(default_factory=list)  # Fib-RSI's, on the terminal's bars
+    demo_instruments: list[str] = field(default_factory=list)  # the demo producer's
+    bar_seconds: float = 0.0  # real seconds per simulated H1 bar
 
 
 class SandboxPage:
@@ -86,6 +92,7 @@ class SandboxPage:
 
     def mount(self, app: web.Application) -> None:
         """Add the page's routes to the engine's app (before it starts)."""
+        app.router.add_get("/", self.to_page)  # the address people type leads to the page
         app.router.add_get("/sandbox", self.index)
         app.router.add_get("/sandbox/", self.index)
         app.router.add_static("/sandbox/static", STATIC)
@@ -96,6 +103,7 @@ class SandboxPage:
         app.router.add_get("/sandbox/api/events", self.events)
         app.router.add_get("/sandbox/api/files/{file_id}", self.file)
         app.router.add_get("/sandbox/api/portfolio", self.portfolio)
+        app.router.add_post("/sandbox/api/webapp", self.webapp)
         app.on_shutdown.append(self._on_shutdown)
 
     def connect(self, emulator_url: str, bot_id: int) -> None:
@@ -121,6 +129,9 @@ class SandboxPage:
         return self._client
 
     # ------------------------------------------------------------------ routes
+
+    async def to_page(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/sandbox")
 
     async def index(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -150,6 +161,14 @@ class SandboxPage:
                 "emulator_url": info.emulator_url,
                 "signal_every": list(info.signal_every),
                 "next_signal_at": info.next_signal_at(),
+                "producers": {
+                    "fib_rsi": {
+                        "producer": PRODUCER,
+                        "symbols": info.strategy_symbols,
+                        "bar_seconds": info.bar_seconds,
+                    },
+                    "demo": {"producer": DEMO_PRODUCER, "instruments": info.demo_instruments},
+                },
                 "now": time.time(),
             }
         )
@@ -194,6 +213,25 @@ class SandboxPage:
         except EmulatorControlError as exc:
             return _error(exc.status, exc.message)
         return web.json_response({"callback_query_id": query_id, "answer": answer})
+
+    async def webapp(self, request: web.Request) -> web.Response:
+        body = await _body(request)
+        person = by_id(_int(body.get("user_id")) or 0)
+        if person is None:
+            return _error(400, "user_id must be one of the sandbox's people")
+        message_id = body.get("message_id")
+        if message_id is not None and _int(message_id) is None:
+            return _error(400, "message_id must be an integer")
+        theme = body.get("theme", "light")
+        if theme not in ("light", "dark"):
+            return _error(400, "theme must be light or dark")
+        try:
+            opened = await self.client.open_web_app(
+                person.user_id, message_id=_int(message_id) if message_id is not None else None, theme=theme
+            )
+        except EmulatorControlError as exc:
+            return _error(exc.status, exc.message)
+        return web.json_response({"url": opened["url"], "source": opened["source"], "theme": theme})
 
     async def file(self, request: web.Request) -> web.StreamResponse:
         assert self._http is not None

@@ -1,6 +1,6 @@
 """The page's sidebar: accounts, open positions, pending orders and equity, from the store and
-the brokers, plus the engine's pause switch and the latest signals. Money stays Decimal until it
-becomes a JSON string here."""
+the brokers, plus the engine's pause switch and the latest signals with who posted them (Fib-RSI
+or the demo producer). Money stays Decimal until it becomes a JSON string here."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from sqlalchemy import select
 
 from engine.brokers.base import BrokerOrder, BrokerPosition
 from engine.services import EngineServices
-from engine.store.models import ExecutionAccount, Signal, User
+from engine.store.models import ExecutionAccount, Producer, Signal, User
 from sandbox.cast import by_id
+from sandbox.strategy import source_of
 
 BROKER_SECONDS = 3.0
 RECENT_SIGNALS = 6
@@ -91,7 +92,12 @@ async def portfolio(services: EngineServices) -> dict[str, Any]:
     rows = await services.accounts.list_accounts()
     async with services.db.session() as session:
         signals = (
-            await session.scalars(select(Signal).order_by(Signal.received_at.desc()).limit(RECENT_SIGNALS))
+            await session.execute(
+                select(Signal, Producer.name)
+                .join(Producer, Producer.id == Signal.producer_id)
+                .order_by(Signal.received_at.desc())
+                .limit(RECENT_SIGNALS)
+            )
         ).all()
     accounts = await asyncio.gather(*(_account(services, account, user) for account, user in rows))
     return {
@@ -105,7 +111,10 @@ async def portfolio(services: EngineServices) -> dict[str, Any]:
                 "order_type": s.order_type,
                 "status": s.status,
                 "received_at": s.received_at.isoformat(),
+                "strategy": s.strategy,
+                "producer": producer,
+                "source": source_of(producer),
             }
-            for s in signals
+            for s, producer in signals
         ],
     }

@@ -4,6 +4,12 @@ It does what a producer outside the product does: ``POST /api/v1/signals`` with 
 ``X-Signature`` (``engine.ingest.service.signing``) and an ``Idempotency-Key``, over HTTP on loopback. The first
 signal goes out shortly after start, then one every ``interval`` seconds (a random pick in the
 range), rotating over the instruments so the same one does not come twice in a row.
+
+Now and then (``update_share`` of the rounds, before that round's signal) it also changes one of
+its earlier signals, as providers do (``POST /api/v1/signals/<id>/updates``, CONTRACTS 1a): a
+limit signal is cancelled (its resting orders removed), a market signal whose price has run at
+least half its risk in its favour gets its stop moved to entry, another one is closed by half.
+Each signal is updated at most once.
 """
 
 from __future__ import annotations
@@ -45,7 +51,9 @@ class DemoProducer:
     interval: tuple[float, float] = (20.0, 60.0)
     first_after: float = 1.0
     rng: random.Random = field(default_factory=random.Random)
+    update_share: float = 0.3
     posted: list[Posted] = field(default_factory=list)
+    updates: list[Posted] = field(default_factory=list)  # body: {"signal": id, **update}
     next_at: float | None = None  # time.time() of the next post
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _session: aiohttp.ClientSession | None = field(default=None, init=False, repr=False)
@@ -85,8 +93,7 @@ class DemoProducer:
             number=len(self.posted) + 1,
         )
 
-    async def post(self, body: dict[str, Any]) -> Posted:
-        """Sign and POST one signal; returns what the webhook answered."""
+    async def _send(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         assert self._session is not None, "producer not started"
         raw = json.dumps(body, separators=(",", ":")).encode()
         headers = {
@@ -95,11 +102,14 @@ class DemoProducer:
             HEADER: signature_header(self.secret, raw),
             "Idempotency-Key": str(uuid.uuid4()),
         }
-        async with self._session.post(
-            self.url.rstrip("/") + "/api/v1/signals", data=raw, headers=headers
-        ) as r:
+        async with self._session.post(self.url.rstrip("/") + path, data=raw, headers=headers) as r:
             answer = await r.json(content_type=None)
-            posted = Posted(datetime.now(UTC), r.status, body, answer if isinstance(answer, dict) else {})
+            return r.status, answer if isinstance(answer, dict) else {}
+
+    async def post(self, body: dict[str, Any]) -> Posted:
+        """Sign and POST one signal; returns what the webhook answered."""
+        status, answer = await self._send("/api/v1/signals", body)
+        posted = Posted(datetime.now(UTC), status, body, answer)
         self.posted.append(posted)
         if posted.status in (200, 201):
             logger.info(
@@ -107,10 +117,37 @@ class DemoProducer:
                 body["side"],
                 body["instrument"],
                 body["order_type"],
-                r.status,
+                status,
             )
         else:
             logger.warning("demo producer: signal refused ({}): {}", posted.status, posted.answer)
+        return posted
+
+    def next_update(self, now: datetime | None = None) -> tuple[str, dict[str, Any]] | None:
+        """An update for one earlier signal not updated yet (its ``id``, the update), or None."""
+        done = {u.body["signal"] for u in self.updates}
+        candidates = [p.body for p in self.posted[:-1] if p.status in (200, 201) and p.body["id"] not in done]
+        if not candidates:
+            return None
+        body = self.rng.choice(candidates[-5:])  # one of the recent ones
+        if body["order_type"] == "limit":
+            return body["id"], {"action": "cancel"}
+        market = read_market(body["instrument"], now or datetime.now(UTC))
+        entry, sl = Decimal(body["entry"]), Decimal(body["sl"])
+        run = (market.bid - entry) if body["side"] == "buy" else (entry - market.ask)
+        if run >= abs(entry - sl) / 2:
+            return body["id"], {"action": "move_sl", "sl": "entry"}
+        return body["id"], {"action": "close", "percent": 50}
+
+    async def post_update(self, signal_id: str, update: dict[str, Any]) -> Posted:
+        """Sign and POST one update to an earlier signal; returns what the API answered."""
+        status, answer = await self._send(f"/api/v1/signals/{signal_id}/updates", update)
+        posted = Posted(datetime.now(UTC), status, {"signal": signal_id, **update}, answer)
+        self.updates.append(posted)
+        if status in (200, 202):
+            logger.info("demo producer: {} on {} -> {}", update["action"], signal_id, status)
+        else:
+            logger.warning("demo producer: update refused ({}): {}", status, answer)
         return posted
 
     async def _run(self) -> None:
@@ -119,6 +156,9 @@ class DemoProducer:
             self.next_at = time.time() + delay
             await asyncio.sleep(delay)
             try:
+                update = self.next_update() if self.rng.random() < self.update_share else None
+                if update is not None:
+                    await self.post_update(*update)
                 await self.post(self.next_body())
             except (aiohttp.ClientError, TimeoutError) as exc:
                 logger.warning("demo producer: cannot reach the webhook: {!r}", exc)

@@ -7,7 +7,9 @@ few ATRs away (never closer than a few times the larger of the symbol's stops le
 ``MIN_STOP_POINTS``, plus the spread), and the target at a reward:risk comfortably above
 ``MIN_RR`` (so the price can drift for a minute or two before someone approves without the order
 falling under the minimum). About one signal in four is a limit order a little away from the
-market, resting until the price comes back to it.
+market, resting until the price comes back to it. Most signals take profit in parts, as signal
+channels do: two or three ``targets`` (the first at 1R), the stop moving to entry after the first
+(``breakeven_after: 1``); one in five has a single ``tp``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ TREND_BARS = 4
 STOP_ATRS = Decimal(4)
 LIMIT_SHARE = 0.25
 LIMIT_OFFSET_ATRS = Decimal("1.5")
+SINGLE_TARGET_SHARE = 0.2  # one ``tp``; the rest have targets at 1R and the final R:R ...
+TWO_TARGET_SHARE = 0.4  # ... two of them (50/50), or three (50/30/20, the middle one halfway)
 
 SETUPS = {
     ("market", True): (
@@ -93,7 +97,7 @@ def propose(
     min_stop_points: int,
     number: int,
 ) -> dict[str, Any]:
-    """One signal body for the webhook (CONTRACTS section 1), prices as decimal strings."""
+    """One signal body for the webhook (docs/webhook.md), prices as decimal strings."""
     spec = market.spec
     with_trend = rng.random() < 0.8
     buy = (market.trend >= 0) == with_trend
@@ -109,17 +113,39 @@ def propose(
         entry = _on_grid((market.ask - offset) if buy else (market.bid + offset), spec, ROUND_HALF_UP)
         sl = _on_grid((entry - stop) if buy else (entry + stop), spec, down if buy else up)
     risk = abs(entry - sl)
-    tp = _on_grid((entry + rr * risk) if buy else (entry - rr * risk), spec, up if buy else down)
+
+    def level(multiple: Decimal) -> Decimal:
+        return _on_grid(
+            (entry + multiple * risk) if buy else (entry - multiple * risk), spec, up if buy else down
+        )
+
     strategy, note = SETUPS[(order_type, buy)] if with_trend or order_type == "limit" else COUNTER
-    return {
+    body: dict[str, Any] = {
         "id": f"demo-{number:05d}",
         "instrument": spec.name,
         "side": "buy" if buy else "sell",
         "order_type": order_type,
         "entry": str(entry),
         "sl": str(sl),
-        "tp": str(tp),
-        "strategy": strategy,
-        "confidence": float(Decimal(rng.randint(55, 90)) / 100),
-        "note": note,
     }
+    shape = rng.random()
+    if shape < SINGLE_TARGET_SHARE:
+        body["tp"] = str(level(rr))
+    else:  # the usual FX/gold channel shape: partial profits, then the stop to entry after TP1
+        multiples, percents = (
+            ((Decimal(1), rr), (50, 50)) if shape < SINGLE_TARGET_SHARE + TWO_TARGET_SHARE else
+            ((Decimal(1), (1 + rr) / 2, rr), (50, 30, 20))
+        )  # fmt: skip
+        body["targets"] = [
+            {"price": str(level(m)), "close_percent": p} for m, p in zip(multiples, percents, strict=True)
+        ]
+        body["breakeven_after"] = 1
+    body.update(strategy=strategy, confidence=float(Decimal(rng.randint(55, 90)) / 100), note=note)
+    return body
+
+
+def final_target(body: dict[str, Any]) -> Decimal:
+    """A proposal's furthest take profit (its ``tp``, or its last target)."""
+    if "targets" in body:
+        return Decimal(body["targets"][-1]["price"])
+    return Decimal(body["tp"])

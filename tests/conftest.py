@@ -29,7 +29,7 @@ from tests.support.databases import PG_ADMIN_URL, pg_admin
 # late. Their tests get up to two reruns (reported as "rerun" in the summary, never hidden); unit,
 # property and store tests get none.
 E2E_DIRS = ("bot", "loop", "billing", "sandbox")
-E2E_FILES = ("test_bot_stats.py",)
+E2E_FILES = ("test_bot_stats.py", "test_miniapp_api.py")
 
 
 # Hypothesis fails an example that takes over 200 ms by default; on a shared machine a pause of the

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from engine.accounts.service import AccountService, Mt5Connector
@@ -21,6 +21,7 @@ from engine.api.context import ApiContext
 from engine.api.refusals import RefusalAggregator
 from engine.approvals.auto_execute import AutoExecutor
 from engine.approvals.executor import ApprovalExecutor
+from engine.approvals.fanout import FanoutPlanner
 from engine.approvals.service import ApprovalService
 from engine.billing.entitlements import EntitlementGate
 from engine.billing.payments import BillingService
@@ -33,10 +34,11 @@ from engine.brokers.mt5_prices import TerminalPrices
 from engine.brokers.paper import PaperBroker
 from engine.brokers.pricefeed import PaperMarket
 from engine.brokers.registry import BrokerFactory, BrokerRegistry
-from engine.brokers.remote import module_for
+from engine.brokers.remote import endpoints_from_settings, module_for
 from engine.execution.orders import OrderRules
 from engine.execution.positions import PositionCloser
 from engine.execution.service import ExecutionConfig, ExecutionService
+from engine.ingest.market import MarketQuotes
 from engine.ingest.producers import ProducerService
 from engine.ingest.service import IngestService
 from engine.loop.cluster import Cluster
@@ -50,10 +52,12 @@ from engine.ops.queries import OpsQueries
 from engine.ops.service import OpsService
 from engine.reconcile.service import Reconciler
 from engine.risk.control import EngineControl
+from engine.risk.daily_loss import DailyLossWatch
 from engine.risk.drawdown import DrawdownGuard, GuardConfig
+from engine.risk.limits import RiskLimitsService
 from engine.risk.market_hours import parse_market_hours
 from engine.services import EngineServices
-from engine.settings import Settings, SettingsError
+from engine.settings import BrokerKind, Settings, SettingsError
 from engine.store.crypto import SecretBox
 from engine.store.db import Database
 from engine.store.events import EventRelay
@@ -121,6 +125,15 @@ def default_broker_factory(
     return factory
 
 
+def gateway_probes(settings: Settings) -> dict[str, Callable[[], Awaitable[bool | str]]]:
+    """A health probe per MT5 gateway of the settings (none when no gateway is set)."""
+    if not settings.gateway_names():
+        return {}
+    from engine.gateway.probe import gateway_probe
+
+    return {name: gateway_probe(endpoint) for name, endpoint in endpoints_from_settings(settings).items()}
+
+
 def paper_market_for(settings: Settings) -> PaperMarket:
     """Paper prices: the operator's MT5 terminal when ``MT5_LOGIN``/``MT5_SERVER`` name one, else the
     simulated market (``mt5sim``'s random walk), which then says so everywhere it shows."""
@@ -179,8 +192,15 @@ def build_services(
     registry = BrokerRegistry(
         broker_factory or default_broker_factory(settings, db, secrets, market), cluster
     )
+    risk_limits = RiskLimitsService.from_settings(db, settings)
     execution = ExecutionService(
-        db, registry, order_rules_for(settings), relay, execution_config, instance=cluster.instance_id
+        db,
+        registry,
+        order_rules_for(settings),
+        relay,
+        execution_config,
+        limits=risk_limits.defaults,
+        instance=cluster.instance_id,
     )
     accounts = AccountService(db, settings, registry, secrets, mt5_connector)
     closer = PositionCloser(db, registry, relay)
@@ -201,6 +221,7 @@ def build_services(
         cluster=cluster,
         config=loop_config,
         changes=changes,
+        daily_loss=DailyLossWatch(db, risk_limits.defaults, relay),
     )
     catalog = catalog_for(settings)  # billing off: one free plan with every entitlement
     execution.chain.add(EntitlementGate(catalog), before="drawdown")
@@ -225,17 +246,31 @@ def build_services(
         approvals=ApprovalService(
             db, settings, accounts, relay, ApprovalExecutor.for_database(execution, db)
         ),
+        fanout=FanoutPlanner(db, settings, relay),
         drawdown=guard,
         reconciler=reconciler,
         trading_loop=trading_loop,
         producers=producers,
-        ingest=IngestService(db, settings, relay),
+        ingest=IngestService(
+            db,
+            settings,
+            relay,
+            # the door's look at the market: connected brokers, else (paper) the paper price source
+            MarketQuotes(registry.cached, market.source if settings.broker is BrokerKind.PAPER else None),
+        ),
         billing=BillingService(db, catalog, relay),
         billing_sweeper=BillingSweeper(db, catalog, relay),
         referrals=ReferralService(db),
         auto_execute=AutoExecutor(
-            db, settings, catalog, relay, execution.submit_in_background, chain=execution.chain
+            db,
+            settings,
+            catalog,
+            relay,
+            execution.submit_in_background,
+            chain=execution.chain,
+            limits=risk_limits,
         ),
+        risk_limits=risk_limits,
         analytics=AnalyticsService(db),
         updates=UpdateService(db, relay),
         changes=changes,
@@ -246,6 +281,7 @@ def build_services(
                 registry,
                 heartbeat_seconds=float(settings.heartbeat_seconds),
                 simulated_market=market.simulated,
+                gateways=gateway_probes(settings),
                 lease_seconds=float(settings.account_lease_seconds),
             ),
             closer,

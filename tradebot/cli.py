@@ -1,7 +1,8 @@
-"""The ``tradebot`` command line (CONTRACTS section 3)."""
+"""The ``tradebot`` command line (docs/cli.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -18,6 +19,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain (click) help: the rich renderer shows every flag as taking a `<bool>` value.
+    rich_markup_mode=None,
 )
 
 
@@ -43,17 +46,18 @@ def migrate() -> None:
 def run_command() -> None:
     """The product: bot + engine + HTTP server. Needs BOT_TOKEN; applies migrations first."""
     settings = settings_or_exit()
-    try:
-        settings.require("BOT_TOKEN")
-    except SettingsError as exc:
-        fail(f"configuration error: {exc}")
-    from tradebot.cli_secrets import require_matching_key
-
-    require_matching_key(settings)  # a wrong SECRET_KEY stops here, before anything starts
     import asyncio
 
     from engine.store.keycheck import KeyMismatch
+    from tradebot.cli_secrets import require_matching_key
+    from tradebot.preflight import PreflightError, preflight
     from tradebot.runtime import Runtime, serve
+
+    require_matching_key(settings)  # a wrong SECRET_KEY stops here, before anything starts
+    try:
+        preflight(settings)  # token, port, Telegram: before migrations, the loop or the bot start
+    except PreflightError as exc:
+        fail(str(exc))
 
     try:
         asyncio.run(serve(Runtime(settings)))
@@ -139,8 +143,11 @@ def sandbox_command(
     emulator_port: int = typer.Option(
         0, "--emulator-port", help="port of the Bot API emulator (0: any free)"
     ),
+    bar_seconds: float | None = typer.Option(
+        None, "--bar-seconds", help="real seconds per simulated H1 bar for Fib-RSI (default 1)"
+    ),
 ) -> None:
-    """Everything offline: emulator, bot, engine, broker, demo producer, and a page to act as subscribers."""
+    """Everything offline: emulator, bot, engine, broker, Fib-RSI and demo signals, and a page to act as subscribers."""
     from sandbox.config import SandboxError, SandboxOptions, parse_interval
     from tradebot.sandbox import main as run_sandbox
 
@@ -152,6 +159,8 @@ def sandbox_command(
             data_dir=data_dir,
             signal_every=parse_interval(signal_every),
         )
+        if bar_seconds is not None:
+            options = dataclasses.replace(options, bar_seconds=bar_seconds)
     except SandboxError as exc:
         fail(str(exc))
     raise typer.Exit(run_sandbox(options))

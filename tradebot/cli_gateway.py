@@ -1,4 +1,4 @@
-"""``tradebot gateway serve|cert`` (CONTRACTS section 7): the MT5 terminal gateway's host side."""
+"""``tradebot gateway serve|cert`` (docs/mt5.md, *Running terminals*): the MT5 terminal gateway's host side."""
 
 from __future__ import annotations
 

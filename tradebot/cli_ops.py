@@ -1,4 +1,4 @@
-"""``tradebot status|positions|pause|resume|closeall`` and ``tradebot admin token ...`` (CONTRACTS section 3).
+"""``tradebot status|positions|pause|resume|closeall`` and ``tradebot admin token ...`` (docs/cli.md, docs/operations.md).
 
 The admin commands of Telegram, from the same command layer (``engine.ops``), audited with the
 actor ``cli``. They act on the database, so they work whether or not ``tradebot run`` is up; a

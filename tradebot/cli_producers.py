@@ -1,19 +1,23 @@
-"""``tradebot producer ...``, ``tradebot signal send`` and ``tradebot signal update`` (CONTRACTS section 3)."""
+"""``tradebot producer ...``, ``tradebot signal send`` and ``tradebot signal update`` (docs/cli.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
-producer_app = typer.Typer(help="Manage producers (who may post signals).", no_args_is_help=True)
-signal_app = typer.Typer(help="Send signals to a running server.", no_args_is_help=True)
+producer_app = typer.Typer(
+    help="Manage producers (who may post signals).", no_args_is_help=True, rich_markup_mode=None
+)
+signal_app = typer.Typer(
+    help="Send signals to a running server.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"tradebot: {message}", err=True)
     raise typer.Exit(code)
 
@@ -56,7 +60,7 @@ def _run(settings: Any, work: Any) -> Any:
 def producer_add(
     name: str = typer.Argument(..., help="A unique name, e.g. the strategy's"),
     rate: str | None = typer.Option(None, help="Requests a second (default PRODUCER_RATE_PER_SECOND)"),
-    burst: int | None = typer.Option(None, help="Burst size (default PRODUCER_BURST)"),
+    burst: int | None = typer.Option(None, min=1, help="Burst size (default PRODUCER_BURST)"),
 ) -> None:
     """Create a producer; prints its id, secret and token once (they are not shown again)."""
     from engine.ingest.producers import ProducerError
@@ -66,12 +70,14 @@ def producer_add(
         try:
             rate_value = Decimal(rate)
         except InvalidOperation:
-            _fail("--rate must be a number")
+            _fail(f"--rate must be a number, got {rate!r}")
+        if not rate_value.is_finite() or rate_value <= 0:
+            _fail(f"--rate must be a number above 0, got {rate!r}")
     settings = _service(need_key=True)
     try:
         made = _run(settings, lambda svc: svc.add(name, rate_per_second=rate_value, burst=burst))
-    except ProducerError as exc:
-        _fail(str(exc), code=1)
+    except ProducerError as exc:  # a bad name or limit, a name taken: the command is at fault
+        _fail(str(exc))
     typer.echo(f"id:     {made.id}")
     typer.echo(f"name:   {made.name}")
     typer.echo(f"secret: {made.secret}")
@@ -87,9 +93,10 @@ def producer_list() -> None:
     if not rows:
         typer.echo("no producers")
         return
+    typer.echo(f"{'ID':<36}  {'STATUS':<8}  {'RATE LIMIT':<20}  NAME")
     for row in rows:
         limit = f"{row.rate_per_second or settings.producer_rate_per_second}/s burst {row.burst or settings.producer_burst}"
-        typer.echo(f"{row.id}  {row.status:<8}  {limit:<20}  {row.name}")
+        typer.echo(f"{row.id:<36}  {row.status:<8}  {limit:<20}  {row.name}")
 
 
 def _set_status(producer_id: str, enable: bool) -> None:

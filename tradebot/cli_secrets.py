@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -27,6 +28,9 @@ def require_matching_key(settings: Settings) -> None:
     from engine.store.keycheck import KeyMismatch, verify_key_if_migrated
     from tradebot.app import secret_box
 
+    if _absent_sqlite_file(settings.database_url):
+        return  # nothing stored yet, and opening it would create the file
+
     async def check() -> None:
         db = Database(settings.database_url)
         try:
@@ -38,6 +42,16 @@ def require_matching_key(settings: Settings) -> None:
         asyncio.run(check())
     except KeyMismatch as exc:
         _fail(str(exc))
+
+
+def _absent_sqlite_file(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.get_backend_name().startswith("sqlite"):
+        return False
+    name = parsed.database or ""
+    return name not in ("", ":memory:") and not Path(name).exists()
 
 
 @secrets_app.command("rotate")

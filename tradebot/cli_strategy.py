@@ -1,4 +1,4 @@
-"""``tradebot strategy run`` and ``tradebot backtest`` (CONTRACTS section 3, docs/strategies.md)."""
+"""``tradebot strategy run`` and ``tradebot backtest`` (docs/cli.md, docs/strategies.md)."""
 
 from __future__ import annotations
 

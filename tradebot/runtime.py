@@ -2,20 +2,21 @@
 
 ``Runtime.start`` applies migrations, builds the services (``tradebot.app``), checks
 ``SECRET_KEY`` against the store's key check value (``engine.store.keycheck``), mounts the producer
-API, health, metrics and (in webhook mode) the Telegram webhook on one aiohttp server, starts
-the event relay, the outbound dispatcher, the bot and the trading loop, and announces
-``engine.started``. ``Runtime.stop`` undoes it in reverse within a deadline: no new work,
-in-flight broker calls finish, a final heartbeat, the outbox and event relay flushed,
+API, health, metrics, the Mini App (``/app/``) and (in webhook mode) the Telegram webhook on one
+aiohttp server, starts the event relay, the outbound dispatcher, the bot and the trading loop,
+and announces ``engine.started``. ``Runtime.stop`` undoes it in reverse within a deadline: no new
+work, in-flight broker calls finish, a final heartbeat, the outbox and event relay flushed,
 connections closed. ``serve`` runs it until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from loguru import logger
@@ -36,7 +37,9 @@ from engine.settings import Settings
 from engine.store.events import ENGINE_STARTED, ENGINE_STOPPING, emit
 from engine.store.keycheck import verify_key
 from engine.store.migrate import upgrade_async
-from tradebot.app import build_api_context, build_services
+from tradebot.app import build_api_context, build_services, gateway_probes
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -63,9 +66,11 @@ class Runtime:
         self.http_app: web.Application | None = None
         self.loop: TradingLoop | None = None
         self.bot: Any = None  # bot.app.BotRuntime
+        self.miniapp: Any = None  # bot.webapp.MiniApp
         self._runner: web.AppRunner | None = None
         self._dispatcher: OutboundDispatcher | None = None
         self.strategies: list[Any] = []  # engine.strategies.runner.RunningProducer
+        self._stopped = False
 
     @property
     def engine(self) -> EngineServices:
@@ -104,10 +109,13 @@ class Runtime:
 
         if self.options.with_bot:
             from bot.app import BotRuntime, bot_context, build_bot, build_storage
+            from bot.webapp import MiniApp
 
             bot_ctx = bot_context(services, config=self.options.bot_config)
             self.bot = BotRuntime(bot_ctx, build_bot(settings), build_storage(settings))
             self.bot.webhook_routes(app)
+            self.miniapp = MiniApp(bot_ctx)  # the Mini App under /app/ (docs/miniapp.md)
+            self.miniapp.mount(app)
             self.readiness.register("telegram", self._telegram_ready)
             if settings.redis_url:  # the shared send budget: degraded (local share) while Redis is down
                 self.readiness.register("telegram_budget", self.bot.limiter.probe, required=False)
@@ -130,9 +138,12 @@ class Runtime:
             settings.http_port,
             limits=ConnectionLimits.from_settings(settings),
             metrics=self.metrics,
+            shutdown_timeout=min(5.0, self.options.stop_deadline_seconds / 3),
         )
         if self.bot is not None:
             await self.bot.start()  # subscribes fan-out and notifier before any event is relayed
+        if self.miniapp is not None:
+            self.miniapp.attach(services.relay)  # after the fan-out: a new signal's decisions exist
         services.relay.start()
         if self._dispatcher is not None:
             self._dispatcher.start()
@@ -153,13 +164,8 @@ class Runtime:
 
     def _register_gateways(self) -> None:
         """One readiness check per MT5 gateway (``gateway:<name>``): its own /healthz, verified."""
-        if not self.settings.gateway_names():
-            return
-        from engine.brokers.remote import endpoints_from_settings
-        from engine.gateway.probe import gateway_probe
-
-        for name, endpoint in endpoints_from_settings(self.settings).items():
-            self.readiness.register(f"gateway:{name}", gateway_probe(endpoint))
+        for name, probe in gateway_probes(self.settings).items():
+            self.readiness.register(f"gateway:{name}", probe)
 
     async def _brokers_ready(self) -> bool | str:
         down = []
@@ -177,34 +183,60 @@ class Runtime:
         return True
 
     async def stop(self) -> None:
-        deadline = self.options.stop_deadline_seconds
+        """Stop within ``stop_deadline_seconds``: first take no new work (the HTTP server stops
+        listening and finishes its requests, the bot stops taking updates), then let the trading
+        loop, the event relay and the outbox finish or hand back what is in flight. Whatever is
+        not done by then (events, outbox rows, orders to resend) is in the store and resumes at
+        the next start. Never raises for a step that fails or runs out of time: it is logged."""
         services = self.services
-        if services is None:
+        if services is None or self._stopped:
             return
+        self._stopped = True
+        deadline = self.options.stop_deadline_seconds
+        clock = asyncio.get_running_loop()
+        end = clock.time() + deadline
+        reserve = min(3.0, deadline * 0.3)  # the outbox's last sends and closing connections
+
+        def left(keep: float = 0.0) -> float:
+            return max(0.0, end - clock.time() - keep)
+
         logger.info("tradebot stopping (deadline {} s)", deadline)
         for running in self.strategies:
-            await running.stop()
+            await _step("stopping a strategy", running.stop())
         self.strategies = []
-        try:
-            async with services.db.session() as session:
-                emit(session, ENGINE_STOPPING)
-            services.relay.notify()
-        except Exception as exc:
-            logger.warning("could not announce the stop: {!r}", exc)
-        if self.loop is not None:
-            await self.loop.stop(deadline)  # drains execution, final heartbeat, closes brokers
-        else:
-            await services.execution.drain(deadline)
-        await services.relay.stop()  # hand every committed event to the notifier / outbound
-        if self.bot is not None:
-            await self.bot.stop()  # flushes the outbox within its own timeout
-        if self._dispatcher is not None:
-            await self._dispatcher.stop()
         if self._runner is not None:
-            await self._runner.cleanup()
-        await services.close()
-        await services.db.dispose()
+            await _step("stopping the HTTP server", self._runner.cleanup())
+            self._runner = None
+        if self.bot is not None:
+            await _step("stopping Telegram updates", self.bot.stop_intake(left(reserve)))
+        await _step("announcing the stop", self._announce_stop(services))
+        if self.loop is not None:  # drains execution, final heartbeat, flushes events, closes brokers
+            await _step("stopping the trading loop", self.loop.stop(left(reserve)))
+        else:
+            await _step("draining execution", services.execution.drain(left(reserve)))
+        left_over = await _step("flushing events", services.relay.stop(deadline_seconds=left(reserve)))
+        if left_over:
+            logger.info("{} event(s) stay pending for the next start", left_over)
+        if self.bot is not None:
+            await _step("stopping the bot", self.bot.stop(deadline_seconds=left()))
+        if self._dispatcher is not None:
+            await _step("stopping outbound deliveries", self._dispatcher.stop())
+        await _step("closing the services", services.close())
+        await _step("closing the database", services.db.dispose())
         logger.info("tradebot stopped")
+
+    async def _announce_stop(self, services: EngineServices) -> None:
+        async with services.db.session() as session:
+            emit(session, ENGINE_STOPPING)
+        services.relay.notify()
+
+
+async def _step(what: str, step: Awaitable[T]) -> T | None:
+    try:
+        return await step
+    except Exception as exc:
+        logger.opt(exception=exc).warning("{} at shutdown failed: {!r}", what, exc)
+        return None
 
 
 async def serve(runtime: Runtime) -> None:
@@ -215,8 +247,17 @@ async def serve(runtime: Runtime) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await runtime.start()
+        # What start-up built (modules, services, pydantic models) lives until exit: moved out of
+        # the collector's sight, it costs no full collection while running and none at exit.
+        gc.collect()
+        gc.freeze()
         await stop.wait()
     finally:
+        # a second SIGTERM or Ctrl-C while stopping changes nothing: the stop has its own deadline
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        await runtime.stop()
+            loop.add_signal_handler(sig, lambda: logger.info("already stopping"))
+        try:
+            await runtime.stop()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)

@@ -6,13 +6,17 @@ module composes them with the product, so ``sandbox/`` never imports ``tradebot/
 Start order, each step needing the one before:
 1. the data directory (locked; a fresh store; the kept ``SECRET_KEY``);
 2. the Bot API emulator on loopback, with the people and the ops channel in it;
-3. with ``--broker mt5``, the simulated terminal's accounts;
+3. the simulated terminal: the operator's data login and the accelerated bar clock, and with
+   ``--broker mt5`` the people's accounts;
 4. the product itself (``tradebot.runtime.Runtime``: migrations, engine, HTTP server with the page
-   mounted, the aiogram bot against the emulator, the trading loop), with a generated bot token;
+   mounted, the aiogram bot against the emulator, the trading loop, paper prices from the
+   terminal, and ``STRATEGIES=fib-rsi:XAUUSD,EURUSD`` posting as ``strategy-fib-rsi``), with a
+   generated bot token;
 5. the demo producer (created through ``ProducerService``, as ``tradebot producer add`` does);
 6. the people join through the emulator (``/start``, the disclaimer's button; with mt5 their
    simulated accounts are linked first, the operator's way);
-7. the demo producer starts posting, the first signal within a few seconds.
+7. the demo producer starts posting for the instruments Fib-RSI does not trade, the first signal
+   within a few seconds; Fib-RSI posts when its setups become final (``sandbox/strategy.py``).
 Stopping runs it backwards; the product stops as ``tradebot run`` does on SIGTERM.
 """
 
@@ -38,9 +42,11 @@ from sandbox.config import DataDir, SandboxError, SandboxOptions, new_bot_token,
 from sandbox.mt5 import SimulatedTerminal
 from sandbox.page import PageInfo, SandboxPage
 from sandbox.producer import DemoProducer
+from sandbox.signals import tradable
+from sandbox.strategy import DEMO_PRODUCER, PRODUCER, demo_instruments, strategy_symbols
 from tradebot.runtime import Runtime, RuntimeOptions
 
-DEMO_PRODUCER = "demo-strategy"
+__all__ = ["DEMO_PRODUCER", "Sandbox", "main", "run"]
 
 
 class Sandbox:
@@ -74,6 +80,7 @@ class Sandbox:
 
         token = new_bot_token()
         bot_id = int(token.split(":", 1)[0])
+        self.terminal = terminal = SimulatedTerminal(opts.mt5sim_path.resolve())
         self.settings = settings = sandbox_settings(
             opts,
             secret_key=secret_key,
@@ -81,21 +88,29 @@ class Sandbox:
             telegram_api_url=base_url,
             admin_id=cast.ADMIN.user_id,
             ops_chat_id=cast.OPS_CHANNEL.chat_id,
+            data_login=terminal.data_login,
             plans_file=self.data.write_plans() if opts.broker == "mt5" else None,
         )
         if self.configure_logging:
             setup_logging(settings.log_level, settings.log_json)
             # a log line per update would bury the banner; warnings and errors still show
             logging.getLogger("aiogram.event").setLevel(logging.WARNING)
-        for secret in (token, secret_key):
+        for secret in (token, secret_key, terminal.data_password):
             register_secret(secret)
+        terminal.prepare(opts.bar_seconds, settings.paper_balance)  # a few local SQLite writes
         if opts.broker == "mt5":
-            self.terminal = SimulatedTerminal(opts.mt5sim_path.resolve(), settings.paper_balance)
-            self.terminal.create_accounts()  # a few local SQLite writes
+            terminal.create_accounts(settings.paper_balance)
 
         engine_url = f"http://{opts.host}:{opts.port}"
         self.page = SandboxPage(
-            PageInfo(broker=opts.broker, engine_url=engine_url, signal_every=opts.signal_every),
+            PageInfo(
+                broker=opts.broker,
+                engine_url=engine_url,
+                signal_every=opts.signal_every,
+                strategy_symbols=list(strategy_symbols(settings.instruments)),
+                demo_instruments=self.demo_instruments,
+                bar_seconds=opts.bar_seconds,
+            ),
             self._services,
         )
         self.page.connect(base_url, bot_id)
@@ -109,18 +124,20 @@ class Sandbox:
         self.client = EmulatorClient(base_url, bot_id=bot_id)
         await asyncio.gather(*(cast.onboard(self.client, p, self._before_consent()) for p in cast.PEOPLE))
 
-        self.producer = DemoProducer(
-            url=engine_url,
-            producer_id=made.id,
-            secret=made.secret,
-            instruments=list(settings.instruments),
-            min_rr=settings.min_rr,
-            min_stop_points=settings.min_stop_points,
-            interval=opts.signal_every,
-            first_after=opts.first_signal_after,
-        )
-        self.page.info.next_signal_at = lambda: self.producer.next_at if self.producer else None
-        self.producer.start()
+        if self.demo_instruments:
+            self.producer = DemoProducer(
+                url=engine_url,
+                producer_id=made.id,
+                secret=made.secret,
+                instruments=self.demo_instruments,
+                min_rr=settings.min_rr,
+                min_stop_points=settings.min_stop_points,
+                interval=opts.signal_every,
+                first_after=opts.first_signal_after,
+            )
+            self.page.info.next_signal_at = lambda: self.producer.next_at if self.producer else None
+            self.producer.start()
+        login, password, server = terminal.data_login
         self.data.write_env(
             {
                 "DATABASE_URL": settings.database_url,
@@ -130,6 +147,9 @@ class Sandbox:
                 "BROKER": opts.broker,
                 "MT5_MODULE": settings.mt5_module,
                 "MT5_PATH": settings.mt5_path or "",
+                "MT5_LOGIN": str(login),
+                "MT5_PASSWORD": password,
+                "MT5_SERVER": server,
                 "MARKET_HOURS": settings.market_hours,
                 "PLANS_FILE": getattr(settings, "plans_file", None) or "",
                 "TELEGRAM_API_URL": base_url,
@@ -138,9 +158,15 @@ class Sandbox:
             }
         )
 
+    @property
+    def demo_instruments(self) -> list[str]:
+        """The demo producer's instruments: those the feed prices and Fib-RSI does not trade."""
+        assert self.settings is not None
+        return tradable(demo_instruments(self.settings.instruments))
+
     def _before_consent(self) -> Callable[[cast.Person], Awaitable[None]] | None:
         terminal = self.terminal
-        if terminal is None:
+        if terminal is None or self.options.broker != "mt5":
             return None
 
         async def link(person: cast.Person) -> None:
@@ -180,8 +206,9 @@ class Sandbox:
             f"tradebot sandbox is running: {broker}, market open 24/7, no internet needed.",
             "",
             f"  Open the page:  {opts.page_url}",
-            f"  Webhook:        http://{opts.host}:{opts.port}/api/v1/signals"
-            f" (a demo producer posts a signed signal every {every} s)",
+            f"  Mini App:       http://{opts.host}:{opts.port}/app/ (open it as a person: 📱 App on the page)",
+            f"  Webhook:        http://{opts.host}:{opts.port}/api/v1/signals",
+            *self._signal_lines(every),
             f"  Bot API:        {self.emulator.base_url} (Telegram emulator; bot @{self.page.info.bot_username})",
             f"  Subscribers:    {subscribers}",
             f"  Admin:          {cast.ADMIN.name} (/status, /positions, /pause, /resume, /closeall)",
@@ -192,6 +219,23 @@ class Sandbox:
             "",
         ]
         return "\n".join(lines)
+
+    def _signal_lines(self, every: str) -> list[str]:
+        """Who posts signals: Fib-RSI on the terminal's bars, the demo producer on the rest."""
+        assert self.settings is not None
+        lines = []
+        symbols = strategy_symbols(self.settings.instruments)
+        if symbols:
+            lines.append(
+                f"  Fib-RSI:        {', '.join(symbols)}, on the simulated terminal's H1 bars, one every"
+                f" {self.options.bar_seconds:g} s (producer {PRODUCER})"
+            )
+        if self.demo_instruments:
+            lines.append(
+                f"  Demo signals:   {', '.join(self.demo_instruments)}, random, every {every} s"
+                f" (producer {DEMO_PRODUCER})"
+            )
+        return lines
 
 
 async def run(options: SandboxOptions) -> None:

@@ -20,18 +20,20 @@ from aiogram.utils.i18n import gettext as _
 from bot.callbacks import AdminCb, scope_from_token, scope_token
 from bot.context import BotContext
 from bot.keyboards import closeall_keyboard
-from bot.render import esc
+from bot.outbox import Outgoing, enqueue
+from bot.render import esc, in_locale
 from bot.replies import edit_or_keep
 from bot.status import (
     MAX_ACCOUNTS,
     MAX_POSITIONS,
+    closeall_ops_text,
     closeall_text,
     positions_text,
     status_text,
     trading_state_label,
 )
 from engine.accounts.subscribers import actor_for
-from engine.ops.views import OpsError, PauseResult, Scope, ScopeKind
+from engine.ops.views import CloseAllResult, OpsError, PauseResult, Scope, ScopeKind
 
 
 def parse_scope(args: str | None) -> Scope | None:
@@ -172,10 +174,30 @@ async def closeall_confirmed(query: CallbackQuery, callback_data: AdminCb, ctx: 
         report = ops_error_text(exc)
     else:
         report = closeall_text(result)
+        await _tell_ops(ctx, f"closeall:{query.id}", result)
     if message is not None:
         await edit_or_keep(message, report)
     elif query.bot is not None:
         await query.bot.send_message(query.from_user.id, report)
+
+
+async def _tell_ops(ctx: BotContext, key: str, result: CloseAllResult) -> None:
+    """The ops chat hears of every close-all: who asked and what it did (durable, through the outbox)."""
+    chat = ctx.settings.ops_chat_id
+    if chat is None:
+        return
+    with in_locale(ctx.i18n, ctx.config.ops_language):
+        text = closeall_ops_text(result)
+    async with ctx.engine.db.session() as session:
+        await enqueue(
+            session,
+            [
+                Outgoing(
+                    f"ops:{key}", chat, "sendMessage", {"chat_id": chat, "text": text, "parse_mode": "HTML"}
+                )
+            ],
+        )
+    ctx.wake_outbox()
 
 
 def build_router() -> Router:

@@ -1,7 +1,8 @@
 """Auto-execution settings (/auto) and the one-tap "close" button on auto-executed positions.
 
-``/auto`` shows the opt-in, risk % and max volume with an on/off button; ``/auto on|off``,
-``/auto risk 0.5`` and ``/auto maxvol 0.2`` (``off`` for no cap of one's own) change them.
+``/auto`` shows the opt-in and how orders are sized (the subscriber's risk limits, as in
+/settings → Risk) with an on/off button; ``/auto on|off`` changes the opt-in, ``/auto risk 0.5``
+(sizing by 0.5 % of equity) and ``/auto maxvol 0.2`` (``off``: back to the default) the limits.
 Turning it on needs a plan with auto-execution. The admin's ``/pause`` and the drawdown guard
 stop auto-execution as they stop approvals.
 """
@@ -17,7 +18,8 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.billing_texts import AutoCb
 from bot.context import BotContext
-from bot.render import price, signed_money
+from bot.render import signed_money
+from bot.render_risk import field_value, sizing_text
 from bot.replies import edit_or_keep
 from engine.accounts.subscribers import actor_for
 from engine.approvals.auto_execute import AutoTradeError, AutoTradeView
@@ -27,14 +29,14 @@ from engine.store.models import ExecutionAccount, Position, User
 
 def auto_text(view: AutoTradeView) -> str:
     state = _("on") if view.enabled else _("off")
-    cap = price(view.max_volume) if view.max_volume is not None else _("no cap of your own")
     text = _(
         "🤖 <b>Auto-execution</b>: {state}\n"
-        "Risk per trade: {risk}% of equity\nMax volume: {cap}\n\n"
-        "When it is on, each signal executes on your account without a tap, and this chat announces "
-        "the order with a button to close it.\n"
-        "Change: /auto risk 0.5, /auto maxvol 0.2 (or off), /auto on, /auto off."
-    ).format(state=state, risk=price(view.risk_percent), cap=cap)
+        "Sizing: {sizing}\nMax volume: {cap}\n\n"
+        "When it is on, each signal executes on your account without a tap, sized by your risk "
+        "limits, and this chat announces the order with a button to close it.\n"
+        "Change: /auto risk 0.5, /auto maxvol 0.2 (or off), /auto on, /auto off; every limit in "
+        "/settings → Risk."
+    ).format(state=state, sizing=sizing_text(view.limits), cap=field_value("max_lots", view.limits.max_lots))
     if not view.entitled:
         text += "\n\n" + _("Your plan does not include auto-execution: /subscribe.")
     return text
@@ -54,8 +56,8 @@ def auto_keyboard(view: AutoTradeView) -> InlineKeyboardMarkup:
 
 def error_text(exc: AutoTradeError) -> str:
     texts = {
-        "bad_risk": _("The risk must be above 0 and at most 10 (percent of equity)."),
-        "bad_volume": _("The max volume must be above 0 and at most 100 lots."),
+        "bad_risk": _("The risk must be above 0 and at most 10 (percent of equity), two decimals at most."),
+        "bad_volume": _("The max volume must be from 0.01 to 100 lots, two decimals at most."),
         "unknown_user": _("Please send /start to the bot first."),
         "plan_required": _("Your plan does not include auto-execution: /subscribe."),
     }

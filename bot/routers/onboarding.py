@@ -9,6 +9,7 @@ from aiogram.types import CallbackQuery, ChatMemberUpdated, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot.callbacks import ConsentCb, version_digest
+from bot.commands import help_text
 from bot.context import BotContext
 from bot.i18n import pick_locale
 from bot.keyboards import consent_keyboard
@@ -30,28 +31,6 @@ def disclaimer_text(version: str) -> str:
         "and an approved signal is executed on your own account at your own risk.\n\n"
         "Tap the button below to confirm that you have read and accept this disclaimer."
     ).format(version=esc(version))
-
-
-def help_text(is_admin: bool) -> str:
-    text = _(
-        "<b>Commands</b>\n"
-        "/start: subscribe and accept the risk disclaimer\n"
-        "/account: your execution account, balance and open positions\n"
-        "/settings: language and notifications\n"
-        "/stop: stop receiving signals\n"
-        "/help: this list\n\n"
-        "Each signal arrives with Approve and Reject buttons; an approval executes the order on "
-        "your account and this chat shows the result."
-    )
-    if is_admin:
-        text += "\n\n" + _(
-            "<b>Admin</b>\n"
-            "/status: engine state, heartbeat, equity per account, outbox depth\n"
-            "/positions: every open position\n"
-            "/pause and /resume: stop or restart new signals and executions\n"
-            "/closeall: close every position on every account (asks to confirm)"
-        )
-    return text
 
 
 async def send_disclaimer(message: Message, version: str) -> None:

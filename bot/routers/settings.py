@@ -1,9 +1,11 @@
-"""/settings: language (English, Spanish) and notifications (on: with sound; off: silent)."""
+"""/settings: language (English, Spanish), notifications (on: with sound; off: silent), and the
+button to the subscriber's risk limits (``bot.routers.settings_risk``)."""
 
 from __future__ import annotations
 
 from aiogram import F, Router
 from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
@@ -16,13 +18,16 @@ from engine.store.models import User
 
 
 def settings_text(language: str, notifications: bool) -> str:
-    state = _("on") if notifications else _("off (messages arrive silently)")
-    return _("<b>Settings</b>\nLanguage: {language}\nNotifications: {state}").format(
-        language=LANGUAGES.get(language, language), state=state
+    # Whole lines, not "on"/"off" alone: a bare "on" is shared with other features' catalogs,
+    # whose translation may agree with another noun ("activada" vs "activadas").
+    state = _("Notifications: on") if notifications else _("Notifications: off (messages arrive silently)")
+    return _("<b>Settings</b>\nLanguage: {language}\n{notifications}").format(
+        language=LANGUAGES.get(language, language), notifications=state
     )
 
 
-async def show(message: Message, user: User | None) -> None:
+async def show(message: Message, user: User | None, state: FSMContext) -> None:
+    await state.clear()  # /settings leaves a half-done risk-limit question
     if user is None:
         await message.answer(_("Please send /start first."))
         return

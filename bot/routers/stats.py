@@ -18,7 +18,7 @@ from babel.numbers import format_percent
 from sqlalchemy import select
 
 from bot.context import BotContext
-from bot.render import signed_money
+from bot.render import number, signed_money
 from bot.render_stats import (
     chart_labels,
     describe_scope,
@@ -27,10 +27,13 @@ from bot.render_stats import (
     render_stats,
 )
 from engine.analytics import AnalyticsService, Period, PeriodError, Scope, parse_period
+from engine.ops.queries import book_currency
 from engine.store.db import utcnow
 from engine.store.models import Producer, User
 
 ADMIN_TABLE_ROWS = 15
+CAPTION_LIMIT = 1024  # Telegram's limit on a photo caption
+LIVE_TIMEOUT_SECONDS = 3.0
 
 
 def _needs_start(ctx: BotContext, user: User | None) -> bool:
@@ -64,14 +67,21 @@ async def _prepare(
     return analytics, scope, period, locale
 
 
-def _row(name: str, trades: int, net: Decimal, win_rate: Decimal | None, locale: str) -> str:
+def _row(
+    name: str, trades: int, net: Decimal, win_rate: Decimal | None, locale: str, currency: str | None
+) -> str:
     rate = "—" if win_rate is None else format_percent(win_rate, format="#,##0%", locale=locale)
     return _("• {name}: {count} trades, net {net}, win rate {rate}").format(
-        name=escape(name), count=trades, net=signed_money(net), rate=rate
+        name=escape(name),
+        count=trades,
+        net=signed_money(net, currency) if currency else number(net),
+        rate=rate,
     )
 
 
-async def admin_tables(ctx: BotContext, analytics: AnalyticsService, period: Period, locale: str) -> str:
+async def admin_tables(
+    ctx: BotContext, analytics: AnalyticsService, period: Period, locale: str, currency: str | None = None
+) -> str:
     """Per producer and per instrument: trades closed in the period, net P&L and win rate."""
     async with ctx.engine.db.session() as session:
         producers = (await session.execute(select(Producer.id, Producer.name).order_by(Producer.name))).all()
@@ -86,7 +96,7 @@ async def admin_tables(ctx: BotContext, analytics: AnalyticsService, period: Per
         for name, scope in scopes:
             m = await analytics.metrics(scope, period)
             if m.trades:
-                rows.append((m.net_profit, _row(name, m.trades, m.net_profit, m.win_rate, locale)))
+                rows.append((m.net_profit, _row(name, m.trades, m.net_profit, m.win_rate, locale, currency)))
         rows.sort(key=lambda r: r[0], reverse=True)
         lines = [text for _net, text in rows[:ADMIN_TABLE_ROWS]] or [_("No closed trades.")]
         sections.append("\n".join([heading, *lines]))
@@ -100,13 +110,44 @@ async def stats(message: Message, command: CommandObject, ctx: BotContext, user:
     analytics, scope, period, locale = prepared
     title = describe_scope(scope, i18n=ctx.i18n, locale=locale)
     metrics = await analytics.metrics(scope, period)
-    text = render_stats(metrics, title=title, period=period, i18n=ctx.i18n, locale=locale)
-    if scope == Scope():  # an admin: the whole book, and where it came from
-        text = "\n\n".join([text, await admin_tables(ctx, analytics, period, locale)])
-    await message.answer(text)
-    labels = chart_labels(title=title, period=period, i18n=ctx.i18n, locale=locale)
+    book = scope == Scope()  # an admin: the whole book
+    currency, equity_now = await _live_equity(ctx, user if not book else None)
+    if book:
+        async with ctx.engine.db.session() as session:
+            currency = await book_currency(session)
+    text = render_stats(
+        metrics,
+        title=title,
+        period=period,
+        i18n=ctx.i18n,
+        locale=locale,
+        currency=currency or "",
+        equity_now=equity_now,
+    )
+    shown = (metrics.start, metrics.end) if period.start is None or metrics.start > period.start else None
+    labels = chart_labels(title=title, period=period, i18n=ctx.i18n, locale=locale, shown=shown)
     png = await analytics.chart(scope, period, labels)
-    await message.answer_photo(BufferedInputFile(png, "stats.png"), caption=escape(labels.title))
+    photo = BufferedInputFile(png, "stats.png")
+    if len(text) <= CAPTION_LIMIT:  # one message: the chart with the numbers as its caption
+        await message.answer_photo(photo, caption=text)
+    else:
+        await message.answer_photo(photo, caption=escape(labels.title))
+        await message.answer(text)
+    if book:  # where the book's results came from
+        await message.answer(await admin_tables(ctx, analytics, period, locale, currency))
+
+
+async def _live_equity(ctx: BotContext, user: User | None) -> tuple[str | None, Decimal | None]:
+    """The subscriber's account currency and equity now (live from the broker when it answers)."""
+    if user is None:
+        return None, None
+    account = await ctx.accounts.account_of(user.telegram_id)
+    if account is None:
+        return None, None
+    view = await ctx.accounts.view(account, seconds=LIVE_TIMEOUT_SECONDS)
+    if view.snapshot is not None:
+        return view.snapshot.currency, view.snapshot.equity
+    return account.currency, None
 
 
 async def export(message: Message, command: CommandObject, ctx: BotContext, user: User | None) -> None:

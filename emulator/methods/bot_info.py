@@ -1,4 +1,4 @@
-"""getMe, logOut/close, the bot's command lists, getChat and getFile."""
+"""getMe, logOut/close, the bot's command lists and menu button, getChat and getFile."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 
 from emulator.errors import bad_request
 from emulator.methods.base import Call, method
+from emulator.state import Chat
+from emulator.webapp import parse_menu_button
 
 _COMMAND_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 _SCOPES = {
@@ -102,6 +104,40 @@ async def delete_my_commands(call: Call) -> Any:
 @method("getMyCommands")
 async def get_my_commands(call: Call) -> Any:
     return [dict(c) for c in call.bot.commands.get(_scope_key(call), [])]
+
+
+def _menu_chat(call: Call) -> Chat | None:
+    """The private chat a menu-button call names, or None for the bot's default button."""
+    raw = call.params.raw("chat_id")
+    if raw in (None, ""):
+        return None
+    chat = call.core.resolve_chat(call.bot, raw, for_send=False)
+    if chat.type != "private":
+        raise bad_request("chat_id must be a private chat")
+    return chat
+
+
+@method("setChatMenuButton")
+async def set_chat_menu_button(call: Call) -> Any:
+    chat = _menu_chat(call)
+    button = parse_menu_button(
+        call.params.json_value("menu_button", "MenuButton"),
+        require_https=call.config.web_app_require_https,
+    )
+    key = None if chat is None else chat.id
+    if button["type"] == "default":
+        call.bot.menu_buttons.pop(key, None)
+    else:
+        call.bot.menu_buttons[key] = button
+    return True
+
+
+@method("getChatMenuButton")
+async def get_chat_menu_button(call: Call) -> Any:
+    chat = _menu_chat(call)
+    if chat is None:
+        return dict(call.bot.menu_buttons.get(None, {"type": "commands"}))
+    return dict(call.bot.menu_buttons.get(chat.id, {"type": "default"}))
 
 
 @method("getChat")

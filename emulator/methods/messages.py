@@ -55,6 +55,7 @@ def markup_for(call: Call, chat: Chat) -> dict[str, Any] | None:
         call.params.raw("reply_markup"),
         chat_type=chat.type,
         max_callback_bytes=call.config.max_callback_data_bytes,
+        web_app_require_https=call.config.web_app_require_https,
     )
     return markup
 

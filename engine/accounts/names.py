@@ -12,6 +12,11 @@ from __future__ import annotations
 import unicodedata
 from typing import Protocol
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from engine.store.models import User
+
 _STRIPPED = frozenset(("Cf", "Cc", "Co", "Cs", "Cn"))
 MAX_NAME = 64
 
@@ -39,3 +44,20 @@ def display_name(user: Named) -> str:
     if username:
         return f"@{username}"
     return clean_name(user.first_name) or f"#{user.telegram_id}"
+
+
+OPERATOR_ACTORS = frozenset(("cli", "operator"))
+
+
+async def actor_display(session: AsyncSession, actor: object) -> str | None:
+    """An audit actor as people know it: ``tg:7000001`` becomes that user's ``display_name``
+    (``@alex``); None for the operator (``cli``, ``operator``) so the front end can say so in its
+    language; anything else (``token:<name>``, an unknown user) as written, cleaned."""
+    text = str(actor or "")
+    if text in OPERATOR_ACTORS:
+        return None
+    if text.startswith("tg:") and text[3:].lstrip("-").isdigit():
+        user = await session.scalar(select(User).where(User.telegram_id == int(text[3:])))
+        if user is not None:
+            return display_name(user)
+    return clean_name(text) or None

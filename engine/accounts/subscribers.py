@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +27,26 @@ STATUS_ACTIVE = UserStatus.ACTIVE.value
 
 REFERRAL_PREFIX = "ref_"
 MAX_PAYLOAD = 64
+
+
+def recipients_query(consent_version: str) -> Select[int, int, str | None, int]:
+    """Who a new signal goes to: (user id, Telegram id, consent version, account id) of every
+    active user consented to ``consent_version`` with an active execution account (the newest)."""
+    newest = (
+        select(
+            ExecutionAccount.owner_id.label("owner_id"),
+            func.max(ExecutionAccount.id).label("account_id"),
+        )
+        .where(ExecutionAccount.active.is_(True))
+        .group_by(ExecutionAccount.owner_id)
+        .subquery()
+    )
+    return (
+        select(User.id, User.telegram_id, User.consent_version, newest.c.account_id)
+        .join(newest, newest.c.owner_id == User.id)
+        .where(User.status == STATUS_ACTIVE, User.consent_version == consent_version)
+        .order_by(User.id)
+    )
 
 
 def actor_for(telegram_id: int) -> str:
@@ -219,33 +239,20 @@ class SubscriberService:
             return True
 
     async def recipients(self, session: AsyncSession) -> list[Recipient]:
-        """Who a new signal goes to: active, consented to the current version, with an active account."""
-        rows = (
-            await session.execute(
-                select(User, ExecutionAccount.id)
-                .join(ExecutionAccount, ExecutionAccount.owner_id == User.id)
-                .where(
-                    User.status == STATUS_ACTIVE,
-                    User.consent_version == self._settings.consent_version,
-                    ExecutionAccount.active.is_(True),
-                )
-                .order_by(User.id, ExecutionAccount.id.desc())
+        """Who a new signal goes to (``recipients_query``), with their language and preferences."""
+        query = recipients_query(self._settings.consent_version).add_columns(
+            User.language, User.notifications
+        )
+        return [
+            Recipient(
+                user_id=user_id,
+                telegram_id=telegram_id,
+                language=language,
+                notifications=notifications,
+                account_id=account_id,
+                consent_version=consent_version or "",
             )
-        ).all()
-        seen: set[int] = set()
-        out: list[Recipient] = []
-        for user, account_id in rows:
-            if user.id in seen:
-                continue
-            seen.add(user.id)
-            out.append(
-                Recipient(
-                    user_id=user.id,
-                    telegram_id=user.telegram_id,
-                    language=user.language,
-                    notifications=user.notifications,
-                    account_id=account_id,
-                    consent_version=user.consent_version or "",
-                )
+            for user_id, telegram_id, consent_version, account_id, language, notifications in (
+                await session.execute(query)
             )
-        return out
+        ]

@@ -1,15 +1,13 @@
 """Analytics: performance metrics, equity and drawdown charts, CSV exports, daily summaries.
 
-Conventions (annualisation, drawdown, CSV columns) are in ``docs/analytics.md``. The chart code
-(``engine.analytics.charts``, numpy and matplotlib) is imported where a chart is drawn, not here.
+Conventions (annualisation, drawdown, CSV columns) are in ``docs/analytics.md``.
 """
 
-from engine.analytics.data import Exposure, Scope, ScopeData, Trade
+from engine.analytics.data import ChartLabels, Exposure, Scope, ScopeData, Trade
 from engine.analytics.export import COLUMNS, ExportFile, parse_trades_csv, trades_to_csv
-from engine.analytics.labels import ChartLabels
 from engine.analytics.metrics import PerformanceMetrics, compute_metrics
 from engine.analytics.period import Period, PeriodError, PeriodErrorCode, PeriodKind, day_period, parse_period
-from engine.analytics.service import AnalyticsService
+from engine.analytics.service import AnalyticsService, render_chart
 from engine.analytics.summary import DailyReport, DaySummary, SubscriberDaySummary
 
 __all__ = [
@@ -33,5 +31,6 @@ __all__ = [
     "day_period",
     "parse_period",
     "parse_trades_csv",
+    "render_chart",
     "trades_to_csv",
 ]

@@ -5,9 +5,6 @@ global state is neither thread-safe nor needed), so it can run in a worker threa
 the image is passed in (``ChartLabels``), already translated; dates on the axis are numeric
 (``2026-10-05``) so they read the same in every language. Long histories are reduced to at most
 ``max_points`` per series by min/max decimation, which keeps every peak and trough visible.
-
-numpy and matplotlib (about 80 MB) load with this module, which is imported only when a chart is
-drawn (``engine.analytics.service.chart_png``, the backtest report), never at start-up.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from matplotlib import dates as mdates
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from engine.analytics.labels import ChartLabels
+from engine.analytics.data import ChartLabels
 from engine.analytics.series import Curve, drawdown_series
 
 WIDTH_PX = 1200
@@ -33,7 +30,7 @@ MAX_POINTS = 2000
 _EQUITY_COLOR = "#1f6feb"
 _PEAK_COLOR = "#8b949e"
 _DRAWDOWN_COLOR = "#d1242f"
-_DATE_FORMATS = ["%Y", "%m", "%d", "%H:%M", "%H:%M", "%S.%f"]
+_DATE_FORMATS = ["%Y", "%m", "%d", "%H:%M", "%H:%M", "%H:%M:%S"]
 _ZERO_FORMATS = ["", "%Y", "%Y-%m", "%m-%d", "%m-%d", "%H:%M"]
 _OFFSET_FORMATS = ["", "%Y", "%Y-%m", "%Y-%m-%d", "%Y-%m-%d", "%Y-%m-%d %H:%M"]
 _EPOCH_DAYS = float(mdates.date2num(datetime(1970, 1, 1, tzinfo=UTC)))

@@ -97,3 +97,16 @@ class ScopeData:
     trades: Sequence[Trade]
     exposures: Sequence[Exposure]
     equity: EquitySeries = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChartLabels:
+    """Every string drawn on the chart, in the reader's language."""
+
+    title: str  # e.g. "Equity: account 3, last 30 days (UTC)"
+    equity: str  # y axis of the curve when the scope has equity
+    pnl: str  # y axis of the curve for a trade-based scope without capital (cumulative P&L)
+    drawdown_pct: str  # y axis of the drawdown panel, in %
+    drawdown_amount: str  # y axis of the drawdown panel without capital
+    peak: str  # legend entry of the running peak
+    no_data: str  # the message of an empty chart

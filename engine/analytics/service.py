@@ -18,16 +18,32 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from engine.analytics.data import Scope, ScopeData
+from engine.analytics.data import ChartLabels, Scope, ScopeData, Trade
 from engine.analytics.export import ExportFile, export_filename, trades_to_csv
-from engine.analytics.labels import ChartLabels
 from engine.analytics.metrics import PerformanceMetrics, build_curve, compute_metrics, effective_start
 from engine.analytics.period import Period
 from engine.analytics.queries import data_marker, load_account_owners, load_scope_data, load_trades
+from engine.analytics.series import Curve
 from engine.analytics.summary import DailyReport, build_daily_report, day_bounds
 from engine.store.db import Database, utcnow
 
 T = TypeVar("T")
+
+
+def render_chart(curve: Curve, labels: ChartLabels, *, end: datetime | None = None) -> bytes:
+    """``engine.analytics.charts.render_chart``, loaded with the first chart: matplotlib and numpy
+    hold tens of MiB that a process which never draws a chart should not carry."""
+    from engine.analytics import charts
+
+    return charts.render_chart(curve, labels, end=end)
+
+
+def period_curve(
+    data: ScopeData, period: Period, *, equity_based: bool, capital: Decimal | None = None
+) -> Curve:
+    """The curve the chart draws, as data (synchronous: call it off the event loop)."""
+    start = effective_start(data, period.start, period.end)
+    return build_curve(data, start, equity_based=equity_based, capital=capital)
 
 
 def chart_png(
@@ -39,10 +55,7 @@ def chart_png(
     capital: Decimal | None = None,
 ) -> bytes:
     """Build the curve for ``data`` and render it (synchronous: call it off the event loop)."""
-    from engine.analytics.charts import render_chart  # numpy and matplotlib: loaded on first chart
-
-    start = effective_start(data, period.start, period.end)
-    curve = build_curve(data, start, equity_based=equity_based, capital=capital)
+    curve = period_curve(data, period, equity_based=equity_based, capital=capital)
     return render_chart(curve, labels, end=period.end)
 
 
@@ -123,6 +136,18 @@ class AnalyticsService:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return png
+
+    async def curve(self, scope: Scope, period: Period, *, capital: Decimal | None = None) -> Curve:
+        """The equity (or cumulative P&L) curve of ``scope`` over ``period``, as the chart draws it
+        (the Mini App draws it itself, in the subscriber's theme)."""
+        data = await self.load(scope, period)
+        return await self._off_loop(
+            period_curve, data, period, equity_based=scope.equity_based, capital=capital
+        )
+
+    async def trades(self, scope: Scope, period: Period) -> list[Trade]:
+        """The trades of ``scope`` closed in ``period``, oldest first."""
+        return await load_trades(self._db, scope, period.start, period.end)
 
     async def export_csv(self, scope: Scope, period: Period) -> ExportFile:
         """The CSV of the trades of ``scope`` closed in ``period`` (see ``engine.analytics.export``)."""

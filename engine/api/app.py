@@ -96,7 +96,6 @@ def build_http_app(
 
     async def _close(_app: web.Application) -> None:
         await ctx.refusals.stop()  # the last minute's counts are written, not lost
-        ctx.ingest.close()
 
     app.on_startup.append(_open)
     app.on_cleanup.append(_close)

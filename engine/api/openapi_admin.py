@@ -67,6 +67,17 @@ SCHEMAS: dict[str, Any] = {
             "pending_orders": {"type": "integer"},
             "outbox_pending": {"type": "integer"},
             "accounts_total": {"type": "integer"},
+            "paused_by_name": {
+                **_STR_OR_NULL,
+                "description": "The pausing actor as people know it (@name); null for the operator",
+            },
+            "gateways": {
+                "type": "array",
+                "description": "The MT5 gateways of the settings, probed now",
+                "items": _object(
+                    {"name": {"type": "string"}, "up": {"type": "boolean"}, "detail": _STR_OR_NULL}
+                ),
+            },
             "simulated_market": {
                 "type": "boolean",
                 "description": "Paper accounts trade the simulated random-walk market (no terminal prices)",
@@ -185,6 +196,9 @@ SCHEMAS: dict[str, Any] = {
             "orders_cancelled": {"type": "integer"},
             "orders_failed": {"type": "integer"},
             "errors": {"type": "array", "items": {"type": "string"}},
+            "currency": {**_STR_OR_NULL, "description": "The scope's one account currency; null if mixed"},
+            "actor": _STR_OR_NULL,
+            "actor_name": {**_STR_OR_NULL, "description": "Who asked, as people know them; null: operator"},
         }
     ),
 }

@@ -1,4 +1,4 @@
-"""Outbound events (CONTRACTS section 2): signed POSTs to the operator's ``OUTBOUND_URL``.
+"""Outbound events (docs/events.md): signed POSTs to the operator's ``OUTBOUND_URL``.
 
 Two halves, joined by the ``outbound_deliveries`` table so that nothing is lost on a restart:
 

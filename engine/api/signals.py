@@ -1,4 +1,4 @@
-"""The producer webhook (CONTRACTS section 1).
+"""The producer webhook (docs/webhook.md).
 
 ``POST /api/v1/signals`` (HMAC-signed) and ``POST /api/v1/signals/token/{token}`` (URL token),
 and reading a stored signal back: ``GET /api/v1/signals/{signal_id}`` signed like a POST over an
@@ -28,11 +28,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from engine.api.context import CTX, ApiContext, route_label
 from engine.api.problem import Problem
 from engine.ingest.producers import ProducerAuth
-from engine.ingest.schema import BodyNotJSON, SignalInvalid
+from engine.ingest.schema import BodyNotJSON, FieldError, SignalInvalid
 from engine.ingest.service import MAX_BODY_BYTES, IdempotencyConflict, Outcome, rfc3339, signal_view
 from engine.ingest.signing import SignatureError, verify
 from engine.store.audit import audit
 from engine.store.crypto import CryptoError
+from engine.store.text import control_character
 
 routes = web.RouteTableDef()
 
@@ -285,6 +286,13 @@ async def _get(request: web.Request, token_route: bool) -> web.Response:
     ctx = request.app[CTX]
     producer = await authenticated_get(request, ctx, token_route)
     signal_id = request.match_info["signal_id"]
+    if (found := control_character(signal_id)) is not None:
+        raise Problem(
+            422,
+            "invalid_signal_id",
+            "the signal id is not valid",
+            errors=[FieldError("signal_id", f"must not contain control characters ({found})")],
+        )
     row = await ctx.ingest.get(producer.id, signal_id) if len(signal_id) <= 36 else None
     if row is None:
         raise Problem(404, "not_found", "this producer has no signal with this id")

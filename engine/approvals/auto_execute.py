@@ -1,11 +1,11 @@
 """Auto-execution: for subscribers who opted in (and whose plan includes it), a signal executes
-without a tap, sized with the subscriber's own risk % and capped at their own max volume.
+without a tap, sized by the subscriber's risk limits (``engine.risk.limits``: their sizing and max
+lots, the same as for a tapped approval; ``/auto risk`` and ``/auto maxvol`` set those two).
 
 A relay subscriber on ``signal.accepted`` (and ``engine.resumed``, for signals that arrived
 while paused) approves the signal for each such subscriber: it moves the pending DM decision
-the fan-out opened to APPROVED, or inserts one (channel mode), with ``via="auto"`` and the
-overrides in ``Decision.risk_percent`` / ``Decision.max_volume``; the unique (signal, user) pair
-makes it once. Each approval is audited, emits ``decision.recorded``, and is handed to
+the fan-out opened to APPROVED, or inserts one (channel mode), with ``via="auto"``; the unique
+(signal, user) pair makes it once. Each approval is audited, emits ``decision.recorded``, and is handed to
 execution after its commit. A subscriber is approved only when an order for the signal would
 pass the pre-trade risk chain (``engine.risk.chain``: pause, account state, market hours, plan,
 drawdown, ...); the same chain refuses at the moment of execution anyway (an expired plan,
@@ -14,7 +14,7 @@ auto-execution turned off since).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -27,6 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from engine.billing.entitlements import VIA_AUTO, standing
 from engine.billing.plans import AUTO_EXECUTE, PlanCatalog
 from engine.risk.chain import RiskChain, TradeContext
+from engine.risk.limits import (
+    EffectiveLimits,
+    LimitError,
+    RiskLimitsService,
+    Sizing,
+    check_number,
+    limits_of,
+)
 from engine.settings import Settings
 from engine.states import DecisionStatus, SignalStatus, UserStatus
 from engine.store.audit import audit
@@ -34,8 +42,6 @@ from engine.store.db import Database, utcnow
 from engine.store.events import DECISION_RECORDED, ENGINE_RESUMED, SIGNAL_ACCEPTED, Event, EventRelay, emit
 from engine.store.models import AutoTradeSettings, Decision, ExecutionAccount, Signal, User
 
-MAX_RISK_PERCENT = Decimal(10)
-MAX_VOLUME = Decimal(100)
 _OPEN = (SignalStatus.ACCEPTED.value, SignalStatus.DISPATCHED.value)
 
 
@@ -48,8 +54,7 @@ class AutoTradeError(Exception):
 @dataclass(frozen=True, slots=True)
 class AutoTradeView:
     enabled: bool
-    risk_percent: Decimal
-    max_volume: Decimal | None
+    limits: EffectiveLimits  # how auto-executed orders are sized: the subscriber's risk limits
     entitled: bool  # the subscriber's plan includes auto-execution now
 
 
@@ -63,9 +68,11 @@ class AutoExecutor:
         submit: Callable[[str], Any] | None = None,
         *,
         chain: RiskChain,
+        limits: RiskLimitsService,
     ) -> None:
         self._db = db
         self._chain = chain  # the execution service's own risk chain, entitlement gate included
+        self._limits = limits  # where the sizing of auto-executed orders is kept
         self._settings = settings
         self._catalog = catalog
         self._relay = relay
@@ -80,11 +87,9 @@ class AutoExecutor:
                 return None
             prefs = await session.get(AutoTradeSettings, user.id)
             st = await standing(session, user.id, self._catalog)
+            limits = await limits_of(session, user.id, self._limits.defaults)
         return AutoTradeView(
-            enabled=bool(prefs and prefs.enabled),
-            risk_percent=prefs.risk_percent if prefs else self._settings.default_risk_percent,
-            max_volume=prefs.max_volume if prefs else None,
-            entitled=st.allows(AUTO_EXECUTE),
+            enabled=bool(prefs and prefs.enabled), limits=limits, entitled=st.allows(AUTO_EXECUTE)
         )
 
     async def configure(
@@ -96,15 +101,19 @@ class AutoExecutor:
         max_volume: Decimal | None = None,
         clear_max_volume: bool = False,
     ) -> AutoTradeView:
-        """Change the opt-in, risk % (0 < x <= 10) or max volume (0 < x <= 100 lots)."""
-        if risk_percent is not None and not (
-            risk_percent.is_finite() and 0 < risk_percent <= MAX_RISK_PERCENT
-        ):
-            raise AutoTradeError("bad_risk", f"the risk must be above 0 and at most {MAX_RISK_PERCENT} %")
-        if max_volume is not None and not (max_volume.is_finite() and 0 < max_volume <= MAX_VOLUME):
-            raise AutoTradeError(
-                "bad_volume", f"the max volume must be above 0 and at most {MAX_VOLUME} lots"
-            )
+        """Change the opt-in, or the risk limits auto-executed orders are sized by: risk % of equity
+        (0 < x <= 10; sizing becomes ``risk_percent``) or max lots per trade (0.01..100), two
+        decimals at most, checked as /settings → Risk checks them."""
+        try:
+            if risk_percent is not None:
+                risk_percent = Decimal(check_number("risk_percent", risk_percent))
+        except LimitError as exc:
+            raise AutoTradeError("bad_risk", str(exc)) from None
+        try:
+            if max_volume is not None:
+                max_volume = Decimal(check_number("max_lots", max_volume))
+        except LimitError as exc:
+            raise AutoTradeError("bad_volume", str(exc)) from None
         async with self._db.session() as session:
             user = await session.scalar(select(User).where(User.telegram_id == telegram_id))
             if user is None:
@@ -116,29 +125,43 @@ class AutoExecutor:
                 )
             prefs = await session.get(AutoTradeSettings, user.id, with_for_update=True)
             if prefs is None:
-                prefs = AutoTradeSettings(
-                    user_id=user.id, enabled=False, risk_percent=self._settings.default_risk_percent
-                )
+                prefs = AutoTradeSettings(user_id=user.id, enabled=False)
                 session.add(prefs)
-            changes: dict[str, Any] = {}
+            actor = f"tg:{telegram_id}"
             if enabled is not None:
-                prefs.enabled = changes["enabled"] = enabled
+                prefs.enabled = enabled
+                audit(session, actor, "auto.configured", f"user:{user.id}", enabled=enabled)
+            sizing: dict[str, Any] = {}
             if risk_percent is not None:
-                prefs.risk_percent = risk_percent
-                changes["risk_percent"] = str(risk_percent)
+                sizing.update(sizing=Sizing.RISK_PERCENT.value, risk_percent=risk_percent)
             if max_volume is not None or clear_max_volume:
-                prefs.max_volume = max_volume
-                changes["max_volume"] = None if max_volume is None else str(max_volume)
-            audit(session, f"tg:{telegram_id}", "auto.configured", f"user:{user.id}", **changes)
-            return AutoTradeView(prefs.enabled, prefs.risk_percent, prefs.max_volume, st.allows(AUTO_EXECUTE))
+                sizing["max_lots"] = max_volume
+            if sizing:
+                await self._limits.write(session, user.id, actor, **sizing)
+            limits = await limits_of(session, user.id, self._limits.defaults)
+            return AutoTradeView(prefs.enabled, limits, st.allows(AUTO_EXECUTE))
 
     # ------------------------------------------------------------------ the relay subscriber
 
     async def handle(self, event: Event) -> None:
-        if event.type == SIGNAL_ACCEPTED:
-            await self.run_for_signal(str(event.payload["signal_id"]))
-        elif event.type == ENGINE_RESUMED:
-            await self.run_backlog()
+        await self.handle_batch([event])
+
+    async def handle_batch(self, events: Sequence[Event]) -> list[str]:
+        """The relay subscriber. One query for the batch finds the opted-in subscribers; with none
+        (the usual case) the batch costs nothing more, whatever the number of signals."""
+        ids = [str(e.payload["signal_id"]) for e in events if e.type == SIGNAL_ACCEPTED]
+        backlog = any(e.type == ENGINE_RESUMED for e in events)
+        if not ids and not backlog:
+            return []
+        async with self._db.sessions() as session:
+            if not await self._candidates(session):
+                return []
+        if backlog:
+            return await self.run_backlog()
+        approved: list[str] = []
+        for signal_id in ids:
+            approved += await self.run_for_signal(signal_id)
+        return approved
 
     async def run_backlog(self) -> list[str]:
         async with self._db.session() as session:
@@ -162,11 +185,11 @@ class AutoExecutor:
             signal = await session.get(Signal, signal_id)
             if signal is None or signal.status not in _OPEN or signal.expires_at <= now:
                 return []
-            for user, prefs, account in await self._candidates(session):
+            for user, account in await self._candidates(session):
                 context = TradeContext(session, account, user, signal, now, via=VIA_AUTO)
                 if await self._chain.check(context) is not None:
                     continue
-                decision_id = await self._approve(session, signal, user, prefs, account)
+                decision_id = await self._approve(session, signal, user, account)
                 if decision_id is not None:
                     approved.append(decision_id)
         if approved and self._relay is not None:
@@ -178,12 +201,10 @@ class AutoExecutor:
             logger.info("signal {}: auto-executing for {} subscriber(s)", signal_id, len(approved))
         return approved
 
-    async def _candidates(
-        self, session: AsyncSession
-    ) -> list[tuple[User, AutoTradeSettings, ExecutionAccount]]:
+    async def _candidates(self, session: AsyncSession) -> list[tuple[User, ExecutionAccount]]:
         rows = (
             await session.execute(
-                select(User, AutoTradeSettings, ExecutionAccount)
+                select(User, ExecutionAccount)
                 .join(AutoTradeSettings, AutoTradeSettings.user_id == User.id)
                 .join(ExecutionAccount, ExecutionAccount.owner_id == User.id)
                 .where(
@@ -197,11 +218,11 @@ class AutoExecutor:
         ).all()
         seen: set[int] = set()
         out = []
-        for user, prefs, account in rows:
+        for user, account in rows:
             if user.id in seen:
                 continue  # the newest active account only, as approvals use
             seen.add(user.id)
-            out.append((user, prefs, account))
+            out.append((user, account))
         return out
 
     async def _approve(
@@ -209,7 +230,6 @@ class AutoExecutor:
         session: AsyncSession,
         signal: Signal,
         user: User,
-        prefs: AutoTradeSettings,
         account: ExecutionAccount,
     ) -> str | None:
         now = utcnow()
@@ -219,8 +239,6 @@ class AutoExecutor:
             "account_id": account.id,
             "consent_version": user.consent_version,
             "decided_at": now,
-            "risk_percent": prefs.risk_percent,
-            "max_volume": prefs.max_volume,
         }
         existing = await session.scalar(
             select(Decision).where(Decision.signal_id == signal.id, Decision.user_id == user.id)
@@ -254,8 +272,6 @@ class AutoExecutor:
             telegram_id=user.telegram_id,
             account_id=account.id,
             via=VIA_AUTO,
-            risk_percent=str(prefs.risk_percent),
-            max_volume=None if prefs.max_volume is None else str(prefs.max_volume),
             consent_version=user.consent_version,
         )
         emit(

@@ -11,28 +11,30 @@ approval is handed to execution only after its commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.accounts.service import AccountService
-from engine.accounts.subscribers import STATUS_ACTIVE, Recipient, actor_for
+from engine.accounts.subscribers import STATUS_ACTIVE, actor_for
 from engine.risk.control import is_paused
 from engine.settings import Settings
 from engine.states import DECISION, SIGNAL, DecisionStatus, SignalStatus
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
 from engine.store.events import DECISION_RECORDED, SIGNAL_EXPIRED, EventRelay, emit
-from engine.store.models import Decision, Signal, User, new_uuid
+from engine.store.models import Decision, Signal, User
 
 VIA_DM = "dm"
 VIA_CHANNEL = "channel"
+SOURCE_CHAT = "chat"  # a tap on the buttons in Telegram
+SOURCE_MINIAPP = "miniapp"  # the Mini App (bot/webapp)
 _OPEN_SIGNAL = (SignalStatus.ACCEPTED.value, SignalStatus.DISPATCHED.value)
 
 
@@ -88,33 +90,7 @@ class ApprovalService:
         self._relay = relay
         self._execute = execute  # e.g. ExecutionService.submit_in_background
 
-    # ------------------------------------------------------------------ fan-out side
-
-    async def open_pending(
-        self, session: AsyncSession, signal: Signal, recipients: Sequence[Recipient]
-    ) -> dict[int, str]:
-        """Add a pending DM decision per recipient (inside the fan-out's transaction); user id -> decision id."""
-        ids = {r.user_id: new_uuid() for r in recipients}
-        if recipients:
-            now = utcnow()
-            await session.execute(
-                insert(Decision),
-                [
-                    {
-                        "id": ids[r.user_id],
-                        "signal_id": signal.id,
-                        "user_id": r.user_id,
-                        "account_id": r.account_id,
-                        "status": DecisionStatus.PENDING.value,
-                        "via": VIA_DM,
-                        "chat_id": r.telegram_id,
-                        "consent_version": r.consent_version,
-                        "created_at": now,
-                    }
-                    for r in recipients
-                ],
-            )
-        return ids
+    # ------------------------------------------------------------------ delivery
 
     async def record_message(self, session: AsyncSession, decision_id: str, message_id: int) -> None:
         """The DM carrying the buttons was delivered as ``message_id``."""
@@ -136,6 +112,29 @@ class ApprovalService:
         approve: bool,
         execute: bool = True,
     ) -> DecisionOutcome:
+        """A tap on Approve / Reject under the signal's DM (``message_id`` in ``chat_id``)."""
+        return await self._decide_pending(
+            decision_id, telegram_id, approve, execute, tapped=(chat_id, message_id)
+        )
+
+    async def decide_own(
+        self, decision_id: str, *, telegram_id: int, approve: bool, execute: bool = True
+    ) -> DecisionOutcome:
+        """The subscriber decides a pending DM decision away from the chat (the Mini App, with
+        Telegram's signed ``initData`` proving who they are): the same conditional update as a
+        tap, so a decision is recorded once whichever front end gets there first, and the DM is
+        edited as after a tap (``decision.recorded``)."""
+        return await self._decide_pending(decision_id, telegram_id, approve, execute, tapped=None)
+
+    async def _decide_pending(
+        self,
+        decision_id: str,
+        telegram_id: int,
+        approve: bool,
+        execute: bool,
+        *,
+        tapped: tuple[int, int] | None,
+    ) -> DecisionOutcome:
         now = utcnow()
         target = DecisionStatus.APPROVED if approve else DecisionStatus.REJECTED
         async with self._db.session() as session:
@@ -144,18 +143,23 @@ class ApprovalService:
                 return DecisionOutcome(Verdict.NOT_FOUND, decision_id)
             user = await session.get(User, decision.user_id)
             assert user is not None
-            owns = (
-                user.telegram_id == telegram_id
-                and decision.chat_id == chat_id
-                and decision.message_id in (None, message_id)
-            )
+            if tapped is None:  # the Mini App: the message stays the one the DM went out as
+                chat_id, message_id = decision.chat_id, decision.message_id
+                owns = user.telegram_id == telegram_id
+            else:
+                chat_id, message_id = tapped
+                owns = (
+                    user.telegram_id == telegram_id
+                    and decision.chat_id == chat_id
+                    and decision.message_id in (None, message_id)
+                )
             if not owns:
                 audit(
                     session,
                     actor_for(telegram_id),
                     "decision.refused",
                     f"decision:{decision_id}",
-                    reason="not the owner of this message",
+                    reason="not the owner of this message" if tapped else "not the owner of this decision",
                     chat_id=chat_id,
                     message_id=message_id,
                 )
@@ -190,7 +194,17 @@ class ApprovalService:
                 status = await session.scalar(select(Decision.status).where(Decision.id == decision_id))
                 return _with(base, _ALREADY.get(status or "", Verdict.NOT_FOUND))
             self._record(
-                session, decision_id, signal.id, user, telegram_id, chat_id, message_id, target, VIA_DM, now
+                session,
+                decision_id,
+                signal.id,
+                user,
+                telegram_id,
+                chat_id,
+                message_id,
+                target,
+                VIA_DM,
+                now,
+                source=SOURCE_CHAT if tapped else SOURCE_MINIAPP,
             )
         return self._after_commit(decision_id, signal.id, account_id, target, execute)
 
@@ -203,7 +217,10 @@ class ApprovalService:
         message_id: int,
         approve: bool,
         execute: bool = True,
+        source: str = SOURCE_CHAT,
     ) -> DecisionOutcome:
+        """A tap on the channel post (``message_id`` in ``chat_id``); the Mini App decides a
+        channel signal here too, naming the post and ``source=SOURCE_MINIAPP``."""
         now = utcnow()
         target = DecisionStatus.APPROVED if approve else DecisionStatus.REJECTED
         async with self._db.session() as session:
@@ -261,6 +278,7 @@ class ApprovalService:
                 target,
                 VIA_CHANNEL,
                 now,
+                source=source,
             )
         return self._after_commit(decision_id, signal_id, account_id, target, execute)
 
@@ -281,11 +299,13 @@ class ApprovalService:
         signal_id: str,
         user: User,
         telegram_id: int,
-        chat_id: int,
-        message_id: int,
+        chat_id: int | None,
+        message_id: int | None,
         target: DecisionStatus,
         via: str,
         now: datetime,
+        *,
+        source: str = SOURCE_CHAT,
     ) -> None:
         audit(
             session,
@@ -299,6 +319,7 @@ class ApprovalService:
             message_id=message_id,
             consent_version=user.consent_version,
             via=via,
+            source=source,
             decided_at=now.isoformat(),
         )
         emit(

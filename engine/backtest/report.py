@@ -1,4 +1,4 @@
-"""A backtest's three files: ``trades.csv`` (CONTRACTS section 3), ``report.json``, ``equity.png``.
+"""A backtest's three files: ``trades.csv`` (columns in ``TRADES_COLUMNS``, docs/strategies.md), ``report.json``, ``equity.png``.
 
 The metrics are ``engine.analytics.metrics.compute_metrics`` (what ``/stats`` shows) over the
 closed trades as a trade-based scope with the starting balance as capital; the chart is

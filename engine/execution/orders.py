@@ -32,11 +32,14 @@ Decisions, in the order the checks run (the first failing check is the refusal):
    (``MIN_STOP_DISTANCE`` for the SL, ``MIN_TP_DISTANCE`` for the TP).
 7. Reward:risk, both from the order price (spread included for market orders), at least
    ``min_rr`` (``MIN_RR``).
-8. Volume = equity x risk% / (stop distance in ticks x tick value), floored to ``volume_step``.
-   Below ``volume_min`` is refused (``VOLUME_BELOW_MIN``), never bumped up. Above the symbol's
-   ``volume_max`` or the account's ``max_volume`` it is capped down to the limit (floored to the
-   step): a smaller order only lowers the risk. A limit below ``volume_min`` is ``MAX_VOLUME``.
-   ``risk_amount`` is the loss at the SL price; slippage past it, commission and swap are not in it.
+8. Volume = equity x risk% / (stop distance in ticks x tick value), floored to ``volume_step``;
+   with a fixed size (``SignalParams.fixed_volume``, the subscriber's "fixed lots" sizing) that
+   size floored to the step instead. Below ``volume_min`` is refused (``VOLUME_BELOW_MIN``), never
+   bumped up. Above the symbol's ``volume_max``, the account's ``max_volume`` or the subscriber's
+   ``max_lots`` it is capped down to the lowest of them (floored to the step): a smaller order
+   only lowers the risk. A limit below ``volume_min`` is ``MAX_LOTS`` when it is the subscriber's,
+   else ``MAX_VOLUME``. ``risk_amount`` is the loss at the SL price; slippage past it, commission
+   and swap are not in it.
 
 Filling mode: the first the symbol allows of FOK, IOC, RETURN. FOK first because the volume is
 sized to the risk budget and a partial fill would leave a different position than intended;
@@ -83,6 +86,7 @@ class RefusalCode(StrEnum):
     MIN_RR = auto()
     VOLUME_BELOW_MIN = auto()
     MAX_VOLUME = auto()
+    MAX_LOTS = auto()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,8 @@ class SignalParams:
     sl: Decimal
     tp: Decimal
     risk_percent: Decimal  # of equity, e.g. Decimal("1") for 1 %
+    fixed_volume: Decimal | None = None  # lots, instead of sizing by risk_percent
+    max_lots: Decimal | None = None  # the subscriber's own cap on this order's volume
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +133,7 @@ class BuiltOrder:
     stop_distance_points: Decimal  # order price to SL
     tp_distance_points: Decimal  # order price to TP
     stop_distance_ticks: int
-    capped_by: str | None = None  # "volume_max" | "max_volume" when the risk volume was capped
+    capped_by: str | None = None  # "volume_max" | "max_volume" | "max_lots" when the volume was capped
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +218,9 @@ def _check_inputs(signal: SignalParams, spec: SymbolSpec, tick: Tick) -> OrderRe
     risk = signal.risk_percent
     if not (risk.is_finite() and 0 < risk <= _HUNDRED):
         return _refuse(RefusalCode.INVALID_SIGNAL, f"risk_percent must be in (0, 100], got {risk}")
+    for name, lots in (("fixed_volume", signal.fixed_volume), ("max_lots", signal.max_lots)):
+        if lots is not None and not (lots.is_finite() and lots > 0):
+            return _refuse(RefusalCode.INVALID_SIGNAL, f"{name} must be a positive volume, got {lots}")
     positive = {
         "point": spec.point,
         "tick_size": spec.tick_size,
@@ -398,9 +407,22 @@ def _build(
 
     ticks = risk_distance / tick_size  # exact integer: both prices are on the tick grid
     loss_per_lot = ticks * spec.tick_value
-    budget = account.equity * signal.risk_percent / _HUNDRED
     step = spec.volume_step
-    volume = (budget // (loss_per_lot * step)) * step
+    if signal.fixed_volume is not None:
+        volume = round_to_step(signal.fixed_volume, step, "down")
+        budget = volume * loss_per_lot
+        if volume < spec.volume_min:
+            return _refuse(
+                RefusalCode.VOLUME_BELOW_MIN,
+                f"the fixed size {_num(signal.fixed_volume)} lots is {_num(volume)} lots at the "
+                f"symbol's step {_num(step)}; the symbol's minimum is {_num(spec.volume_min)} lots",
+                volume=volume,
+                volume_min=spec.volume_min,
+                fixed_volume=signal.fixed_volume,
+            )
+    else:
+        budget = account.equity * signal.risk_percent / _HUNDRED
+        volume = (budget // (loss_per_lot * step)) * step
     if volume < spec.volume_min:
         return _refuse(
             RefusalCode.VOLUME_BELOW_MIN,
@@ -416,11 +438,13 @@ def _build(
     limits = [("volume_max", spec.volume_max)]
     if rules.max_volume is not None:
         limits.append(("max_volume", rules.max_volume))
+    if signal.max_lots is not None:
+        limits.append(("max_lots", signal.max_lots))
     limit_name, limit = min(limits, key=lambda item: item[1])
     cap = round_to_step(limit, step, "down")
     if cap < spec.volume_min:
         return _refuse(
-            RefusalCode.MAX_VOLUME,
+            RefusalCode.MAX_LOTS if limit_name == "max_lots" else RefusalCode.MAX_VOLUME,
             f"the volume limit {_num(limit)} lots ({limit_name}) is below the symbol's minimum "
             f"{_num(spec.volume_min)} lots at step {_num(step)}",
             limit=limit,

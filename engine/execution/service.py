@@ -7,6 +7,11 @@ send it. An answer that is lost (timeout, disconnect, exception, crash) leaves t
 SUBMITTING/UNKNOWN, and it is resolved by looking the client order id up at the broker before
 anything is sent again. Retries back off exponentially with jitter (tenacity), capped at
 120 s and bounded in number; when they run out the order is FAILED and ``order.failed`` tells ops.
+
+Before anything is sent the order passes the pre-trade risk chain (``engine.risk.chain``, the
+subscriber's own limits last) and is sized by the subscriber's risk limits (``sized_params``:
+the signal's risk %, their own % or fixed lots, capped at their max lots); the chain's exposure
+gates are asked again with the sized order in the claim's transaction, under the account's lock.
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ from engine.brokers.ownership import AccountScope
 from engine.brokers.registry import BrokerRegistry
 from engine.execution.legs import Leg, plan_legs
 from engine.execution.orders import BuiltOrder, OrderRefusal, OrderRules, SignalParams, build_order
-from engine.risk.chain import RiskChain, TradeContext, standard_gates
+from engine.risk.chain import RiskChain, SizedOrder, TradeContext, standard_gates
+from engine.risk.limit_gates import limit_gates, personal_limits
+from engine.risk.limits import EffectiveLimits, LimitDefaults, Sizing
 from engine.states import ORDER, DecisionStatus, OrderStatus
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
@@ -78,6 +85,27 @@ class ExecutionConfig:
 _RETRYABLE = frozenset({OrderStatus.RETRY_WAIT, OrderStatus.UNKNOWN, OrderStatus.SUBMITTING})
 
 
+def sized_params(signal: Signal, limits: EffectiveLimits | None) -> SignalParams:
+    """The signal as order construction sizes it for this subscriber: by the signal's risk %,
+    their own risk % or their fixed lots, capped at their max lots (no limits: the operator's
+    own account, by the signal's risk)."""
+    params = SignalParams(
+        side=Side(signal.side),
+        order_type=OrderType(signal.order_type),
+        entry=signal.entry,
+        sl=signal.sl,
+        tp=signal.tp,
+        risk_percent=signal.risk_percent,
+    )
+    if limits is None:
+        return params
+    if limits.sizing is Sizing.RISK_PERCENT:
+        params = dataclasses.replace(params, risk_percent=limits.risk_percent)
+    elif limits.sizing is Sizing.FIXED:
+        params = dataclasses.replace(params, fixed_volume=limits.fixed_lots)
+    return dataclasses.replace(params, max_lots=limits.max_lots)
+
+
 def _s(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
@@ -106,6 +134,7 @@ class ExecutionService:
         relay: EventRelay | None = None,
         config: ExecutionConfig | None = None,
         chain: RiskChain | None = None,
+        limits: LimitDefaults | None = None,
         *,
         instance: str | None = None,
     ) -> None:
@@ -116,9 +145,15 @@ class ExecutionService:
         self._rules = rules
         self._relay = relay
         self.config = config or ExecutionConfig()
-        # The pre-trade risk chain every order passes before it is sent (engine.risk.chain).
-        self.chain = chain if chain is not None else RiskChain(standard_gates(rules))
+        # The admin's defaults of each subscriber's own limits (sizing, caps; engine.risk.limits).
+        self.limits = limits or LimitDefaults()
+        # The pre-trade risk chain every order passes before it is sent (engine.risk.chain), the
+        # subscriber's own limits last.
+        self.chain = (
+            chain if chain is not None else RiskChain([*standard_gates(rules), *limit_gates(self.limits)])
+        )
         self._locks: dict[str, asyncio.Lock] = {}
+        self._account_locks: dict[int, asyncio.Lock] = {}
         self._inflight: set[asyncio.Task[Any]] = set()
         self._accepting = True
 
@@ -268,21 +303,21 @@ class ExecutionService:
             if order.attempts >= self.config.max_attempts:
                 return await self._fail(session, order, "retries exhausted")
             assert signal is not None, f"order {order_id} has no signal"
-            refusal = await self.chain.check(
-                TradeContext(
-                    session,
-                    account,
-                    user,
-                    signal,
-                    utcnow(),
-                    order=order,
-                    via=decision.via if decision is not None else "dm",
-                )
+            context = TradeContext(
+                session,
+                account,
+                user,
+                signal,
+                utcnow(),
+                order=order,
+                via=decision.via if decision is not None else "dm",
             )
+            refusal = await self.chain.check(context)
             if refusal is not None:
                 return await self._refuse(
                     session, order, refusal.code, refusal.message, refusal.params, gate=refusal.gate
                 )
+            limits = await personal_limits(context, self.limits)
             session.expunge_all()
 
         try:
@@ -305,37 +340,32 @@ class ExecutionService:
                 order.attempts += 1
                 return await self._retry_or_fail(session, order, f"broker unavailable: {exc}")
 
-        params = SignalParams(
-            side=Side(signal.side),
-            order_type=OrderType(signal.order_type),
-            entry=signal.entry,
-            sl=signal.sl,
-            tp=signal.tp,
-            risk_percent=signal.risk_percent,
-        )
-        rules = self._rules(account)
-        if decision is not None:  # per-decision overrides (auto-execution: the subscriber's own risk)
-            if decision.risk_percent is not None:
-                params = dataclasses.replace(params, risk_percent=decision.risk_percent)
-            if decision.max_volume is not None:
-                cap = min(v for v in (rules.max_volume, decision.max_volume) if v is not None)
-                rules = dataclasses.replace(rules, max_volume=cap)
         built = build_order(
             client_order_id=order.client_order_id,
-            signal=params,
+            signal=sized_params(signal, limits),
             account=snapshot,
             spec=spec,
             tick=tick,
-            rules=rules,
+            rules=self._rules(account),
             now=utcnow(),
         )
         if isinstance(built, OrderRefusal):
             async with self._db.session() as session:
                 order = await self._load(session, order_id)
-                return await self._refuse(session, order, built.code.value, built.message)
+                return await self._refuse(session, order, built.code.value, built.message, built.details)
 
         legs = plan_legs(order, signal, built, spec, snapshot.hedging, client_order_id_for)
-        if not await self._claim(order, built, legs):
+        sized = SizedOrder(
+            volume=built.request.volume,
+            risk_amount=built.risk_amount,
+            equity=snapshot.equity,
+            rr=built.rr,
+            currency=snapshot.currency,
+        )
+        claimed = await self._claim(order, built, legs, context, sized)
+        if isinstance(claimed, Order):
+            return claimed  # refused by an exposure limit once sized
+        if not claimed:
             async with self._db.session() as session:
                 return await self._load(session, order_id)  # someone else is sending it
         first: Order | None = None
@@ -346,12 +376,42 @@ class ExecutionService:
         assert first is not None
         return first
 
-    async def _claim(self, order: Order, built: BuiltOrder, legs: list[Leg]) -> bool:
+    async def _claim(
+        self, order: Order, built: BuiltOrder, legs: list[Leg], context: TradeContext, sized: SizedOrder
+    ) -> bool | Order:
         """Claim the order (PENDING/RETRY_WAIT -> SUBMITTING) and create its other target legs,
-        SUBMITTING too, in one transaction committed before anything is sent."""
+        SUBMITTING too, in one transaction committed before anything is sent.
+
+        First, in the same transaction and under the account's lock (an in-process lock, and the
+        account row locked FOR UPDATE on PostgreSQL), the chain's sized gates look at the sized
+        order: another order of the account claimed meanwhile counts. A refusal is recorded there
+        and the refused order returned; False when someone else claimed the order first."""
+        lock = self._account_locks.setdefault(order.account_id, asyncio.Lock())
+        async with lock:
+            return await self._claim_locked(order, built, legs, context, sized)
+
+    async def _claim_locked(
+        self, order: Order, built: BuiltOrder, legs: list[Leg], context: TradeContext, sized: SizedOrder
+    ) -> bool | Order:
         now = utcnow()
         total = built.request.volume
         async with self._db.session() as session:
+            if self.chain.sized_gates:
+                await session.execute(
+                    select(ExecutionAccount.id)
+                    .where(ExecutionAccount.id == order.account_id)
+                    .with_for_update()
+                )
+                refusal = await self.chain.check_sized(
+                    dataclasses.replace(context, session=session, now=now, sized=sized)
+                )
+                if refusal is not None:
+                    current = await self._load(session, order.id)
+                    if current.status not in (OrderStatus.PENDING.value, OrderStatus.RETRY_WAIT.value):
+                        return False
+                    return await self._refuse(
+                        session, current, refusal.code, refusal.message, refusal.params, gate=refusal.gate
+                    )
             first, *others = legs
             claimed = await session.execute(
                 update(Order)
@@ -493,6 +553,7 @@ class ExecutionService:
             "status": order.status,
             "reason_code": order.reason_code,
             "reason": order.reason,
+            "expires_at": order.expires_at.isoformat() if order.expires_at is not None else None,
         }
 
     async def _accepted(
@@ -549,10 +610,12 @@ class ExecutionService:
         order: Order,
         code: str,
         message: str,
-        params: Mapping[str, str] | None = None,
+        details: Mapping[str, str] | None = None,
         *,
         gate: str | None = None,
     ) -> Order:
+        """``details``: the refusal's numbers (``OrderRefusal.details``, a risk gate's params), so
+        subscribers see them; ``gate``: the risk-chain gate that refused it."""
         # Set-based and conditional: another worker or instance may have settled the order while
         # this one checked it (two instances may check one order; only one refuses it).
         refused = await session.execute(
@@ -565,7 +628,7 @@ class ExecutionService:
             return order
         order.status, order.reason_code, order.reason = OrderStatus.REFUSED.value, code[:32], message[:500]
         audit(session, "engine", "order.refused", f"order:{order.id}", code=code, reason=message, gate=gate)
-        emit(session, ORDER_REJECTED, **self.order_payload(order), reason_params=dict(params or {}))
+        emit(session, ORDER_REJECTED, **self.order_payload(order), details=dict(details or {}))
         self._notify()
         return order
 

@@ -45,7 +45,7 @@ MIN_TOKEN_LENGTH = 32
 MAX_BODY_BYTES = 256 * 1024
 DEFAULT_MAX_SKEW = 30
 
-# CONTRACTS section 5; ``last_error`` is answered by the client from each reply.
+# the module surface of docs/mt5.md; ``last_error`` is answered by the client from each reply.
 FUNCTIONS = frozenset(
     {
         "initialize", "login", "shutdown", "account_info", "terminal_info", "symbol_info",

@@ -23,6 +23,7 @@ from engine.store.audit import audit
 from engine.store.crypto import SecretBox, constant_time_equal, new_secret, token_digest
 from engine.store.db import Database
 from engine.store.models import Producer
+from engine.store.text import control_character
 
 ACTIVE = "active"
 DISABLED = "disabled"
@@ -80,6 +81,8 @@ class ProducerService:
         name = name.strip()
         if not 1 <= len(name) <= 64:
             raise ProducerError("a producer name is 1 to 64 characters")
+        if (found := control_character(name)) is not None:
+            raise ProducerError(f"a producer name has no control characters ({found})")
         if rate_per_second is not None and rate_per_second <= 0:
             raise ProducerError("the rate must be above 0")
         if burst is not None and burst < 1:

@@ -1,8 +1,9 @@
-"""The producer signal body (CONTRACTS section 1): JSON parsing, schema and semantic rules.
+"""The producer signal body (docs/webhook.md): JSON parsing, schema and semantic rules.
 
 Numbers are parsed as ``Decimal`` straight from the JSON text (``parse_float=Decimal``), never
 through float. Unknown fields are refused. ``parse_signal`` raises ``BodyNotJSON`` (HTTP 400) or
-``SignalInvalid`` (HTTP 422, with every bad field) and otherwise returns a ``ValidSignal`` whose
+``SignalInvalid`` (HTTP 422, with every bad field; text fields follow ``engine.store.text``:
+no control characters but tab and newline) and otherwise returns a ``ValidSignal`` whose
 ``body_hash`` is the SHA-256 of its canonical form: the same signal with other whitespace, key
 order or ``1.10`` for ``1.1`` hashes the same.
 """
@@ -17,6 +18,8 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, ValidationError
+
+from engine.store.text import CleanText
 
 MAX_PRICE = Decimal(10) ** 15
 MAX_PLACES = 12  # the Money column keeps 12 decimal places
@@ -135,8 +138,8 @@ class SignalIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
-    id: str | None = Field(default=None, min_length=1, max_length=64)
-    instrument: str = Field(min_length=1, max_length=32)
+    id: CleanText | None = Field(default=None, min_length=1, max_length=64)
+    instrument: CleanText = Field(min_length=1, max_length=32)
     side: Literal["buy", "sell"]
     order_type: Literal["market", "limit", "stop"] = "market"
     entry: Price | None = None
@@ -147,9 +150,9 @@ class SignalIn(BaseModel):
     trail_points: StrictInt | None = Field(default=None, ge=1, le=MAX_TRAIL_POINTS)
     risk_percent: RiskPercent | None = None
     ttl_seconds: StrictInt | None = Field(default=None, ge=60, le=86400)
-    strategy: str | None = Field(default=None, max_length=32)
+    strategy: CleanText | None = Field(default=None, max_length=32)
     confidence: Confidence | None = None
-    note: str | None = Field(default=None, max_length=500)
+    note: CleanText | None = Field(default=None, max_length=500)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from typing import Any, cast
 from sqlalchemy import Table, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from engine.ingest.market import QuoteLookup, market_errors
 from engine.ingest.schema import FieldError, SignalInvalid, ValidSignal, parse_signal
 from engine.settings import Settings
 from engine.states import SignalStatus
@@ -30,7 +31,6 @@ from engine.store.db import Database, utcnow
 from engine.store.events import SIGNAL_ACCEPTED, EventRelay
 from engine.store.ids import uuid4
 from engine.store.models import DomainEvent, Signal
-from engine.store.writer import TxWriter
 
 MAX_BODY_BYTES = 32 * 1024
 MAX_KEY_LENGTH = 128
@@ -69,15 +69,21 @@ def _money(value: Decimal | None) -> str | None:
 
 
 class IngestService:
-    def __init__(self, db: Database, settings: Settings, relay: EventRelay | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        relay: EventRelay | None = None,
+        quotes: QuoteLookup | None = None,
+    ) -> None:
+        """``quotes``: the market price of an instrument when the engine knows it (``MarketQuotes``);
+        signals that could never execute there are refused (``engine.ingest.market``)."""
         self._db = db
         self._settings = settings
         self._relay = relay
+        self._quotes = quotes
         self._instruments = frozenset(i.upper() for i in settings.instruments)
-        self._writer = TxWriter(db)
-
-    def close(self) -> None:
-        self._writer.close()
+        self._writer = db.writer
 
     def validate(self, raw: bytes) -> ValidSignal:
         return parse_signal(raw, self._instruments)
@@ -93,6 +99,7 @@ class IngestService:
         """Validate and store; raises ``BodyNotJSON``, ``SignalInvalid`` or ``IdempotencyConflict``."""
         key = check_idempotency_key(idempotency_key)
         valid = self.validate(raw)
+        await self._check_market(valid)
         key = key or valid.body.id or f"sha256:{valid.body_hash}"
         for _ in range(3):
             try:
@@ -105,6 +112,16 @@ class IngestService:
                     raise IdempotencyConflict(key, existing.id) from None
                 return Outcome(existing.id, existing.status, existing.received_at, replayed=True)
         raise RuntimeError("signal insert kept colliding with rows that then vanished")
+
+    async def _check_market(self, valid: ValidSignal) -> None:
+        if self._quotes is None:
+            return
+        tick = await self._quotes(valid.instrument)
+        if tick is None:
+            return  # no price known: accepted as before; orders are checked at approval
+        errors = market_errors(valid.body, tick, self._settings.max_entry_deviation_percent)
+        if errors:
+            raise SignalInvalid(errors)
 
     async def _insert(self, producer_id: str, valid: ValidSignal, key: str, signature: str | None) -> Outcome:
         body = valid.body

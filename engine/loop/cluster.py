@@ -98,9 +98,9 @@ class Cluster:
         self._clock = clock
         self._owned: dict[int, float] = {}  # account id -> trusted until (monotonic)
         self._next_refresh = 0.0
+        self._written = False  # whether this instance ever wrote its row or a lease
         self._insert = pg_insert if db.dialect == "postgresql" else sqlite_insert
         self.live: frozenset[str] = frozenset()  # the instances seen at the last refresh (this one too)
-        self._touched = False  # wrote an instance row or took a lease (something to clean up)
 
     # ------------------------------------------------------------------ Ownership
 
@@ -120,8 +120,8 @@ class Cluster:
         if self.holds(account.id):
             return True
         started = self._clock()
+        self._written = True
         taken = await self._claim([account.id])
-        self._touched = True
         if account.id in taken:
             self._owned[account.id] = started + self.lease_seconds - self.margin
             logger.info("instance {}: took account {} on first use", self.instance_id, account.id)
@@ -141,6 +141,7 @@ class Cluster:
         """One round (see the module doc); ``release`` closes an account's broker session."""
         started = self._clock()
         self._next_refresh = started + self.renew_seconds
+        self._written = True
         self.leader = leader
         result = RefreshResult()
         now = utcnow()
@@ -194,12 +195,12 @@ class Cluster:
             )
 
     async def release_all(self, release: Release) -> None:
-        """Graceful stop: every account handed back, and the instance leaves the list (nothing to do
-        for a process that never refreshed nor took an account, such as most CLI commands)."""
+        """Graceful stop: every account handed back, and the instance leaves the list. An instance
+        that never took part (a CLI command, a test's services) has nothing to remove."""
+        if not self._written:
+            return
         for account_id in sorted(self._owned):
             await self.hand_back(account_id, release)
-        if not self._touched:
-            return
         async with self._db.session() as session:
             await session.execute(delete(AccountLease).where(AccountLease.owner == self.instance_id))
             await session.execute(delete(Instance).where(Instance.id == self.instance_id))
@@ -223,7 +224,6 @@ class Cluster:
         return owner != self.instance_id and host == self.host and pid != self.pid and not pid_alive(pid)
 
     async def _announce(self, now: datetime) -> None:
-        self._touched = True
         values = {
             "id": self.instance_id,
             "host": self.host,

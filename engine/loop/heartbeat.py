@@ -33,6 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from engine.observability.logs import HEARTBEAT_EXTRA
 from engine.states import PositionStatus
 from engine.store.db import Database, utcnow
 from engine.store.events import HEARTBEAT, emit
@@ -120,7 +121,7 @@ async def beat(db: Database, *, loop_id: str, stats: LoopStats, final: bool = Fa
     stats.positions_open = open_positions
     stats.lifetime_signals = signals
     stats.lifetime_trades = trades
-    logger.info(
+    logger.bind(**HEARTBEAT_EXTRA, final=final).info(
         "heartbeat loop={} signals={} trades={} orders={} errors={} tick_ms={} positions_open={} "
         "accounts={} failing={} lifetime_signals={} lifetime_trades={}{}",
         loop_id,

@@ -10,7 +10,7 @@ instance is reconciled on its first pass. A tick:
    the broker on reconcile ticks (the first tick after becoming leader, then every
    ``reconcile_every_ticks``), read equity, record it (an ``EquityPoint`` at most every
    ``equity_record_seconds`` per account, plus one on every drawdown-tier change) and let the
-   drawdown guard act;
+   drawdown guard act, then the owner's daily loss limit (``engine.risk.daily_loss``);
 2. drive approved orders (``engine.execution.service.sweep``): approvals left without an order, orders a
    dead process left in flight, then ``ExecutionService.process_due`` in batches of
    ``ORDER_BATCH_SIZE`` — the safety net behind the immediate path;
@@ -59,6 +59,7 @@ from engine.loop.management import TradeManager
 from engine.management.changes import ChangeService
 from engine.observability.logs import redact
 from engine.reconcile.service import Reconciler
+from engine.risk.daily_loss import DailyLossWatch
 from engine.risk.drawdown import DrawdownGuard
 from engine.states import OrderStatus, PositionStatus
 from engine.store.audit import audit
@@ -133,6 +134,7 @@ class TradingLoop:
         config: LoopConfig | None = None,
         loop_id: str | None = None,
         changes: ChangeService | None = None,
+        daily_loss: DailyLossWatch | None = None,
     ) -> None:
         self._db = db
         self._brokers = brokers
@@ -143,6 +145,7 @@ class TradingLoop:
         self.lease = lease
         self.cluster = cluster
         self.changes = changes  # producer updates and subscriber controls, applied per position
+        self.daily_loss = daily_loss  # subscribers' daily loss limits, read with each equity reading
         self.config = config or LoopConfig()
         self.loop_id = loop_id or uuid.uuid4().hex[:12]
         self.stats = LoopStats(instance=cluster.instance_id)
@@ -294,9 +297,13 @@ class TradingLoop:
         if self.stats.leader:
             await self._beat(final=True)
         try:
-            await asyncio.wait_for(self._relay.stop(), left(1.0))
+            # the relay finishes its batch in hand and delivers what it can in the time left; the
+            # rest stays pending in the store and goes out after the next start
+            left_over = await self._relay.stop(deadline_seconds=left())
+            if left_over:
+                logger.info("{} event(s) stay pending for the next start", left_over)
         except Exception as exc:
-            logger.warning("flushing events at shutdown did not finish: {!r}", exc)
+            logger.warning("flushing events at shutdown failed: {!r}", exc)
         try:
             await asyncio.wait_for(self._brokers.close(), left(1.0))
         except Exception as exc:
@@ -400,6 +407,8 @@ class TradingLoop:
         observation = await self.guard.observe(account.id, snapshot, record_point=record)
         if record:
             self._last_point[account.id] = now
+        if self.daily_loss is not None:
+            await self.daily_loss.observe(account.id, snapshot)
         self.stats.equity[account.id] = snapshot.equity
         self.stats.tiers[account.id] = observation.tier.value
 

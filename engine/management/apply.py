@@ -33,6 +33,9 @@ from engine.store.events import (
 from engine.store.models import Order, Position, PositionChange, SignalUpdate
 
 MODIFY, CLOSE, CLOSE_PART, CANCEL = "modify", "close", "close_partial", "cancel_order"
+# What ``position.closed`` carries besides the position when an update closed it (the subscriber
+# is told as a reply to the signal message: ``decision_id``; ``source`` says who asked).
+_CLOSE_EXTRA = ("change_id", "update_id", "signal_id", "action", "params", "source", "decision_id")
 
 
 def _s(value: Decimal | None) -> str | None:
@@ -123,7 +126,14 @@ class Outcome:
             profit = sum((d.profit + d.commission + d.swap for d in self.deals), Decimal(0))
             result.update(volume=_s(closed), price=_s(price), profit=_s(profit))
             if self.full_close or closed >= position.volume:
-                apply_close(session, position, self.deals, f"closed_by_{base['source']}", "engine")
+                apply_close(
+                    session,
+                    position,
+                    self.deals,
+                    f"closed_by_{base['source']}",
+                    "engine",
+                    **{k: base[k] for k in _CLOSE_EXTRA},
+                )
             else:
                 # What the position holds after this close, as planned: reconciliation may already
                 # have read the smaller volume from the terminal, so never subtract twice.
@@ -180,6 +190,7 @@ def _payload(
         "action": upd.action,
         "params": dict(upd.params or {}),
         "source": "subscriber" if upd.user_id is not None else "producer",
+        "decision_id": order.decision_id if order is not None else None,
         "account_id": row.account_id,
         "position_id": row.position_id,
         "order_id": row.order_id,

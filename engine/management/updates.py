@@ -24,6 +24,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.ingest.service import IdempotencyConflict, check_idempotency_key, rfc3339
+from engine.management import controls
+from engine.management.controls import ControlOutcome, OwnPosition, Target, Verdict
 from engine.management.plan import cancel_signal
 from engine.management.schema import ValidUpdate, parse_update
 from engine.store.db import Database, utcnow
@@ -121,26 +123,33 @@ class UpdateService:
         )
 
     async def subscriber_update(
-        self, user_id: int, signal_id: str, position_id: int, action: str, params: dict[str, Any], key: str
-    ) -> UpdateOutcome:
-        """A subscriber's Close / Close 50 % / Stop → entry on one of their positions; ``key`` is
-        made from the tap (a double tap is a replay: the original update, nothing new)."""
-        body_hash = hashlib.sha256(f"{position_id}:{action}:{sorted(params.items())}".encode()).hexdigest()
-        row = dict(
-            signal_id=signal_id,
-            user_id=user_id,
-            position_id=position_id,
-            idempotency_key=key[:128],
-            body_hash=body_hash,
-            action=action,
-            params=params,
-        )
-        return await self._store(
-            row,
-            select(SignalUpdate).where(
-                SignalUpdate.user_id == user_id, SignalUpdate.idempotency_key == key[:128]
-            ),
-        )
+        self, telegram_id: int, target: Target, control: str, key: str
+    ) -> ControlOutcome:
+        """A subscriber's Close / Close 50 % / Stop → entry (``control``: a key of
+        ``engine.management.controls.CONTROLS``) on one position or on the positions of one of
+        their decisions. ``key`` names the button that was used: the same key again is a replay
+        (the original request, nothing new). Everything is decided and stored in one transaction
+        that locks the positions first (``engine.management.controls``)."""
+        for _ in range(3):
+            try:
+                async with self._db.session() as session:
+                    outcome = await controls.request(session, telegram_id, target, control, key)
+            except IntegrityError:
+                continue  # the same key stored meanwhile: the next round finds it as a replay
+            if outcome.update_ids and outcome.verdict is Verdict.ACCEPTED and self._relay is not None:
+                self._relay.notify()
+            return outcome
+        raise RuntimeError("subscriber control kept colliding with rows that then vanished")
+
+    async def subscriber_target(self, telegram_id: int, target: Target) -> ControlOutcome:
+        """What a control would act on and whether it may, without storing anything."""
+        async with self._db.sessions() as session:
+            return await controls.describe(session, telegram_id, target)
+
+    async def subscriber_positions(self, telegram_id: int, limit: int = 20) -> list[OwnPosition]:
+        """The subscriber's open positions (every account they own), oldest first."""
+        async with self._db.sessions() as session:
+            return await controls.own_positions(session, telegram_id, limit)
 
     async def _store(self, values: dict[str, Any], existing_query: Any) -> UpdateOutcome:
         for _ in range(3):

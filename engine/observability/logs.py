@@ -4,6 +4,11 @@ Every secret the process handles (bot token, producer secrets and tokens, broker
 the secret key) is registered with ``register_secret`` the moment it is loaded or decrypted;
 the patcher replaces each of them, and anything shaped like a bot token, with ``***`` in the
 message and in every extra field before any sink sees the record.
+
+Heartbeat lines (logged with ``logger.bind(**HEARTBEAT_EXTRA)``) come every ``HEARTBEAT_SECONDS``;
+on the human console they are shown at most once per ``CONSOLE_HEARTBEAT_SECONDS`` (every one at
+``LOG_LEVEL=DEBUG``, and the final one always), so they do not bury the start-up banner. JSON
+logs keep every one; metrics, ``/status`` and ``/readyz`` read the heartbeat from the store.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import re
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,6 +92,29 @@ def correlation(cid: str | None = None) -> Iterator[str]:
         correlation_id.reset(token)
 
 
+HEARTBEAT_EXTRA = {"heartbeat": True}
+CONSOLE_HEARTBEAT_SECONDS = 60.0
+
+
+class _HeartbeatThrottle:
+    """The human console's filter: one heartbeat line a minute (all of them at DEBUG or TRACE)."""
+
+    def __init__(self, level: str, every: float = CONSOLE_HEARTBEAT_SECONDS) -> None:
+        self._all = level.upper() in ("DEBUG", "TRACE")
+        self._every = every
+        self._last: float | None = None
+
+    def __call__(self, record: Record) -> bool:
+        extra = record["extra"]
+        if self._all or not extra.get("heartbeat") or extra.get("final"):
+            return True
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self._every:
+            return False
+        self._last = now
+        return True
+
+
 def _json_sink(stream: TextIO) -> Any:
     def sink(message: Any) -> None:
         record = message.record
@@ -146,6 +175,7 @@ def setup_logging(level: str = "INFO", json_lines: bool = False, stream: TextIO 
             _human_sink(out),
             level=level,
             format=lambda _record: _HUMAN_FORMAT + "\n",  # a callable: loguru adds no raw traceback
+            filter=_HeartbeatThrottle(level),
             colorize=False,
             backtrace=False,
             diagnose=False,

@@ -9,7 +9,7 @@ recorded equity point, with its time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -18,12 +18,14 @@ from loguru import logger
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine.accounts.names import actor_display
 from engine.brokers.ownership import NotOwnerError
 from engine.brokers.registry import BrokerRegistry
 from engine.execution.cancels import PENDING_ORDER_STATES
 from engine.ops.views import (
     AccountStatus,
     EngineStatus,
+    GatewayStatus,
     InstanceStatus,
     Leader,
     OpsError,
@@ -98,6 +100,24 @@ async def _counts(session: AsyncSession, column: Any, where: Any) -> dict[int, i
     return {int(a): int(n) for a, n in rows}
 
 
+async def account_currencies(session: AsyncSession) -> dict[int, str]:
+    """Each execution account's currency (USD when the broker has not said yet)."""
+    rows = (await session.execute(select(ExecutionAccount.id, ExecutionAccount.currency))).all()
+    return {account_id: currency or "USD" for account_id, currency in rows}
+
+
+async def book_currency(session: AsyncSession, ids: list[int] | None = None) -> str | None:
+    """The currency every active account (of ``ids``, or all) keeps; None when they differ or none."""
+    query = select(ExecutionAccount.currency).where(ExecutionAccount.active.is_(True)).distinct()
+    if ids is not None:
+        query = query.where(ExecutionAccount.id.in_(ids))
+    found = set((await session.scalars(query)).all())
+    return (found.pop() or "USD") if len(found) == 1 else None
+
+
+HealthProbe = Callable[[], Awaitable[bool | str]]  # True when up, else why not
+
+
 class OpsQueries:
     def __init__(
         self,
@@ -106,10 +126,13 @@ class OpsQueries:
         *,
         heartbeat_seconds: float = 10.0,
         simulated_market: bool = False,
+        gateways: Mapping[str, HealthProbe] | None = None,
         lease_seconds: float = 30.0,
     ) -> None:
         """``simulated_market``: paper accounts trade the random-walk market (status says so);
+        ``gateways``: a health probe per MT5 gateway (``engine.gateway.probe.gateway_probe``);
         ``lease_seconds``: an instance not seen for this long is shown as gone."""
+        self._gateways = dict(gateways or {})
         self._db = db
         self._brokers = brokers
         self._heartbeat_seconds = heartbeat_seconds
@@ -143,7 +166,10 @@ class OpsQueries:
             points = {account.id: await self._last_point(session, account.id) for account, _u in rows}
             instances = (await session.scalars(select(Instance).order_by(Instance.id))).all()
             session.expunge_all()
-        live = await asyncio.gather(*(self._live(account, live_seconds) for account, _u in rows))
+        live, gateways = await asyncio.gather(
+            asyncio.gather(*(self._live(account, live_seconds) for account, _u in rows)),
+            self._probe_gateways(live_seconds),
+        )
         accounts = []
         for (account, user), now_equity in zip(rows, live, strict=True):
             point = points[account.id]
@@ -189,6 +215,8 @@ class OpsQueries:
             accounts_total=total,
             accounts=tuple(accounts),
             simulated_market=self._simulated_market,
+            paused_by_name=await self._actor_name(pause_value.get("by")) if paused else None,
+            gateways=gateways,
             instances=tuple(self._instance(i) for i in instances),
         )
 
@@ -207,6 +235,27 @@ class OpsQueries:
             redis=details.get("redis"),
             telegram_budget=details.get("telegram_budget"),
         )
+
+    async def _probe_gateways(self, seconds: float | None) -> tuple[GatewayStatus, ...]:
+        async def one(name: str, probe: HealthProbe) -> GatewayStatus:
+            try:
+                async with asyncio.timeout(seconds or 3.0):
+                    answer = await probe()
+            except TimeoutError:
+                return GatewayStatus(name, False, "no answer in time")
+            except Exception as exc:  # a probe that fails is a gateway that is not up, not a failed /status
+                return GatewayStatus(name, False, f"probe failed: {type(exc).__name__}")
+            if answer is True:
+                return GatewayStatus(name, True, None)
+            return GatewayStatus(name, False, str(answer) if answer else "down")
+
+        return tuple(
+            await asyncio.gather(*(one(name, probe) for name, probe in sorted(self._gateways.items())))
+        )
+
+    async def _actor_name(self, actor: object) -> str | None:
+        async with self._db.session() as session:
+            return await actor_display(session, actor)
 
     async def _last_point(
         self, session: AsyncSession, account_id: int

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from engine.accounts.names import actor_display
 from engine.execution.positions import CloseSummary, PositionCloser, Refresh
 from engine.ingest.producers import ProducerInfo, ProducerService
-from engine.ops.queries import OpsQueries, scope_accounts
+from engine.ops.queries import OpsQueries, book_currency, scope_accounts
 from engine.ops.views import (
     AccountChange,
     AccountStatus,
@@ -152,6 +153,8 @@ class OpsService:
         """Cancel the pending orders and close the positions of the scope, through the closer."""
         async with self._db.session() as session:
             ids = await scope_accounts(session, scope)
+            currency = await book_currency(session, ids)
+            actor_name = await actor_display(session, actor)
         if ids is None:
             summary = await self._closer.close_everything(CLOSEALL_REASON, actor, refresh=self._refresh)
         else:
@@ -172,6 +175,9 @@ class OpsService:
             orders_cancelled=summary.orders_cancelled,
             orders_failed=summary.orders_failed,
             errors=tuple(summary.errors[:20]),
+            currency=currency,
+            actor=actor,
+            actor_name=actor_name,
         )
         async with self._db.session() as session:
             audit(

@@ -95,6 +95,13 @@ class Leader:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayStatus:
+    name: str  # as in MT5_GATEWAYS (``default``: MT5_GATEWAY_URL)
+    up: bool  # answered, its answer verified, every terminal it holds connected
+    detail: str | None  # why not (unreachable, refused, which logins are down)
+
+
+@dataclass(frozen=True, slots=True)
 class InstanceStatus:
     """One running instance (``tradebot run``) as it last reported itself."""
 
@@ -123,6 +130,8 @@ class EngineStatus:
     accounts_total: int
     accounts: tuple[AccountStatus, ...]  # at most the first ``limit``, by id
     simulated_market: bool = False  # paper accounts trade the random-walk market (no terminal prices)
+    paused_by_name: str | None = None  # the pausing actor as people know it (``@alex``); None: the operator
+    gateways: tuple[GatewayStatus, ...] = ()  # the MT5 gateways of the settings, probed now
     instances: tuple[InstanceStatus, ...] = ()  # every instance seen in the last hour, by id
 
 
@@ -194,6 +203,9 @@ class CloseAllResult:
     orders_cancelled: int
     orders_failed: int
     errors: tuple[str, ...] = ()
+    currency: str | None = None  # the currency every account in the scope keeps; None when they differ
+    actor: str | None = None  # who asked (``tg:<id>``, ``cli``, ``token:<name>``)
+    actor_name: str | None = None  # that actor as people know it (``@alex``); None for the operator
 
 
 def as_json(value: Any) -> Any:

@@ -21,7 +21,7 @@ from engine.reconcile.report import ReconcileReport
 from engine.states import ORDER, OrderStatus
 from engine.store.audit import audit
 from engine.store.db import Database, utcnow
-from engine.store.events import POSITION_OPENED, emit
+from engine.store.events import ORDER_EXPIRED, POSITION_OPENED, emit
 from engine.store.models import ExecutionAccount, Order, Position
 
 ACTOR = "reconcile"
@@ -167,6 +167,8 @@ class OrderReconciler:
                     ORDER.move(row, target)
                     row.reason = f"{found.state} at the broker"
                     audit(session, ACTOR, f"order.{target.value}", f"order:{order.id}", ticket=found.ticket)
+                    if target is OrderStatus.EXPIRED:
+                        emit(session, ORDER_EXPIRED, **self._execution.order_payload(row))
                 report.expired += 1
 
     async def _tickets(self, account_id: int) -> set[str]:
@@ -262,6 +264,7 @@ class OrderReconciler:
             if order.status == OrderStatus.PLACED.value:
                 ORDER.move(order, OrderStatus.EXPIRED)
                 order.reason = "expired: cancelled at the broker"
+                emit(session, ORDER_EXPIRED, **self._execution.order_payload(order))
             audit(session, ACTOR, "order.expired", f"order:{order_id}", ticket=ticket)
         report.expired += 1
 

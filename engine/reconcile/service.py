@@ -10,6 +10,8 @@ Orders (ours are recognised by the client order id the broker echoes back):
   attached;
 - a PLACED (resting) order past its expiry is cancelled at the broker and EXPIRED in the store;
   one gone from the broker is looked up: filled -> settled, cancelled -> CANCELLED/EXPIRED;
+  an order that became EXPIRED emits ``order.expired`` (the subscriber is told, as a reply to
+  the signal message);
 - a pending order at the broker whose store order is final (cancelled, expired, refused, failed)
   is an orphan and is cancelled at the broker.
 Positions:

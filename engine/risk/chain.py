@@ -8,10 +8,15 @@ refuses it with a named ``Refusal``: the gate's name, a stable code (stored on t
 
 Adding a gate is one class and one line: write a class with a ``name`` and an async ``check``,
 then add it to ``standard_gates`` (or, for a gate a feature owns, ``chain.add(Gate(), before=...)``
-where that feature is built, as billing does for the entitlement gate).
+where that feature is built, as billing does for the entitlement gate; the subscriber's own
+limits, ``engine.risk.limit_gates``, follow the standard gates in every execution chain).
 
-The same chain answers two questions:
+The same chain answers three questions:
 - at execution (``ExecutionService``): may this order go to the broker now? (``order`` set);
+- once the order is sized, just before it is claimed for sending: does it still fit? Only the
+  ``SizedGate`` gates are asked again (``check_sized``), with ``sized`` set, inside the claim's
+  transaction and under the account's lock, so two orders of one account cannot both take the
+  last free place of an exposure limit;
 - before an automatic approval (``AutoExecutor``): would an order for this signal pass? (no
   order yet: gates that need one let it through).
 An order that only reduces exposure (``reduces=True``) passes the gates of a ``reducing`` account
@@ -21,10 +26,12 @@ they are the risk controls themselves.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,6 +55,17 @@ class Refusal:
 
 
 @dataclass(frozen=True, slots=True)
+class SizedOrder:
+    """The order as order construction sized it (``engine.execution.orders.BuiltOrder``)."""
+
+    volume: Decimal
+    risk_amount: Decimal  # account currency lost at the stop
+    equity: Decimal  # the account's equity it was sized on
+    rr: Decimal  # reward:risk from the order price to the furthest target
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
 class TradeContext:
     """What the gates may read about one (would-be) order; ``session`` is the caller's transaction."""
 
@@ -59,11 +77,24 @@ class TradeContext:
     order: Order | None = None  # None: asked before an order exists (automatic approval)
     via: str = "dm"  # how the decision was taken: dm | channel | auto
     reduces: bool = False  # the order only reduces exposure (a close)
+    sized: SizedOrder | None = None  # set once the order is sized (``RiskChain.check_sized``)
+    memo: dict[str, Any] = field(default_factory=dict)  # what one gate read, for the next ones
 
 
 class Gate(Protocol):
     name: str
 
+    async def check(self, ctx: TradeContext) -> Refusal | None: ...
+
+
+class SizedGate(ABC):
+    """A gate asked twice: with the other gates, and again once the order is sized (``ctx.sized``),
+    just before the claim and under the account's lock. Exposure limits are such gates: another
+    order of the same account may have taken the room between the two questions."""
+
+    name: str
+
+    @abstractmethod
     async def check(self, ctx: TradeContext) -> Refusal | None: ...
 
 
@@ -204,8 +235,22 @@ class RiskChain:
             raise ValueError(f"the risk chain has no gate named {before!r}")
         self._gates.insert(self.names.index(before), gate)
 
+    @property
+    def sized_gates(self) -> list[SizedGate]:
+        return [gate for gate in self._gates if isinstance(gate, SizedGate)]
+
     async def check(self, ctx: TradeContext) -> Refusal | None:
         for gate in self._gates:
+            refusal = await gate.check(ctx)
+            if refusal is not None:
+                return refusal
+        return None
+
+    async def check_sized(self, ctx: TradeContext) -> Refusal | None:
+        """The ``SizedGate`` gates again, for the sized order (``ctx.sized`` set)."""
+        if ctx.sized is None:
+            raise ValueError("check_sized needs the sized order")
+        for gate in self.sized_gates:
             refusal = await gate.check(ctx)
             if refusal is not None:
                 return refusal

@@ -18,6 +18,8 @@ from sqlalchemy import DateTime, Dialect, Numeric, String, event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from engine.store.writer import TxWriter, sqlite_pragmas
+
 MONEY_SCALE = 12
 
 
@@ -81,22 +83,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
 def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
     if url.startswith("sqlite"):
         db_path = url.split(":///", 1)[1] if ":///" in url else ""
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 10})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     return create_async_engine(
         url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
@@ -110,6 +103,8 @@ class Database:
         self.url = url
         self.engine = create_engine(url, echo=echo)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # The one transaction writer of this database (hot-path and set-based writes).
+        self.writer = TxWriter(self.engine, url)
 
     @property
     def dialect(self) -> str:
@@ -137,4 +132,5 @@ class Database:
             return False
 
     async def dispose(self) -> None:
+        self.writer.close()
         await self.engine.dispose()

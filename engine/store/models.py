@@ -102,6 +102,10 @@ class ExecutionAccount(Base):
     trading_state: Mapped[str] = mapped_column(String(12), default="active", server_default="active")
     paused_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)  # why not active
     drawdown_state: Mapped[str] = mapped_column(String(8), default="ok")  # ok | soft | hard
+    # The owner's daily loss limit (engine.risk.daily_loss): when the current trading day started
+    # and the account's equity then.
+    day_start_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    day_start_equity: Mapped[Decimal | None] = mapped_column(nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -160,9 +164,6 @@ class Decision(Base):
     consent_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    # Per-decision overrides (auto-execution: the subscriber's own risk % and volume cap).
-    risk_percent: Mapped[Decimal | None] = mapped_column(nullable=True)
-    max_volume: Mapped[Decimal | None] = mapped_column(nullable=True)
 
 
 class Order(Base):
@@ -564,14 +565,12 @@ class ReferralEntry(Base):
 
 
 class AutoTradeSettings(Base):
-    """A subscriber's opt-in to auto-execution, with their own risk % and volume cap."""
+    """A subscriber's opt-in to auto-execution (sized by their risk limits, ``RiskLimits``)."""
 
     __tablename__ = "auto_trade_settings"
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=False)
-    risk_percent: Mapped[Decimal] = mapped_column()
-    max_volume: Mapped[Decimal | None] = mapped_column(nullable=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -646,7 +645,8 @@ class PositionChange(Base):
 
 
 class RiskLimits(Base):
-    """A subscriber's own limits (/settings → Risk); a column left NULL takes the admin default."""
+    """A subscriber's own limits (/settings → Risk, ``engine.risk.limits``); a column left NULL
+    takes the admin's default."""
 
     __tablename__ = "risk_limits"
 

@@ -7,6 +7,12 @@ synchronous connection to the same file: one hop per transaction, writers queued
 instead of spinning in SQLite's busy handler. Either way ``run`` returns only after the
 transaction has committed (or raises, e.g. ``IntegrityError``, after it rolled back).
 
+``call(fn)`` runs ``fn(connection)`` in one transaction the same way: set-based work written once
+against a synchronous ``Connection`` runs on the writer thread on a SQLite file (so a large
+fan-out never holds the event loop) and through ``AsyncConnection.run_sync`` elsewhere.
+
+There is one writer per ``Database`` (``Database.writer``), closed by ``Database.dispose``.
+
 SQLite normally checkpoints the WAL inside whichever commit pushes it past 1000 pages, which
 stalls that commit (and the requests queued behind it) for milliseconds. The writer connection
 turns that off, and a background thread runs a PASSIVE checkpoint (which does not block writers)
@@ -18,22 +24,38 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from loguru import logger
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Executable
 
-from engine.store.db import Database, _sqlite_pragmas
+Statement = tuple[Executable, dict[str, Any] | list[dict[str, Any]]]
+T = TypeVar("T")
 
-Statement = tuple[Executable, dict[str, Any]]
+
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def _writer_pragmas(dbapi_connection: Any, record: Any) -> None:
-    _sqlite_pragmas(dbapi_connection, record)
+    sqlite_pragmas(dbapi_connection, record)
     dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+    dbapi_connection.isolation_level = None  # transactions are begun below, not by the driver
+
+
+def _begin_immediate(conn: Connection) -> None:
+    """Every writer transaction writes: take the write lock at BEGIN, where SQLite's busy handler
+    waits for another writer, instead of failing at the first write after a read."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class _Checkpointer:
@@ -70,39 +92,63 @@ class _Checkpointer:
 
 class TxWriter:
     def __init__(
-        self, db: Database, *, checkpoint_seconds: float = 1.0, checkpoint_commits: int = 200
+        self,
+        engine: AsyncEngine,
+        url: str,
+        *,
+        checkpoint_seconds: float = 1.0,
+        checkpoint_commits: int = 200,
     ) -> None:
-        self._db = db
+        self._engine = engine
+        self._url = url
         self._sync: Engine | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._checkpointer: _Checkpointer | None = None
         self._commits = 0
         self._every = checkpoint_commits
-        path = db.url.split(":///", 1)[1] if db.dialect == "sqlite" and ":///" in db.url else ""
-        if path and not path.startswith(":memory:") and "mode=memory" not in path:
-            self._sync = create_engine(f"sqlite:///{path}")
-            event.listen(self._sync, "connect", _writer_pragmas)
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
-            self._checkpointer = _Checkpointer(path, checkpoint_seconds)
+        self._checkpoint_seconds = checkpoint_seconds
+
+    def _threaded(self) -> bool:
+        """Whether writes go to the writer thread (a SQLite file); starts it on first use."""
+        if self._pool is not None:
+            return True
+        url = self._url
+        path = url.split(":///", 1)[1] if self._engine.dialect.name == "sqlite" and ":///" in url else ""
+        if not path or path.startswith(":memory:") or "mode=memory" in path:
+            return False
+        self._sync = create_engine(f"sqlite:///{path}")
+        event.listen(self._sync, "connect", _writer_pragmas)
+        event.listen(self._sync, "begin", _begin_immediate)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._checkpointer = _Checkpointer(path, self._checkpoint_seconds)
+        return True
 
     async def run(self, statements: Sequence[Statement]) -> None:
         """Execute ``statements`` in one transaction and commit."""
-        if self._sync is not None and self._pool is not None:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._pool, self._run_sync, statements)
-            return
-        async with self._db.engine.begin() as conn:
-            for statement, params in statements:
-                await conn.execute(statement, params)
 
-    def _run_sync(self, statements: Sequence[Statement]) -> None:
-        assert self._sync is not None
-        with self._sync.begin() as conn:
+        def execute(conn: Connection) -> None:
             for statement, params in statements:
                 conn.execute(statement, params)
+
+        await self.call(execute)
+
+    async def call(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(connection)`` in one transaction and commit; returns what ``fn`` returns."""
+        if self._threaded():
+            assert self._pool is not None
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, self._call_sync, fn)
+        async with self._engine.begin() as conn:
+            return await conn.run_sync(fn)
+
+    def _call_sync(self, fn: Callable[[Connection], T]) -> T:
+        assert self._sync is not None
+        with self._sync.begin() as conn:
+            result = fn(conn)
         self._commits += 1
         if self._checkpointer is not None and self._commits % self._every == 0:
             self._checkpointer.nudge()
+        return result
 
     def close(self) -> None:
         if self._pool is not None:

@@ -11,8 +11,9 @@
     people: new Map(),
     nextSignalAt: null,
     clockSkew: 0,
+    app: null, // the Mini App open in the phone frame: {person, messageId, theme}
   };
-  const SUBSCRIBER_CHIPS = ["/start", "/account", "/settings", "/help", "/stop"];
+  const SUBSCRIBER_CHIPS = ["/start", "/account", "/positions", "/app", "/settings", "/help", "/stop"];
   const ADMIN_CHIPS = ["/status", "/positions", "/pause", "/resume", "/closeall", "/help"];
 
   async function api(path, body) {
@@ -141,6 +142,7 @@
     const outgoing = Boolean(msg.from && !msg.from.is_bot);
     return Render.message(msg, {
       onTap: (m, button, el) => tap(person, m, button, el),
+      onWebApp: person ? (m) => openApp(person, m.message_id) : null,
       onCommand: person ? (text) => send(text) : null,
       fileUrl: (fileId) => "/sandbox/api/files/" + encodeURIComponent(fileId),
     }, outgoing);
@@ -228,6 +230,12 @@
     }
     await Promise.all([...state.chats.keys()].map(loadChat));
     $("pill-broker").textContent = world.broker === "mt5" ? "Broker: simulated MT5 terminal" : "Broker: paper";
+    const fib = world.producers.fib_rsi;
+    $("pill-strategy").textContent = fib.symbols.length
+      ? `Fib-RSI: ${fib.symbols.join(", ")} · H1 bar every ${fib.bar_seconds} s`
+      : "Fib-RSI: off";
+    $("pill-strategy").title = `The built-in Fib-RSI strategy (producer ${fib.producer}) on the simulated terminal's bars; `
+      + `demo signals (producer ${world.producers.demo.producer}): ${world.producers.demo.instruments.join(", ") || "none"}`;
   }
 
   // ---------------------------------------------------------------- acting
@@ -267,6 +275,42 @@
       el.classList.remove("pending");
     }
   }
+
+  // ---------------------------------------------------------------- the Mini App, opened as the user
+
+  // The emulator signs the user's initData (as Telegram does) and gives the launch URL; the page
+  // plays the Telegram client: a phone-sized frame, a light or dark theme, closed on web_app_close.
+  async function openApp(person, messageId, theme) {
+    const wanted = theme || (state.app && state.app.person === person ? state.app.theme : "light");
+    try {
+      const result = await api("webapp", { user_id: person.user_id, message_id: messageId, theme: wanted });
+      state.app = { person, messageId, theme: wanted };
+      const frame = document.createElement("iframe");
+      frame.id = "phone-frame";
+      frame.title = "Mini App of " + person.name;
+      frame.src = result.url;
+      $("phone-screen").replaceChildren(frame);
+      $("phone-title").textContent = `${person.name} · @${state.world.bot.username || "bot"}`;
+      $("phone-theme").textContent = wanted === "dark" ? "☀️ Light" : "🌙 Dark";
+      $("phone").hidden = false;
+    } catch (err) {
+      toast("Could not open the Mini App: " + err.message);
+    }
+  }
+
+  function closeApp() {
+    $("phone").hidden = true;
+    $("phone-screen").replaceChildren();
+    state.app = null;
+  }
+
+  window.addEventListener("message", (event) => {
+    const frame = $("phone-frame");
+    if (!frame || event.source !== frame.contentWindow) return;
+    let message;
+    try { message = JSON.parse(event.data); } catch (e) { return; }
+    if (message && message.eventType === "web_app_close") closeApp();
+  });
 
   let toastTimer = null;
   function toast(text) {
@@ -339,6 +383,14 @@
     send(text);
   });
   $("alert-ok").addEventListener("click", () => { $("alert").hidden = true; });
+  $("composer-app").addEventListener("click", () => {
+    const person = personOf(state.current);
+    if (person) openApp(person, undefined, "light");
+  });
+  $("phone-close").addEventListener("click", closeApp);
+  $("phone-theme").addEventListener("click", () => {
+    if (state.app) openApp(state.app.person, state.app.messageId, state.app.theme === "dark" ? "light" : "dark");
+  });
 
   async function start() {
     await loadWorld();

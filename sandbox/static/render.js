@@ -145,7 +145,7 @@ const Render = (() => {
     return (sizes || []).reduce((best, s) => (!best || s.width * s.height > best.width * best.height ? s : best), null);
   }
 
-  // One message bubble. hooks: {onTap(message, button), onCommand(text), fileUrl(file_id)}
+  // One message bubble. hooks: {onTap(message, button), onWebApp(message, button), onCommand(text), fileUrl(file_id)}
   function message(msg, hooks, outgoing) {
     const row = document.createElement("div");
     row.className = "msg-row " + (outgoing ? "out" : "in");
@@ -202,6 +202,9 @@ const Render = (() => {
             el.className = "kbd-btn";
             if (button.callback_data !== undefined) {
               el.addEventListener("click", () => hooks.onTap(msg, button, el));
+            } else if (button.web_app && hooks.onWebApp) {
+              el.classList.add("kbd-webapp");
+              el.addEventListener("click", () => hooks.onWebApp(msg, button));
             } else {
               el.disabled = true;
             }

@@ -1,5 +1,6 @@
 // The sidebar: each account's equity, open positions and pending orders, the engine's pause
-// switch and the latest signals, from /sandbox/api/portfolio (polled by app.js).
+// switch and the latest signals with who posted them (Fib-RSI or the demo producer), from
+// /sandbox/api/portfolio (polled by app.js).
 "use strict";
 
 const Sidebar = (() => {
@@ -67,6 +68,9 @@ const Sidebar = (() => {
         const row = el("div", "signal-row");
         row.appendChild(el("span", "side " + s.side, s.side.toUpperCase()));
         row.appendChild(el("span", "pos-main", `${s.instrument} · ${s.order_type}`));
+        const source = el("span", "source" + (s.producer === "strategy-fib-rsi" ? " source-strategy" : ""), s.source);
+        source.title = `producer ${s.producer}` + (s.strategy ? `, strategy ${s.strategy}` : "");
+        row.appendChild(source);
         row.appendChild(el("span", "status status-" + s.status, s.status));
         return row;
       }));

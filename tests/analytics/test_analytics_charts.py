@@ -157,20 +157,20 @@ async def test_rendering_does_not_block_the_event_loop(sqlite_db):
 
 async def test_render_runs_on_a_worker_thread(sqlite_db):
     seen: list[str] = []
-    import engine.analytics.charts as charts_module
+    import engine.analytics.service as service_module
 
-    original = charts_module.render_chart
+    original = service_module.render_chart
 
     def spy(*args, **kwargs):
         seen.append(threading.current_thread().name)
         return original(*args, **kwargs)
 
-    charts_module.render_chart = spy  # the service imports it where it draws
+    service_module.render_chart = spy
     service = AnalyticsService(sqlite_db)
     try:
         await service.chart(Scope(), parse_period("7d", at(10)), EN)
     finally:
-        charts_module.render_chart = original
+        service_module.render_chart = original
         service.close()
     assert seen and seen[0].startswith("analytics") and seen[0] != threading.main_thread().name
 

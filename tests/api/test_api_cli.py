@@ -44,7 +44,7 @@ def test_producer_add_requires_secret_key(sqlite_url):
 def test_producer_add_list_disable_and_signal_send(sqlite_url):
     made = _add(sqlite_url, "cli-strategy")
     dup = runner.invoke(app, ["producer", "add", "cli-strategy"], env=_env(sqlite_url))
-    assert dup.exit_code == 1 and "already exists" in dup.output
+    assert dup.exit_code == 2 and "already exists" in dup.output  # a usage mistake: exit 2
 
     listed = runner.invoke(app, ["producer", "list"], env=_env(sqlite_url))
     assert listed.exit_code == 0

@@ -1,4 +1,5 @@
-"""Auto-execution in the engine: who gets it, once per signal, with their own risk, and when it stops."""
+"""Auto-execution in the engine: who gets it, once per signal, sized by their risk limits, and when it
+stops."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from engine.states import DecisionStatus, OrderStatus
 from engine.store.db import Database
 from engine.store.events import DECISION_RECORDED, ENGINE_RESUMED, SIGNAL_ACCEPTED, Event
 from engine.store.models import AuditLog, Decision, ExecutionAccount, Order, Signal, User
-from tests.support.billing import catalog, execution_service, pay, risk_chain
+from tests.support.billing import catalog, execution_service, pay, risk_chain, risk_limits
 from tests.support.factories import CONSENT, account_of, make_user, paper_subscribers
 from tests.support.prices import FixedPrices
 from tests.support.queries import events
@@ -60,24 +61,38 @@ async def auto_user(
 
 
 async def test_opt_in_needs_the_plan_and_sane_numbers(db: Database) -> None:
-    billing, auto = BillingService(db, catalog()), AutoExecutor(db, SETTINGS, catalog(), chain=risk_chain())
+    billing, auto = (
+        BillingService(db, catalog()),
+        AutoExecutor(db, SETTINGS, catalog(), chain=risk_chain(), limits=risk_limits(db)),
+    )
     await make_user(db, 200)
     with pytest.raises(AutoTradeError) as caught:
         await auto.configure(200, enabled=True)
     assert caught.value.code == "plan_required"
     view = await auto.configure(200, risk_percent=Decimal("0.5"), max_volume=Decimal("0.2"))
-    assert (view.enabled, view.risk_percent, view.max_volume, view.entitled) == (
+    limits = view.limits
+    assert (view.enabled, limits.sizing, limits.risk_percent, limits.max_lots, view.entitled) == (
         False,
+        "risk_percent",  # /auto risk is the subscriber's sizing: their risk limits, for every order
         Decimal("0.5"),
         Decimal("0.2"),
         False,
     )
-    for bad in ({"risk_percent": Decimal(0)}, {"risk_percent": Decimal(11)}, {"max_volume": Decimal(-1)}):
+    for bad in (
+        {"risk_percent": Decimal(0)},
+        {"risk_percent": Decimal(11)},
+        {"risk_percent": Decimal("0.125")},
+        {"max_volume": Decimal(-1)},
+        {"max_volume": Decimal("0.005")},
+    ):
         with pytest.raises(AutoTradeError):
             await auto.configure(200, **bad)  # type: ignore[arg-type]
     await pay(billing, 200, "auto")
     view = await auto.configure(200, enabled=True, clear_max_volume=True)
-    assert view.enabled and view.entitled and view.max_volume is None and view.risk_percent == Decimal("0.5")
+    assert view.enabled and view.entitled and view.limits.max_lots is None
+    assert view.limits.risk_percent == Decimal("0.5")
+    assert (await risk_limits(db).view(200)) is not None
+    assert (await risk_limits(db).view(200)).limits == view.limits  # type: ignore[union-attr]
     with pytest.raises(AutoTradeError):
         await auto.configure(999, enabled=False)
 
@@ -87,7 +102,9 @@ async def test_signal_executes_without_a_tap_once_with_the_users_risk(db: Databa
     execution = execution_service(db, prices)
     submitted: list[str] = []
     billing = BillingService(db, catalog())
-    auto = AutoExecutor(db, SETTINGS, catalog(), submit=submitted.append, chain=execution.chain)
+    auto = AutoExecutor(
+        db, SETTINGS, catalog(), submit=submitted.append, chain=execution.chain, limits=risk_limits(db)
+    )
     producer, _ = await paper_subscribers(db, users=0)
     await auto_user(db, billing, auto, 210, risk_percent=Decimal("0.5"))
     await auto_user(db, billing, auto, 211, max_volume=Decimal("0.1"))
@@ -102,11 +119,8 @@ async def test_signal_executes_without_a_tap_once_with_the_users_risk(db: Databa
     async with db.session() as s:
         decisions = (await s.scalars(select(Decision).order_by(Decision.user_id))).all()
         audits = (await s.scalars(select(AuditLog).where(AuditLog.actor == "auto"))).all()
-    assert [(d.via, d.status, d.risk_percent, d.max_volume) for d in decisions] == [
-        ("auto", "approved", Decimal("0.5"), None),
-        ("auto", "approved", Decimal(1), Decimal("0.1")),
-    ]
-    assert len(audits) == 2 and audits[0].details["risk_percent"] == "0.5"
+    assert [(d.via, d.status) for d in decisions] == [("auto", "approved"), ("auto", "approved")]
+    assert len(audits) == 2 and audits[0].details["via"] == "auto"
     assert [e.payload["via"] for e in await events(db, DECISION_RECORDED)] == ["auto", "auto"]
 
     volumes = [(await execution.execute_decision(d)).volume for d in submitted]  # type: ignore[union-attr]
@@ -114,7 +128,10 @@ async def test_signal_executes_without_a_tap_once_with_the_users_risk(db: Databa
 
 
 async def test_a_pending_dm_decision_is_taken_over_and_a_decided_one_is_left(db: Database) -> None:
-    billing, auto = BillingService(db, catalog()), AutoExecutor(db, SETTINGS, catalog(), chain=risk_chain())
+    billing, auto = (
+        BillingService(db, catalog()),
+        AutoExecutor(db, SETTINGS, catalog(), chain=risk_chain(), limits=risk_limits(db)),
+    )
     producer, _ = await paper_subscribers(db, users=0)
     waiting = await auto_user(db, billing, auto, 220)
     decided = await auto_user(db, billing, auto, 221)
@@ -139,7 +156,10 @@ async def test_a_pending_dm_decision_is_taken_over_and_a_decided_one_is_left(db:
 
 
 async def test_nothing_is_approved_while_paused_or_in_drawdown_and_resume_catches_up(db: Database) -> None:
-    billing, auto = BillingService(db, catalog()), AutoExecutor(db, SETTINGS, catalog(), chain=risk_chain())
+    billing, auto = (
+        BillingService(db, catalog()),
+        AutoExecutor(db, SETTINGS, catalog(), chain=risk_chain(), limits=risk_limits(db)),
+    )
     control = EngineControl(db)
     producer, _ = await paper_subscribers(db, users=0)
     await auto_user(db, billing, auto, 230)
@@ -167,7 +187,7 @@ async def test_the_gate_stops_auto_orders_turned_off_after_approval(db: Database
     prices = FixedPrices()
     execution = execution_service(db, prices)
     billing = BillingService(db, catalog())
-    auto = AutoExecutor(db, SETTINGS, catalog(), chain=risk_chain())
+    auto = AutoExecutor(db, SETTINGS, catalog(), chain=risk_chain(), limits=risk_limits(db))
     producer, _ = await paper_subscribers(db, users=0)
     await auto_user(db, billing, auto, 240)
     [decision_id] = await auto.run_for_signal(await new_signal(db, producer, "s1"))

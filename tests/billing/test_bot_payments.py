@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from bot.callbacks import APPROVE, DecisionCb
 from engine.store.models import AuditLog, Order, ReferralEntry, Subscription, User
 from mt5sim import control
 from tests.support.billing_bot import buy, payments, subscription_of, user_row
@@ -36,10 +37,15 @@ def sim_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     control.close()
 
 
+APPROVE_PREFIX = DecisionCb(action=APPROVE, decision_id="x").pack().removesuffix("x")
+
+
 async def approve_next_signal(world: World, uid: int) -> dict:
     """Post a signal, tap Approve on its DM, return the DM once it shows the execution result."""
     posted = await world.post_signal({**SIGNAL, "id": f"sig-{next(_ids)}"})
-    dm = await world.wait_message(uid, lambda m: bool(buttons(m)) and "EURUSD" in m["text"])
+    dm = await world.wait_message(  # the one with Approve (a filled one keeps its position's buttons)
+        uid, lambda m: any(b.startswith(APPROVE_PREFIX) for b in buttons(m)) and "EURUSD" in m["text"]
+    )
     await world.tap(uid, uid, dm["message_id"], buttons(dm)[0])
 
     def done(m: dict) -> bool:

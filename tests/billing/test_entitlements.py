@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from engine.billing.entitlements import ACTIVE, EXPIRED, GRACE, NONE, REVOKED, EntitlementGate, standing_of
@@ -13,7 +11,7 @@ from engine.billing.payments import BillingService
 from engine.risk.chain import TradeContext
 from engine.states import OrderStatus
 from engine.store.db import Database
-from engine.store.models import AutoTradeSettings, Decision, Subscription, User
+from engine.store.models import AutoTradeSettings, Subscription, User
 from tests.support.billing import catalog, execution_service, now, pay, shift_expiry
 from tests.support.factories import account_of, make_approval, make_user, paper_subscribers
 from tests.support.prices import FixedPrices
@@ -78,7 +76,7 @@ async def test_gate_codes(db: Database) -> None:
     async with db.session() as s:
         code, _ = await check(s, free_mt5, "auto") or ("", "")
         assert code == "auto_disabled"  # entitled, but the subscriber has not opted in
-        s.add(AutoTradeSettings(user_id=free_mt5.id, enabled=True, risk_percent=Decimal(1)))
+        s.add(AutoTradeSettings(user_id=free_mt5.id, enabled=True))
         await s.flush()
         assert await check(s, free_mt5, "auto") is None
         assert await check(s, None, "auto") is None  # the operator's account
@@ -116,19 +114,3 @@ async def test_execution_refuses_an_expired_plan_and_runs_a_paid_one(db: Databas
         and expired.reason_code == "plan_expired"
     )
     assert expired.reason is not None and "pro plan has expired" in expired.reason
-
-
-async def test_decision_overrides_risk_and_volume(db: Database) -> None:
-    prices = FixedPrices()
-    execution = execution_service(db, prices)
-    producer, [(user, account)] = await paper_subscribers(db)
-    plain = await make_approval(db, producer, user, account, key="p")
-    half = await make_approval(db, producer, user, account, key="h")
-    capped = await make_approval(db, producer, user, account, key="c")
-    async with db.session() as s:
-        await s.execute(update(Decision).where(Decision.id == half).values(risk_percent=Decimal("0.5")))
-        await s.execute(update(Decision).where(Decision.id == capped).values(max_volume=Decimal("0.1")))
-    # 1 % of 10000 over a 210-tick stop at $1 a tick -> 0.47 lots; 0.5 % -> 0.23; the cap -> 0.1.
-    assert (await execution.execute_decision(plain)).volume == Decimal("0.47")  # type: ignore[union-attr]
-    assert (await execution.execute_decision(half)).volume == Decimal("0.23")  # type: ignore[union-attr]
-    assert (await execution.execute_decision(capped)).volume == Decimal("0.1")  # type: ignore[union-attr]

@@ -34,7 +34,8 @@ async def approve_and_fill(world: World, uid: int) -> None:
 
 async def test_non_admins_are_refused_politely_and_audited(world: World) -> None:
     await world.subscribe(501)
-    for command in ("/pause", "/resume", "/closeall", "/status", "/positions"):
+    # /positions alone is a subscriber's own list (tests/bot/test_position_controls.py); a scope is not
+    for command in ("/pause", "/resume", "/closeall", "/status", "/positions account 1"):
         await world.say(501, command)
     await eventually(lambda: _count(world, "admin.refused", 5))
     texts = [m["text"] for m in await world.messages(501) if "admins only" in m["text"]]
@@ -85,7 +86,7 @@ async def test_status_positions_and_closeall(world: World) -> None:
     await world.say(ADMIN, "/status")
     status = await world.wait_text(ADMIN, "Engine status")
     assert "▶️ Running" in status["text"] and "Open positions: 1" in status["text"]
-    assert "Last heartbeat: 2026-11-28 10:00 UTC" in status["text"]
+    assert "Last heartbeat: 28 Nov 2026, 10:00 UTC" in status["text"]
     assert "@user520: equity" in status["text"]
     await world.say(ADMIN, "/positions")
     positions = await world.wait_text(ADMIN, "Open positions (1)")

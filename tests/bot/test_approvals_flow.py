@@ -43,7 +43,7 @@ async def test_signal_to_subscribers_then_approval_fills_and_the_dm_shows_it(wor
     approve, reject = buttons(dm)
     assert approve.startswith("d:a:") and reject.startswith("d:r:") and len(approve.encode()) <= 64
     es = await signal_dm(world, 202)
-    assert "COMPRA EURUSD" in es["text"] and "Vence" in es["text"]
+    assert "COMPRA EURUSD" in es["text"] and "Aprueba en 15 minutos" in es["text"]
     assert [m for m in await world.messages(203) if "EURUSD" in (m.get("text") or "")] == []
 
     rows = await decisions(world)
@@ -60,7 +60,8 @@ async def test_signal_to_subscribers_then_approval_fills_and_the_dm_shows_it(wor
         and "🟢 Filled: " in done["text"]
         and "lots EURUSD at 1.1001" in done["text"]
     )
-    assert buttons(done) == []
+    mine = next(d for d in await decisions(world) if d.chat_id == 201)
+    assert buttons(done) == [f"pos:{a}:d{mine.id}" for a in "che"]  # Close, Close 50 %, Stop → entry
 
     mine = next(d for d in await decisions(world) if d.chat_id == 201)
     account = await world.account_of(201)

@@ -39,7 +39,7 @@ def test_paper_account_add_list_remove(sqlite_url: str) -> None:
         env=env(sqlite_url),
     )
     assert added.exit_code == 0, added.output
-    match = re.match(r"account (\d+): paper, balance 2500 USD, owner 4242", added.output)
+    match = re.search(r"account (\d+): paper, balance 2500 USD, owner 4242", added.output)
     assert match, added.output
     account_id = match.group(1)
 

@@ -149,6 +149,8 @@ async def test_command_menus_are_set_in_both_languages(world: World) -> None:
         == {
             "start",
             "account",
+            "positions",
+            "app",
             "settings",
             "stats",
             "export",

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from engine.accounts.service import AccountError, AccountService
 from engine.accounts.subscribers import StaleConsent, SubscriberService
+from engine.approvals.fanout import FanoutPlanner
 from engine.approvals.service import ApprovalService, Verdict
 from engine.brokers.paper import PaperBroker
 from engine.brokers.registry import BrokerRegistry
@@ -83,9 +84,8 @@ class World:
         return signal
 
     async def pending(self, signal: Signal, message_id: int = 50) -> list[Decision]:
+        await FanoutPlanner(self.db, self.settings).plan([signal.id])
         async with self.db.session() as session:
-            await self.approvals.open_pending(session, signal, await self.subscribers.recipients(session))
-            await session.flush()
             rows = list(
                 (await session.scalars(select(Decision).where(Decision.signal_id == signal.id))).all()
             )
@@ -285,3 +285,32 @@ async def test_operator_created_user_takes_telegram_language_on_first_start(db: 
         user.language = "en"  # chosen in /settings after onboarding
     again = await w.subscribers.register(61, language="es")
     assert again.user.language == "en"  # a later /start keeps the user's own choice
+
+
+async def test_the_mini_app_and_the_chat_decide_a_signal_once_between_them(db: Database) -> None:
+    w = World(db)
+    await w.member(41)
+    await w.member(42)
+    rows = await w.pending(await w.signal())
+    mine = next(r for r in rows if r.chat_id == 41)
+    stranger = await w.approvals.decide_own(mine.id, telegram_id=42, approve=True)
+    assert stranger.verdict is Verdict.NOT_YOURS
+    outcomes = await asyncio.gather(
+        *(w.approvals.decide_own(mine.id, telegram_id=41, approve=True) for _ in range(4)),
+        *(
+            w.approvals.decide_dm(mine.id, telegram_id=41, chat_id=41, message_id=50, approve=True)
+            for _ in range(4)
+        ),
+    )
+    verdicts = [o.verdict for o in outcomes]
+    assert verdicts.count(Verdict.APPROVED) == 1 and verdicts.count(Verdict.ALREADY_APPROVED) == 7
+    assert w.executed == [mine.id]
+    async with db.session() as session:
+        row = await session.get(Decision, mine.id)
+        [line] = (await session.scalars(select(AuditLog).where(AuditLog.action == "decision.approved"))).all()
+        [refusal] = (
+            await session.scalars(select(AuditLog).where(AuditLog.action == "decision.refused"))
+        ).all()
+    assert row is not None and row.status == "approved" and row.message_id == 50 and row.chat_id == 41
+    assert line.details["source"] in ("miniapp", "chat") and line.details["message_id"] == 50
+    assert refusal.actor == "tg:42" and refusal.details["reason"] == "not the owner of this decision"

@@ -45,7 +45,7 @@ async def test_target_one_is_told_as_a_reply_to_the_signal_in_english_and_spanis
     es = await world.wait_text(402, "Objetivo 1 alcanzado")
     assert (
         es["text"]
-        == "🎯 Objetivo 1 alcanzado: cerrados 0.23 lotes a 1.103 (+66,70 USD). Stop movido a la entrada."
+        == "🎯 Objetivo 1 alcanzado: cerrados 0,23 lotes a 1,103 (+66,70 USD). Stop movido a la entrada."
     )
     assert es["reply_to_message"]["message_id"] == dm_es["message_id"]
     # One message for the target and the stop it moved: no separate break-even notice.

@@ -20,9 +20,9 @@ def _fill(kind: str, **extra: object) -> dict[str, object]:
     ("language", "payload", "expected"),
     [
         ("en", _fill("stop"), "🛑 Stop hit: closed 0.4 lots at 1940 (-40.00 USD)."),
-        ("es", _fill("stop"), "🛑 Stop alcanzado: cerrados 0.4 lotes a 1940 (-40,00 USD)."),
+        ("es", _fill("stop"), "🛑 Stop alcanzado: cerrados 0,4 lotes a 1940 (-40,00 USD)."),
         ("en", _fill("manual"), "✋ Closed in the terminal: 0.4 lots at 1940 (-40.00 USD)."),
-        ("es", _fill("manual"), "✋ Cerrado en el terminal: 0.4 lotes a 1940 (-40,00 USD)."),
+        ("es", _fill("manual"), "✋ Cerrado en el terminal: 0,4 lotes a 1940 (-40,00 USD)."),
         (
             "en",
             _fill("target", targets=[2, 1], fill_profit="1234.5", stop_moved=True),

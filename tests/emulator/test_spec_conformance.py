@@ -24,6 +24,7 @@ def test_methods_the_bot_needs_are_all_answered() -> None:
         "editMessageText", "editMessageReplyMarkup", "deleteMessage", "answerCallbackQuery", "sendPhoto",
         "sendDocument", "setMyCommands", "deleteMyCommands", "getMyCommands", "sendInvoice",
         "createInvoiceLink", "answerPreCheckoutQuery", "refundStarPayment", "close", "logOut", "getFile",
+        "setChatMenuButton", "getChatMenuButton",
     }  # fmt: skip
     assert needed <= set(REQUIRED)
 

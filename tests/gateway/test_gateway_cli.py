@@ -38,7 +38,8 @@ def test_account_add_names_its_gateway(sqlite_url: str, sim: Path, gateway: Gate
         SERVER,
     ]
     unknown = runner.invoke(app, [*args, "--password", PASSWORD, "--gateway", "win9"], env=env)
-    assert unknown.exit_code == 1 and "no MT5 gateway named 'win9'; configured: win2" in unknown.output
+    # naming a gateway the settings do not list is a usage mistake (exit 2), like an unknown kind
+    assert unknown.exit_code == 2 and "no MT5 gateway named 'win9'; configured: win2" in unknown.output
     paper = runner.invoke(
         app, ["account", "add", "--telegram-id", "77", "--kind", "paper", "--gateway", "win2"], env=env
     )

@@ -30,6 +30,7 @@ import pytest
 from aiohttp import ClientError, ClientSession, ClientTimeout
 from sqlalchemy import func, select
 
+from bot.callbacks import APPROVE, DecisionCb
 from emulator import BotAPIEmulator, EmulatorClient
 from engine.ingest.producers import ProducerService
 from engine.ingest.signing import signature_header
@@ -133,6 +134,9 @@ async def the_dm(client: EmulatorClient, uid: int, note: str) -> list[dict[str, 
     return [m for m in await client.messages(uid) if note in (m.get("text") or "")]
 
 
+APPROVE_PREFIX = DecisionCb(action=APPROVE, decision_id="x").pack().removesuffix("x")
+
+
 async def subscribers_tap(client: EmulatorClient, seed: int, stop: asyncio.Event) -> int:
     """Each subscriber approves every signal DM still showing its buttons, again if a tap was lost."""
     taps = 0
@@ -140,7 +144,8 @@ async def subscribers_tap(client: EmulatorClient, seed: int, stop: asyncio.Event
         for uid in USERS:
             for n in range(SIGNALS):
                 for message in await the_dm(client, uid, note_of(seed, n)):
-                    data = buttons(message)
+                    # Approve only: a filled signal keeps Close / Close 50 % / Stop → entry buttons
+                    data = [b for b in buttons(message) if b.startswith(APPROVE_PREFIX)]
                     if data:
                         await client.tap(uid, uid, message["message_id"], data[0])
                         taps += 1

@@ -55,7 +55,15 @@ def test_the_standard_chain_is_in_order() -> None:
         "market_hours",
         "drawdown",
     ]
-    assert risk_chain().names[-2:] == ["entitlement", "drawdown"]
+    assert risk_chain().names[-7:] == [
+        "entitlement",
+        "drawdown",
+        "limit_daily_loss",
+        "limit_instrument",
+        "limit_min_rr",
+        "limit_max_positions",
+        "limit_open_risk",
+    ]
 
 
 async def test_each_gate_refuses_with_its_name(db: Database) -> None:
@@ -78,12 +86,25 @@ async def test_each_gate_refuses_with_its_name(db: Database) -> None:
 
         assert await refused_by(world, ttl=0) == ("expired", "signal_fresh")
 
-        await set_account(world, kind="mt5")  # the free plan has no MT5 execution
-        assert await refused_by(world) == ("plan_required", "entitlement")
-        await set_account(world, kind="paper", drawdown_state="soft")
+        await set_account(world, drawdown_state="soft")
         assert await refused_by(world) == ("drawdown", "drawdown")
         await set_account(world, drawdown_state="ok")
         await world.fill()  # and with every gate open, it executes
+
+
+async def test_with_billing_on_the_entitlement_gate_refuses_what_the_plan_lacks(db: Database) -> None:
+    async with ops_world(db, billing="on") as world:
+        await set_account(world, kind="mt5")  # the free plan has no MT5 execution
+        assert await refused_by(world) == ("plan_required", "entitlement")
+
+
+async def test_with_billing_off_every_user_has_every_entitlement(db: Database) -> None:
+    async with ops_world(db) as world:  # BILLING=off, the default: nothing is gated
+        await set_account(world, kind="mt5")
+        order = await world.services.execution.execute_decision(
+            await make_approval(world.db, world.producer, *world.pairs[0])  # type: ignore[arg-type]
+        )
+        assert order is not None and order.reason_code != "plan_required"
 
 
 async def test_a_closed_market_is_refused_before_the_broker_is_asked(db: Database) -> None:

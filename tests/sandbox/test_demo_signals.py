@@ -18,12 +18,14 @@ from emulator.state import TOKEN_RE
 from engine.brokers.base import AccountSnapshot, OrderType, Side, Tick
 from engine.execution.orders import BuiltOrder, OrderRules, SignalParams, build_order
 from engine.ingest.schema import parse_signal
+from engine.management.schema import parse_update
 from engine.risk.market_hours import parse_market_hours
 from mt5sim import feed
 from mt5sim.pricefeed import SimulatedFeed
 from mt5sim.specs import DEFAULT_SPECS
 from sandbox.config import SandboxError, new_bot_token, parse_interval
-from sandbox.signals import propose, read_market, stop_distance, tradable
+from sandbox.producer import DemoProducer, Posted
+from sandbox.signals import final_target, propose, read_market, stop_distance, tradable
 
 SYMBOLS = sorted(DEFAULT_SPECS)
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -43,7 +45,7 @@ def build(body: dict[str, Any], at: datetime, min_rr: str = "1.5") -> Any:
         order_type=OrderType(body["order_type"]),
         entry=Decimal(body["entry"]),
         sl=Decimal(body["sl"]),
-        tp=Decimal(body["tp"]),
+        tp=final_target(body),
         risk_percent=Decimal(1),
     )
     spec = FEED.spec(symbol)
@@ -60,8 +62,13 @@ def build(body: dict[str, Any], at: datetime, min_rr: str = "1.5") -> Any:
 
 
 def reward_risk(body: dict[str, Any]) -> Decimal:
-    entry, sl, tp = (Decimal(body[k]) for k in ("entry", "sl", "tp"))
-    return abs(tp - entry) / abs(entry - sl)
+    entry, sl = Decimal(body["entry"]), Decimal(body["sl"])
+    return abs(final_target(body) - entry) / abs(entry - sl)
+
+
+def prices(body: dict[str, Any]) -> list[Decimal]:
+    levels = [t["price"] for t in body.get("targets", [])] or [body["tp"]]
+    return [Decimal(body["entry"]), Decimal(body["sl"]), *(Decimal(p) for p in levels)]
 
 
 @settings(max_examples=60, deadline=None)
@@ -81,8 +88,9 @@ def test_a_proposal_passes_the_webhook_schema_and_the_order_rules(
     assert valid.instrument == symbol
     assert body["id"] == "demo-00007"
     spec = DEFAULT_SPECS[symbol]
-    for key in ("entry", "sl", "tp"):
-        assert Decimal(body[key]) % spec.tick_size == 0, f"{key} {body[key]} is off the tick grid"
+    for level in prices(body):
+        assert level % spec.tick_size == 0, f"{level} is off the tick grid"
+    assert valid.targets[-1].price == final_target(body)
     assert reward_risk(body) >= 2  # MIN_RR 1.5 plus room for the price to drift before approval
     stop_points = abs(Decimal(body["entry"]) - Decimal(body["sl"])) / spec.point
     assert stop_points >= 3 * max(spec.stops_level, 5)
@@ -122,6 +130,61 @@ def test_proposals_vary_in_side_type_and_instrument() -> None:
     assert {b["side"] for b in bodies} == {"buy", "sell"}
     assert {b["instrument"] for b in bodies} == set(SYMBOLS)
     assert all(0.55 <= b["confidence"] <= 0.9 and b["note"] and b["strategy"] for b in bodies)
+
+
+def test_most_proposals_take_profit_in_parts_with_the_stop_to_entry_after_the_first() -> None:
+    rng = random.Random(11)
+    bodies = [
+        propose(read_market("XAUUSD", START + timedelta(hours=n)), rng, min_rr=Decimal("1.5"),
+                min_stop_points=5, number=n)
+        for n in range(100)
+    ]  # fmt: skip
+    shapes = [len(b["targets"]) if "targets" in b else 1 for b in bodies]
+    assert 10 <= shapes.count(1) <= 30 and shapes.count(2) >= 25 and shapes.count(3) >= 25
+    for body in bodies:
+        if "targets" not in body:
+            continue
+        assert "tp" not in body and body["breakeven_after"] == 1
+        assert sum(t["close_percent"] for t in body["targets"]) == 100
+        entry, sl, first = Decimal(body["entry"]), Decimal(body["sl"]), Decimal(body["targets"][0]["price"])
+        assert abs(abs(first - entry) - abs(entry - sl)) <= 2 * DEFAULT_SPECS["XAUUSD"].tick_size  # 1R
+
+
+def _producer(bodies: list[dict[str, Any]]) -> DemoProducer:
+    producer = DemoProducer(
+        url="http://127.0.0.1:1", producer_id="p", secret="s", instruments=["EURUSD"],
+        min_rr=Decimal("1.5"), min_stop_points=5, rng=random.Random(5),
+    )  # fmt: skip
+    producer.posted = [Posted(START, 201, body, {"id": "x"}) for body in bodies]
+    return producer
+
+
+def test_the_demo_producer_updates_earlier_signals_the_way_providers_do() -> None:
+    at = START + timedelta(days=3)
+    bid, ask = feed.quote("EURUSD", at)
+    pip = Decimal("0.0001")
+    limit = {"id": "demo-1", "instrument": "EURUSD", "side": "buy", "order_type": "limit",
+             "entry": str(bid - 50 * pip), "sl": str(bid - 100 * pip)}  # fmt: skip
+    winning = {"id": "demo-2", "instrument": "EURUSD", "side": "buy", "order_type": "market",
+               "entry": str(ask - 30 * pip), "sl": str(ask - 70 * pip)}  # fmt: skip
+    losing = {"id": "demo-3", "instrument": "EURUSD", "side": "sell", "order_type": "market",
+              "entry": str(bid - 10 * pip), "sl": str(bid + 40 * pip)}  # fmt: skip
+    latest = {"id": "demo-4", "instrument": "EURUSD", "side": "buy", "order_type": "market",
+              "entry": str(ask), "sl": str(ask - 40 * pip)}  # fmt: skip
+    expected = {
+        "demo-1": {"action": "cancel"},
+        "demo-2": {"action": "move_sl", "sl": "entry"},
+        "demo-3": {"action": "close", "percent": 50},
+    }
+    producer = _producer([limit, winning, losing, latest])
+    seen: dict[str, dict[str, Any]] = {}
+    while (found := producer.next_update(at)) is not None:
+        signal_id, update = found
+        assert signal_id != "demo-4"  # never the signal just posted
+        parse_update(json.dumps(update).encode())  # what the updates API checks
+        seen[signal_id] = update
+        producer.updates.append(Posted(at, 202, {"signal": signal_id, **update}, {}))
+    assert seen == expected  # each earlier signal once, then nothing left to update
 
 
 def test_a_higher_min_rr_raises_the_targets() -> None:

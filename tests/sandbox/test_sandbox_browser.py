@@ -1,5 +1,6 @@
 """The sandbox page in Chromium: a newcomer approves a demo signal, sees the fill and the position,
-and, as the admin, asks for /status and closes everything. Screenshots go to tests/artifacts/
+taps Stop → entry and Close (confirmed) under it, approves another one and, as the admin, asks for
+/status and closes everything. Screenshots go to tests/artifacts/
 (``SANDBOX_DOCS_SCREENSHOT=1`` also refreshes docs/sandbox.png for the README)."""
 
 from __future__ import annotations
@@ -12,12 +13,11 @@ from typing import Any
 
 import pytest
 
+from tests.support.browser import chromium
 from tests.support.sandbox_process import Running, sandbox_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = os.environ.get("CHROMIUM") or "/usr/bin/chromium"  # Debian's; the Makefile's `browser` installs it
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 BEN, ADMIN = 7000101, 7000001
@@ -33,14 +33,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make browser` (apt-get install chromium)", pytrace=False)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as instance:
+        yield instance
 
 
 @pytest.fixture
@@ -56,14 +50,12 @@ def page(browser: Any, sandbox: Running) -> Iterator[Any]:
     assert not errors, errors
 
 
-def test_approve_a_signal_see_the_fill_then_act_as_the_admin(page: Any) -> None:
+def _approve_a_market_signal(page: Any) -> tuple[Any, str]:
+    """Approve the newest market signal in Ben's chat; returns its message (edited in place with
+    the fill and the Close, Close 50 % and Stop → entry buttons) and its symbol."""
     from playwright.sync_api import expect
 
     messages = page.locator("#messages")
-    expect(page.locator("#pill-live")).to_have_text("● live", timeout=10_000)
-    expect(page.locator("#pill-market")).to_contain_text("24/7")
-    expect(messages).to_contain_text("paper account starts with 10,000.00 USD")
-
     # a market signal with its buttons (limit orders rest at the broker instead of filling)
     signal = messages.locator(".msg-row", has=page.locator(".kbd-btn", has_text="Approve")).filter(
         has_text="· market"
@@ -73,38 +65,96 @@ def test_approve_a_signal_see_the_fill_then_act_as_the_admin(page: Any) -> None:
     message_id = row.get_attribute("data-message-id")
     symbol = re.search(r"(BUY|SELL) (\w+) · market", row.inner_text()).group(2)  # type: ignore[union-attr]
     row.locator(".kbd-btn", has_text="Approve").click()
-
     expect(page.locator("#toast")).to_contain_text("Approved", timeout=10_000)
     same = messages.locator(f'[data-message-id="{message_id}"]')
     expect(same).to_contain_text("Filled:", timeout=15_000)  # the signal message, edited in place
     expect(same).to_have_count(1)
-    expect(same.locator(".kbd-btn")).to_have_count(0)
+    expect(same.locator(".kbd-btn")).to_have_text(["Close", "Close 50 %", "Stop → entry"], timeout=10_000)
+    return same, symbol
+
+
+def _answer(page: Any, pattern: re.Pattern[str]) -> str:
+    """The bot's answer to the last tap, matching ``pattern``: a toast, or an alert (dismissed)."""
+    from playwright.sync_api import expect
+
+    shown = page.locator("#toast:visible, #alert:visible #alert-text").filter(has_text=pattern)
+    expect(shown.first).to_be_visible(timeout=10_000)
+    text = str(shown.first.inner_text())
+    if page.locator("#alert").is_visible():
+        page.locator("#alert-ok").click()
+    return text
+
+
+def test_approve_a_signal_see_the_fill_close_it_then_act_as_the_admin(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    messages = page.locator("#messages")
+    expect(page.locator("#pill-live")).to_have_text("● live", timeout=10_000)
+    expect(page.locator("#pill-market")).to_contain_text("24/7")
+    expect(page.locator("#pill-strategy")).to_have_text("Fib-RSI: XAUUSD, EURUSD · H1 bar every 1 s")
+    expect(messages).to_contain_text("paper account starts with 10,000.00 USD")
+
+    same, symbol = _approve_a_market_signal(page)
+    # the sidebar names each signal's producer: this one is the demo's (Fib-RSI posts limits only)
+    expect(page.locator(".signal-row", has_text="· market").first).to_contain_text("demo")
     ben = page.locator(".account", has=page.locator(".account-owner", has_text="Ben Carter"))
-    expect(ben.locator(f'.position[data-symbol="{symbol}"]')).to_be_visible(timeout=10_000)
+    expect(ben.locator(f'.position[data-symbol="{symbol}"]').first).to_be_visible(timeout=10_000)
     page.wait_for_timeout(600)  # let the sidebar's equity settle for the picture
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "sandbox-approved.png"))
     if os.environ.get("SANDBOX_DOCS_SCREENSHOT") == "1":
         page.screenshot(path=str(ROOT / "docs" / "sandbox.png"))
 
-    # the admin: /status typed in the box gets an answer
+    # Stop → entry acts at once; the outcome comes as a reply (refused when the price is below the
+    # entry of a buy: the simulated market is a random walk)
+    same.locator(".kbd-btn", has_text="Stop → entry").click()
+    answer = _answer(
+        page, re.compile(r"Moving the stop to entry|already at the entry|still being carried out")
+    )
+    if "Moving the stop" in answer:
+        outcome = messages.locator(
+            ".msg-row.in", has_text=re.compile(r"Stop moved to entry \(|Could not move the stop to entry")
+        )
+        expect(outcome.first).to_be_visible(timeout=15_000)
+
+    # Close asks to confirm (a reply to the signal); confirming closes every leg of it
+    same.locator(".kbd-btn", has_text=re.compile(r"^Close$")).click()
+    expect(page.locator("#toast")).to_contain_text("Please confirm below", timeout=10_000)
+    confirm = messages.locator(".msg-row.in", has_text="at market?").last
+    expect(confirm).to_contain_text("Close your")
+    confirm.locator(".kbd-btn", has_text="Yes, close").click()
+    expect(page.locator("#toast")).to_contain_text("Closing", timeout=10_000)
+    expect(messages.locator(".msg-row.in", has_text="Closed at your request").first).to_be_visible(
+        timeout=15_000
+    )
+    expect(ben.locator(f'.position[data-symbol="{symbol}"]')).to_have_count(0, timeout=15_000)
+    expect(same.locator(".kbd-btn")).to_have_count(0, timeout=10_000)  # nothing left to close
+    page.screenshot(path=str(ARTIFACTS / "sandbox-closed.png"))
+
+    # the admin: /status typed in the box gets an answer while Ben holds another position
+    _approve_a_market_signal(page)
     page.locator(f'.chat-item[data-chat-id="{ADMIN}"]').click()
     expect(page.locator("#chat-head")).to_contain_text("admin")
     page.locator("#composer-text").fill("/status")
     page.locator("#composer-text").press("Enter")
     expect(messages.locator(".msg-row.out").last).to_contain_text("/status")
     expect(messages.locator(".msg-row.in", has_text="Engine status").last).to_contain_text(
-        "Open positions: 1", timeout=10_000
+        re.compile(r"Open positions: [1-9]"), timeout=10_000
     )
 
-    # /closeall asks to confirm; confirming closes Ben's position (message edited in place)
+    # /closeall asks to confirm; confirming closes Ben's positions (message edited in place)
     page.locator(".chip", has_text="/closeall").click()
     confirm = messages.locator(".kbd-btn", has_text="Yes, close everything")
     expect(confirm).to_be_visible(timeout=10_000)
+    prompt = messages.locator(
+        ".msg-row.in", has=page.locator(".kbd-btn", has_text="Yes, close everything")
+    ).last
+    prompt_id = prompt.get_attribute("data-message-id")
     confirm.click()
-    # by its text, not as the last message: a demo signal may arrive in the admin's chat meanwhile
-    expect(messages.locator(".msg-row.in", has_text="Closed 1 of 1 positions")).to_have_count(
-        1, timeout=15_000
+    # the prompt itself is edited into the report (demo signals may arrive after it meanwhile);
+    # a multi-target approval opens a position per target
+    expect(messages.locator(f'[data-message-id="{prompt_id}"]')).to_contain_text(
+        re.compile(r"Closed (\d+) of \1 positions"), timeout=15_000
     )
     expect(ben.locator(".position")).to_have_count(0, timeout=10_000)
     page.screenshot(path=str(ARTIFACTS / "sandbox-admin.png"))
@@ -141,3 +191,41 @@ def test_messages_are_rendered_from_entities_never_as_html(page: Any) -> None:
     assert "javascript" not in html and "<span>bad</span>" in html
     assert '<span class="command">/status</span>' in html  # no hooks: shown, not clickable
     assert out["photo"] == "/sandbox/api/files/big" and out["caption"] == "chart"
+
+
+PHONE = {"width": 412, "height": 915}  # a common Android phone, CSS pixels
+
+
+def test_the_page_fits_a_phone_and_slash_leads_to_it(browser: Any, sandbox: Running) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=PHONE, device_scale_factor=1, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    try:
+        page.goto(sandbox.url + "/")  # the address a newcomer types
+        assert page.url.endswith("/sandbox")
+        page.locator(f'.chat-item.active[data-chat-id="{BEN}"]').wait_for(timeout=10_000)
+        expect(page.locator("#messages")).to_contain_text("paper account starts with", timeout=10_000)
+        fits = page.evaluate(
+            "() => ({scroll: document.documentElement.scrollWidth, view: window.innerWidth})"
+        )
+        assert fits["scroll"] <= fits["view"] == PHONE["width"], fits
+        for selector in (".brand", "#composer-send", "#composer-text"):
+            box = page.locator(selector).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], (
+                selector,
+                box,
+            )
+            assert box["y"] + box["height"] <= PHONE["height"], (selector, box)
+        brand = page.locator(".brand")
+        assert brand.evaluate("el => el.scrollWidth <= el.clientWidth"), "the brand is cut"
+        page.locator("#composer-text").fill("/help")
+        page.locator("#composer-send").click()
+        # (signals keep arriving: the answer need not be the last message)
+        expect(page.locator("#messages .msg-row.in", has_text="Getting started")).to_be_visible(
+            timeout=10_000
+        )
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "sandbox-phone.png"))
+    finally:
+        context.close()

@@ -19,6 +19,7 @@ def test_sandbox_starts_serves_the_page_gets_a_signal_and_stops_on_sigint(tmp_pa
     with sandbox_process(tmp_path, signal_every="60") as sandbox:
         assert f"{sandbox.url}/sandbox" in sandbox.banner
         assert "market open 24/7" in sandbox.banner
+        assert "Fib-RSI:        XAUUSD, EURUSD" in sandbox.banner  # on the simulated terminal's bars
 
         with urllib.request.urlopen(sandbox.url + "/sandbox", timeout=5) as resp:
             page = resp.read().decode()

@@ -52,6 +52,11 @@ def signal_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [m for m in messages if len(cast.callback_buttons(m)) == 2]
 
 
+def demo_signals(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The demo producer's signals (Fib-RSI's may arrive at any moment too; they name their strategy)."""
+    return [m for m in signal_messages(messages) if "fib-rsi" not in m["text"]]
+
+
 async def test_people_join_as_users_and_the_first_demo_signal_reaches_them(make_sandbox: Factory) -> None:
     sandbox = await make_sandbox()
     assert sandbox.client is not None and sandbox.runtime is not None and sandbox.producer is not None
@@ -60,6 +65,11 @@ async def test_people_join_as_users_and_the_first_demo_signal_reaches_them(make_
     assert settings.admin_ids == [ADMIN] and settings.ops_chat_id == cast.OPS_CHANNEL.chat_id
     assert sandbox.emulator is not None and settings.telegram_api_url == sandbox.emulator.base_url
     assert str(sandbox.options.db_path.resolve()) in settings.database_url
+    # paper accounts price from the simulated terminal whose bars Fib-RSI reads
+    assert (
+        settings.strategies == "fib-rsi:XAUUSD,EURUSD" and not sandbox.runtime.engine.paper_market.simulated
+    )
+    assert sandbox.producer.instruments == ["GBPUSD", "USDJPY", "US500", "BTCUSD"]
 
     for person in cast.PEOPLE:
         chat = await sandbox.client.messages(person.user_id, include_users=True)
@@ -129,8 +139,13 @@ async def test_the_page_api_acts_as_the_sandbox_users(make_sandbox: Factory) -> 
         await eventually(lambda: _signals_in(sandbox, ADMIN), SLOW)
         status, sent = await post("/api/send", {"user_id": ADMIN, "text": "/status"})
         assert status == 200 and sent["message"]["text"] == "/status"
-        reply = await sandbox.client.messages(ADMIN, after=sent["message"]["message_id"], wait=10)
-        assert reply and "Engine status" in reply[0]["text"]
+
+        async def status_reply() -> list[Any]:
+            assert sandbox.client is not None
+            after = await sandbox.client.messages(ADMIN, after=sent["message"]["message_id"])
+            return [m for m in after if "Engine status" in m["text"]]  # a Fib-RSI signal may come first
+
+        assert await eventually(status_reply, 10.0)
 
         signal = (await eventually(lambda: _signals_in(sandbox, BEN), SLOW))[-1]
         approve = cast.callback_buttons(signal)[0]
@@ -162,8 +177,38 @@ async def test_the_page_api_acts_as_the_sandbox_users(make_sandbox: Factory) -> 
 
 
 async def _signals_in(sandbox: Sandbox, chat_id: int) -> list[dict[str, Any]]:
+    """The demo producer's signals in a chat, with their buttons."""
     assert sandbox.client is not None
-    return signal_messages(await sandbox.client.messages(chat_id))
+    return demo_signals(await sandbox.client.messages(chat_id))
+
+
+async def test_a_demo_update_reaches_the_subscriber_as_a_reply_to_the_signal(make_sandbox: Factory) -> None:
+    sandbox = await make_sandbox()
+    assert sandbox.client is not None and sandbox.producer is not None
+    signal = (await eventually(lambda: _signals_in(sandbox, BEN), SLOW))[-1]
+    query = await sandbox.client.tap(BEN, BEN, signal["message_id"], cast.callback_buttons(signal)[0])
+    assert await sandbox.client.callback_answer(query, wait=5)
+
+    async def executed() -> dict[str, Any] | None:
+        chat = await sandbox.client.messages(BEN)  # type: ignore[union-attr]
+        edited = next(m for m in chat if m["message_id"] == signal["message_id"])
+        return edited if "Filled" in edited["text"] or "Order placed" in edited["text"] else None
+
+    result = await eventually(executed, SLOW)
+    first = sandbox.producer.posted[0].body
+    if first["order_type"] == "limit":  # resting: the provider cancels it
+        update, told = {"action": "cancel"}, "cancelled by the provider"
+    else:  # filled: Close, Close 50 % and Stop → entry under it; the provider closes half
+        assert [b for b in cast.callback_buttons(result) if b.startswith("pos:")]
+        update, told = {"action": "close", "percent": 50}, "The provider closed"
+    posted = await sandbox.producer.post_update(first["id"], update)
+    assert posted.status == 202 and posted.answer["action"] == update["action"]
+
+    async def told_ben() -> bool:
+        chat = await sandbox.client.messages(BEN)  # type: ignore[union-attr]
+        return any(told in (m.get("text") or "") for m in chat)
+
+    assert await eventually(told_ben, SLOW)
 
 
 async def test_with_the_mt5_broker_people_trade_on_simulated_terminals(make_sandbox: Factory) -> None:
@@ -173,6 +218,8 @@ async def test_with_the_mt5_broker_people_trade_on_simulated_terminals(make_sand
     assert sandbox.runtime is not None and sandbox.terminal is not None and sandbox.client is not None
     services = sandbox.runtime.engine
     assert services.settings.mt5_module == "mt5sim"
+    assert services.settings.strategies == "fib-rsi:XAUUSD,EURUSD"  # with either broker
+    assert services.settings.mt5_login == sandbox.terminal.data_login[0]
     async with services.db.session() as session:
         rows = (
             await session.execute(
@@ -209,6 +256,7 @@ async def test_each_run_starts_fresh_and_keeps_its_secret_key(make_sandbox: Fact
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
     env = (tmp_path / "data" / "sandbox.env").read_text()
     assert f"SECRET_KEY={key}" in env and "TRADEBOT_PRODUCER_ID=" in env
+    assert "MT5_LOGIN=51000000" in env and "MT5_SERVER=MT5Sim-Demo" in env  # the data login
 
     with pytest.raises(SandboxError, match="another sandbox is running"):
         DataDir(first.options).prepare()

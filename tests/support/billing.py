@@ -19,6 +19,8 @@ from engine.brokers.registry import BrokerRegistry
 from engine.execution.orders import OrderRules
 from engine.execution.service import ExecutionConfig, ExecutionService
 from engine.risk.chain import RiskChain, standard_gates
+from engine.risk.limit_gates import limit_gates
+from engine.risk.limits import LimitDefaults, RiskLimitsService
 from engine.risk.market_hours import AlwaysOpen, MarketHours
 from engine.store.db import Database
 from engine.store.events import EventRelay
@@ -86,10 +88,16 @@ def _rules(account: ExecutionAccount) -> OrderRules:
 
 
 def risk_chain() -> RiskChain:
-    """The risk chain of a billing world: the standard gates and the entitlement gate (install_billing)."""
-    chain = RiskChain(standard_gates(_rules))
+    """The risk chain of a billing world: the standard gates, the entitlement gate (as the composition
+    root adds it) and the subscriber's own limits."""
+    chain = RiskChain([*standard_gates(_rules), *limit_gates(LimitDefaults())])
     chain.add(EntitlementGate(catalog()), before="drawdown")
     return chain
+
+
+def risk_limits(db: Database) -> RiskLimitsService:
+    """Subscribers' risk limits with the built-in defaults (sizing by the signal's risk)."""
+    return RiskLimitsService(db, LimitDefaults(), ["EURUSD"])
 
 
 def execution_service(db: Database, prices: FixedPrices, **kw: Any) -> ExecutionService:

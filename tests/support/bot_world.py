@@ -4,6 +4,7 @@ MT5 accounts), the producer HTTP API with the Telegram webhook mounted, and the 
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,9 @@ from bot.context import BotConfig
 from bot.ratelimit import RateLimits
 from bot.sender import OutboxConfig
 from bot.throttle import ThrottleConfig
+from bot.webapp import MiniApp
 from emulator import BotAPIEmulator, EmulatorClient, EmulatorConfig
+from emulator.state import CallbackQuery
 from engine.api import ApiContext, build_http_app
 from engine.api.server import AccessLogger
 from engine.brokers.pricefeed import PaperMarket
@@ -78,6 +81,7 @@ class World:
     api_ctx: ApiContext
     http_port: int
     runtime: BotRuntime | None = None
+    miniapp: MiniApp | None = None  # mounted when make_world(..., miniapp=True)
     producer: NewProducer | None = None
     submitted: list[str] = field(default_factory=list)
     _cleanup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -136,6 +140,37 @@ class World:
         assert answer is not None, f"no answer to the tap {data}"
         return answer
 
+    async def forged_tap(self, uid: int, chat: int, message_id: int, data: str) -> dict[str, Any]:
+        """A tap the emulator's own ``tap`` refuses: a tampered or stale client sends ``data`` for a
+        message in somebody else's private chat, or for a button the bot has removed since
+        (Telegram delivers whatever callback data a client sends). The query is made here as the
+        emulator makes it; returns the bot's answer."""
+        core = self.emulator.core
+        bot = core.world.resolve_bot(None)
+        stored = core.find_message(bot, chat, message_id)
+        user = core.world.users[uid]
+        assert stored is not None and stored.by_bot, (chat, message_id)
+        query = CallbackQuery(
+            id=str(secrets.randbits(63)),
+            user_id=uid,
+            chat_id=chat,
+            message_id=message_id,
+            data=data,
+            created=core.clock(),
+        )
+        bot.callback_queries[query.id] = query
+        payload = {
+            "id": query.id,
+            "from": user.json(),
+            "message": stored.view(),
+            "chat_instance": bot.chat_instance(chat),
+            "data": data,
+        }
+        core.push_update(bot, "callback_query", payload)
+        answer = await self.client.callback_answer(query.id, wait=5.0)
+        assert answer is not None, f"no answer to the forged tap {data}"
+        return answer
+
     async def subscribe(self, uid: int, lang: str | None = "en", name: str = "User") -> dict[str, Any]:
         """A new user: /start, then the consent button. Returns the welcome message."""
         await self.user(uid, name, lang)
@@ -168,6 +203,7 @@ class World:
         instrument: str = "EURUSD",
         targets: list[tuple[str, int]] | None = None,
         breakeven_after: int = 0,
+        order_type: str = "market",
     ) -> str:
         """Store an accepted signal and announce it, as the ingest service does (``targets``:
         (price, close percent) pairs, nearest first; ``tp`` is then the last one's price)."""
@@ -180,7 +216,7 @@ class World:
                 body_hash="h",
                 instrument=instrument,
                 side=side,
-                order_type="market",
+                order_type=order_type,
                 entry=Decimal(entry) if entry else None,
                 sl=Decimal(sl),
                 tp=Decimal(targets[-1][0] if targets else tp),
@@ -244,6 +280,7 @@ async def make_world(
     emulator_config: EmulatorConfig = LOOSE_EMULATOR,
     config: BotConfig = FAST,
     start: bool = True,
+    miniapp: bool = False,
     **overrides: Any,
 ) -> World:
     emulator = BotAPIEmulator(emulator_config)
@@ -264,6 +301,9 @@ async def make_world(
         "mt5_module": "mt5sim",
         "market_hours": "*=24/7",  # the tests must pass on a weekend too
     }
+    if miniapp:
+        values["miniapp_url"] = f"http://127.0.0.1:{port}/app/"
+        values["miniapp_script"] = "local"
     values.update(overrides)
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     prices = FixedPrices()
@@ -278,12 +318,17 @@ async def make_world(
     app = build_http_app(api_ctx)
     first = world.new_runtime()
     first.webhook_routes(app)  # mounted before the app starts, as the composition root does
+    if miniapp:
+        world.miniapp = MiniApp(first.ctx)
+        world.miniapp.mount(app)
     runner = web.AppRunner(app, access_log_class=AccessLogger)
     await runner.setup()
     await web.SockSite(runner, http_socket).start()
     services.relay.start()
     if start:
         await world.start_bot(first)
+    if world.miniapp is not None:
+        world.miniapp.attach(services.relay)  # after the bot's fan-out, as tradebot.runtime does
 
     async def cleanup() -> None:
         if world.runtime is not None:

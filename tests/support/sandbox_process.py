@@ -20,7 +20,7 @@ from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
 TRADEBOT = str(Path(sys.executable).parent / "tradebot")
-START_TIMEOUT = 30.0
+START_TIMEOUT = 90.0  # a deadline, not a wait: six agents on two cores took 51 s to the banner
 STOP_TIMEOUT = 20.0
 
 

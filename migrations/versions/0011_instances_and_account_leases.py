@@ -7,7 +7,7 @@ instance opens a terminal session per account (engine.loop.cluster). ``orders.su
 the instance that claimed an order for sending: one left SUBMITTING by an instance that died is
 looked up at the broker at once, not after the stale threshold.
 
-Revision ID: 0010
+Revision ID: 0011
 Revises: 0009
 Create Date: 2026-12-02 12:00:00
 """
@@ -19,8 +19,8 @@ from alembic import op
 
 import engine.store.db
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0011"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
